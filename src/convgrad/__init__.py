@@ -1,0 +1,27 @@
+"""convgrad: convolution layers forward and backward in NumPy, exactly and fast.
+
+Every gradient of a convolution is itself a convolution with the roles of the
+axes swapped; convgrad computes them all on one correlation primitive.
+"""
+
+from .functional import (
+    conv,
+    conv_backward,
+    conv_bias_grad,
+    conv_input_grad,
+    conv_transpose,
+    conv_transpose_backward,
+    conv_weight_grad,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv",
+    "conv_backward",
+    "conv_bias_grad",
+    "conv_input_grad",
+    "conv_transpose",
+    "conv_transpose_backward",
+    "conv_weight_grad",
+]

@@ -1,0 +1,10 @@
+"""Correlation algorithms, each a module with the same ``supports / workspace_bytes / run``.
+
+``run(lhs (G, B, C, *S), rhs (G, O, C, *K), corr, workspace_limit) -> (G, B, O, *S')``.
+"""
+
+from __future__ import annotations
+
+from . import gemm
+
+REGISTRY = {gemm.name: gemm}

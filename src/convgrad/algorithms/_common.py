@@ -1,0 +1,59 @@
+"""Helpers shared by the algorithms: input dilation + padding, and window views."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .._rules import Correlation
+
+
+def dilate_and_pad(lhs: np.ndarray, corr: Correlation) -> np.ndarray:
+    """(G, B, C, *S) -> (G, B, C, *P): insert lhs_dilation-1 zeros between samples, then
+    pad (lo, hi) zeros per spatial dim (negative values crop). Returns lhs itself (no copy)
+    when there is nothing to do."""
+    spatial = lhs.shape[3:]
+    if all(ld == 1 for ld in corr.lhs_dilation) and all(p == (0, 0) for p in corr.padding):
+        return lhs
+    lead = lhs.shape[:3]
+    padded_shape, src, dst = [], [], []
+    for size, ld, (lo, hi) in zip(spatial, corr.lhs_dilation, corr.padding):
+        length = (size - 1) * ld + 1 + lo + hi
+        # input sample j lands at j*ld + lo; keep those inside [0, length)
+        first = -(-max(0, -lo) // ld)  # ceil(max(0, -lo) / ld)
+        last = min(size - 1, (length - 1 - lo) // ld) if length - 1 - lo >= 0 else -1
+        padded_shape.append(max(length, 0))
+        if last < first:
+            src.append(slice(0, 0))
+            dst.append(slice(0, 0))
+        else:
+            src.append(slice(first, last + 1))
+            dst.append(slice(first * ld + lo, last * ld + lo + 1, ld))
+    out = np.zeros((*lead, *padded_shape), dtype=lhs.dtype)
+    out[(Ellipsis, *dst)] = lhs[(Ellipsis, *src)]
+    return out
+
+
+def window_view(
+    padded: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]
+) -> np.ndarray:
+    """Zero-copy sliding windows: (G, B, C, *P) -> (G, B, C, *out, *kernel), read-only."""
+    spatial = padded.shape[3:]
+    out = tuple(
+        (p - d * (k - 1) - 1) // s + 1 for p, k, s, d in zip(spatial, kernel, strides, dilation)
+    )
+    base = padded.strides[:3]
+    sp = padded.strides[3:]
+    shape = (*padded.shape[:3], *out, *kernel)
+    strides_ = (
+        *base,
+        *(st * s for st, s in zip(sp, strides)),
+        *(st * d for st, d in zip(sp, dilation)),
+    )
+    return as_strided(padded, shape=shape, strides=strides_, writeable=False)
+
+
+def prod(values) -> int:
+    return math.prod(values)
