@@ -1,0 +1,513 @@
+"""Dask arrays for every public function: lazy, chunked along the batch axis.
+
+``functional`` hands a call here when ``x``, ``grad_output``, ``weight`` or ``bias`` is a
+``dask.array.Array``. Nothing here knows a convolution rule: every task calls the public
+NumPy function of ``functional`` on one batch chunk.
+
+- forward, transposed forward and dE/dx: one task per batch chunk (``blockwise``); the
+  output keeps the batch chunks of its input.
+- dE/dw and dE/db: one partial sum per batch chunk, in the compute dtype (float32 for
+  float16), stacked and tree-reduced (``sum(split_every=SPLIT_EVERY)``), then cast.
+- ``conv_backward`` / ``conv_transpose_backward``: one task per chunk runs the NumPy
+  backward and yields all three parts, so each chunk of x and grad_output is read once.
+- chunks along every axis but the batch are merged first; a NumPy ``x`` or
+  ``grad_output`` paired with a dask one is chunked to match it.
+- ``weight`` and ``bias`` enter the graph once, as single-chunk arrays that tasks name by
+  key, so a cluster ships them to each worker once, never inside every task.
+- shapes, dtypes and options are checked at the call, with the NumPy path's errors;
+  output chunks, dtype and ``meta`` are given, so dask never runs our code to guess them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from . import functional as F
+from ._spec import (
+    FLOAT_DTYPES,
+    ConvSpec,
+    check_bias_shape,
+    check_output_shape,
+    conv_spec,
+    transpose_spec,
+)
+
+SPLIT_EVERY = 8
+"""Partial sums combined per node of the dE/dw and dE/db reduction trees."""
+
+__all__ = [
+    "conv",
+    "conv_input_grad",
+    "conv_weight_grad",
+    "conv_bias_grad",
+    "conv_backward",
+    "conv_transpose",
+    "conv_transpose_backward",
+]
+
+
+# ------------------------------------------------------------------ validation (eager)
+
+
+def _float(value: Any, name: str) -> Any:
+    """A dask array of float dtype and known shape, or ``F.as_float_array(value, name)``."""
+    if not isinstance(value, da.Array):
+        return F.as_float_array(value, name)
+    if any(math.isnan(s) for s in value.shape):
+        raise ValueError(
+            f"{name} must have known chunk sizes, got shape {value.shape}; "
+            f"call {name}.compute_chunk_sizes() first"
+        )
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float16, float32 or float64, got {value.dtype}")
+    return value
+
+
+def _bias(bias: Any, channels: int) -> Any:
+    if bias is None:
+        return None
+    bias = _float(bias, "bias")
+    check_bias_shape(bias.shape, channels)
+    return bias
+
+
+def _check_transposed_grad_output(shape: Sequence[int], spec: ConvSpec) -> None:
+    # the check (and message) of functional.conv_transpose_backward
+    if tuple(shape) != spec.input_shape:
+        raise ValueError(
+            f"grad_output must have shape {spec.input_shape} for this transposed convolution, "
+            f"got {tuple(shape)}"
+        )
+
+
+# ------------------------------------------------------------------------- graph pieces
+
+
+def _once(array: Any) -> da.Array | None:
+    """weight or bias as a single-chunk dask array: one key in the graph."""
+    if array is None:
+        return None
+    if isinstance(array, da.Array):
+        return array.rechunk(array.shape)
+    return da.from_array(array, chunks=array.shape)
+
+
+def _batched(arrays: Sequence[Any], spec: ConvSpec) -> list[da.Array]:
+    """x / grad_output as batched dask arrays chunked along axis 0 only, all alike.
+
+    The batch chunks are those of the first dask array among them (empty chunks dropped);
+    NumPy arrays are chunked to match, or kept whole when none is dask.
+    """
+    arrays = [a if spec.batched else a[None] for a in arrays]
+    lead = next((a for a in arrays if isinstance(a, da.Array)), None)
+    batch = tuple(c for c in lead.chunks[0] if c) if lead is not None else arrays[0].shape[0]
+    out = []
+    for a in arrays:
+        chunks = (batch, *a.shape[1:])
+        out.append(a.rechunk(chunks) if isinstance(a, da.Array) else da.from_array(a, chunks))
+    return out
+
+
+def _unbatched(a: da.Array, spec: ConvSpec) -> da.Array:
+    return a if spec.batched else a[0]
+
+
+def _ind(prefix: str, ndim: int) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}" for i in range(ndim))
+
+
+def _per_chunk(
+    task,
+    token: str,
+    batched: Sequence[da.Array],
+    whole: Sequence[da.Array | None],
+    rows: tuple[int, ...],
+    tail: Sequence[int],
+    dtype: Any,
+    **kw: Any,
+) -> da.Array:
+    """One task per batch chunk: ``task(*batched_chunks, *whole, **kw)``.
+
+    ``batched`` share their chunks along axis 0 and have one chunk along the others;
+    ``whole`` are None or single-chunk arrays, handed whole to every task by key.
+    The result has ``rows`` as its axis-0 chunks and one chunk of ``tail`` after that.
+    """
+    out = ("n", *_ind("o", len(tail)))
+    pairs: list[Any] = []
+    for i, a in enumerate(batched):
+        pairs += [a, ("n", *_ind(f"b{i}_", a.ndim - 1))]
+    for i, a in enumerate(whole):
+        pairs += [None, None] if a is None else [a, _ind(f"w{i}_", a.ndim)]
+    return da.blockwise(
+        task,
+        out,
+        *pairs,
+        new_axes=dict(zip(out[1:], tail)),
+        adjust_chunks={"n": tuple(rows)},
+        concatenate=True,
+        token=token,
+        dtype=dtype,
+        meta=np.empty((0,) * len(out), dtype=dtype),
+        **kw,
+    )
+
+
+def _tree_sum(partials: da.Array, result: Any) -> da.Array:
+    """(chunks, *shape) partial sums -> (*shape), by a tree of ``SPLIT_EVERY``-way sums."""
+    return partials.sum(axis=0, split_every=SPLIT_EVERY).astype(result, copy=False)
+
+
+def _ones(a: da.Array) -> tuple[int, ...]:
+    return (1,) * a.numblocks[0]
+
+
+# ----------------------------------------------------------------- tasks (one per chunk)
+# Module-level functions, so that a cluster pickles them by reference.
+
+
+def _conv_task(x, weight, bias, *, kw):
+    return F.conv(x, weight, bias, **kw)
+
+
+def _transpose_task(x, weight, bias, *, kw):
+    return F.conv_transpose(x, weight, bias, **kw)
+
+
+def _input_grad_task(grad_output, weight, *, input_tail, kw):
+    return F.conv_input_grad(grad_output, weight, (grad_output.shape[0], *input_tail), **kw)
+
+
+def _weight_grad_task(x, grad_output, *, compute, weight_shape, kw):
+    """This chunk's dE/dw in the compute dtype (float16 accumulates in float32), (1, *w)."""
+    x, grad_output = x.astype(compute, copy=False), grad_output.astype(compute, copy=False)
+    return F.conv_weight_grad(x, grad_output, weight_shape, **kw)[None]
+
+
+def _bias_grad_task(grad_output, *, compute):
+    return F.conv_bias_grad(grad_output.astype(compute, copy=False))[None]
+
+
+def _backward_task(grad_output, x, weight, bias, *, backward: str, compute, kw):
+    """(grad_x, grad_w[None], grad_b[None] or None) of one chunk by ``F.<backward>``, in the
+    compute dtype."""
+    args = [None if a is None else a.astype(compute, copy=False) for a in (x, weight, bias)]
+    grad_x, grad_w, grad_b = getattr(F, backward)(
+        grad_output.astype(compute, copy=False), *args, **kw
+    )
+    return grad_x, grad_w[None], None if grad_b is None else grad_b[None]
+
+
+def _pick_task(parts, *, index, cast):
+    return parts[index].astype(cast, copy=False)
+
+
+# ------------------------------------------------------------------- shared by the API
+
+
+def _forward(task, token, x, weight, bias, spec: ConvSpec, tail, result, kw) -> da.Array:
+    """y (N, *tail) with x's batch chunks, one ``task(x_chunk, weight, bias)`` per chunk."""
+    (xb,) = _batched([x], spec)
+    whole = [_once(weight), _once(bias)]
+    y = _per_chunk(task, token, [xb], whole, xb.chunks[0], tail, result, kw=kw)
+    return _unbatched(y, spec)
+
+
+def _backward(backward, token, grad_output, x, weight, bias, spec, grad_x_tail, kw, dtypes):
+    """(grad_input, grad_weight, grad_bias or None), each chunk's three from one task."""
+    result, compute = dtypes
+    gy, xb = _batched([grad_output, x], spec)
+    weight, bias = _once(weight), _once(bias)
+    # one object per chunk: the tuple of its three gradients (never seen by users)
+    parts = _per_chunk(
+        _backward_task,
+        token,
+        [gy, xb],
+        [weight, bias],
+        _ones(gy),
+        (),
+        object,
+        backward=backward,
+        compute=compute,
+        kw=kw,
+    )
+
+    def pick(index, rows, tail, cast):
+        return _per_chunk(
+            _pick_task, token + "-pick", [parts], [], rows, tail, cast, index=index, cast=cast
+        )
+
+    grad_x = pick(0, gy.chunks[0], grad_x_tail, result)
+    grad_w = _tree_sum(pick(1, _ones(gy), weight.shape, compute), result)
+    grad_b = None if bias is None else _tree_sum(pick(2, _ones(gy), bias.shape, compute), result)
+    return _unbatched(grad_x, spec), grad_w, grad_b
+
+
+def _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit) -> dict:
+    return dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        algorithm=algorithm,
+        workspace_limit=workspace_limit,
+    )
+
+
+def _transpose_kw(stride, padding, output_padding, groups, dilation, algorithm, limit) -> dict:
+    return dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+        algorithm=algorithm,
+        workspace_limit=limit,
+    )
+
+
+# ------------------------------------------------------------------------- public API
+# Same signatures, checks (in the same order) and result dtypes as ``functional``.
+
+
+def conv(
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> da.Array:
+    """Lazy ``functional.conv``: y (N, K, *S_out) with x's batch chunks."""
+    x, weight = _float(x, "x"), _float(weight, "weight")
+    spec = conv_spec(
+        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
+    )
+    bias = _bias(bias, spec.out_channels)
+    F._options(algorithm, workspace_limit)
+    result, _ = F._dtypes(x, weight, bias)
+    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    tail = (spec.out_channels, *spec.out_spatial)
+    return _forward(_conv_task, "convgrad-conv", x, weight, bias, spec, tail, result, kw)
+
+
+def conv_input_grad(
+    grad_output,
+    weight,
+    input_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> da.Array:
+    """Lazy ``functional.conv_input_grad``: (N, C, *S) with grad_output's batch chunks."""
+    grad_output, weight = _float(grad_output, "grad_output"), _float(weight, "weight")
+    spec = conv_spec(
+        input_shape,
+        weight.shape,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode,
+        input_name="input_shape",
+    )
+    check_output_shape(grad_output.shape, spec, "grad_output")
+    F._options(algorithm, workspace_limit)
+    result, _ = F._dtypes(grad_output, weight)
+    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    (gy,) = _batched([grad_output], spec)
+    tail = (spec.in_channels, *spec.in_spatial)
+    grad_x = _per_chunk(
+        _input_grad_task,
+        "convgrad-input-grad",
+        [gy],
+        [_once(weight)],
+        gy.chunks[0],
+        tail,
+        result,
+        input_tail=tail,
+        kw=kw,
+    )
+    return _unbatched(grad_x, spec)
+
+
+def conv_weight_grad(
+    x,
+    grad_output,
+    weight_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> da.Array:
+    """Lazy ``functional.conv_weight_grad``: a tree sum of per-chunk (K, C/g, *k) partials."""
+    x, grad_output = _float(x, "x"), _float(grad_output, "grad_output")
+    spec = conv_spec(
+        x.shape, weight_shape, stride, padding, dilation, groups, padding_mode, input_name="x"
+    )
+    check_output_shape(grad_output.shape, spec, "grad_output")
+    F._options(algorithm, workspace_limit)
+    result, compute = F._dtypes(x, grad_output)
+    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    xb, gy = _batched([x, grad_output], spec)
+    partials = _per_chunk(
+        _weight_grad_task,
+        "convgrad-weight-grad",
+        [xb, gy],
+        [],
+        _ones(xb),
+        spec.weight_shape,
+        compute,
+        compute=compute,
+        weight_shape=spec.weight_shape,
+        kw=kw,
+    )
+    return _tree_sum(partials, result)
+
+
+def conv_bias_grad(grad_output, batched=True) -> da.Array:
+    """Lazy ``functional.conv_bias_grad``: a tree sum of per-chunk (K,) partials."""
+    grad_output = _float(grad_output, "grad_output")
+    if not isinstance(batched, (bool, np.bool_)):
+        raise TypeError(f"batched must be a bool, got {batched!r}")
+    lo = 3 if batched else 2
+    if not lo <= grad_output.ndim <= lo + 2:
+        layout = "(N, K, *spatial)" if batched else "(K, *spatial)"
+        raise ValueError(
+            f"grad_output must have {lo} to {lo + 2} dims {layout} with batched={batched}, "
+            f"got shape {grad_output.shape}"
+        )
+    result, compute = F._dtypes(grad_output)
+    gy = grad_output if batched else grad_output[None]
+    gy = gy.rechunk((tuple(c for c in gy.chunks[0] if c), *gy.shape[1:]))
+    partials = _per_chunk(
+        _bias_grad_task,
+        "convgrad-bias-grad",
+        [gy],
+        [],
+        _ones(gy),
+        (gy.shape[1],),
+        compute,
+        compute=compute,
+    )
+    return _tree_sum(partials, result)
+
+
+def conv_backward(
+    grad_output,
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> tuple[da.Array, da.Array, da.Array | None]:
+    """Lazy ``functional.conv_backward``: (grad_input, grad_weight, grad_bias or None)."""
+    grad_output, x = _float(grad_output, "grad_output"), _float(x, "x")
+    weight = _float(weight, "weight")
+    spec = conv_spec(
+        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
+    )
+    bias = _bias(bias, spec.out_channels)
+    check_output_shape(grad_output.shape, spec, "grad_output")
+    F._options(algorithm, workspace_limit)
+    dtypes = F._dtypes(grad_output, x, weight, bias)
+    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    tail = (spec.in_channels, *spec.in_spatial)
+    return _backward(
+        "conv_backward", "convgrad-backward", grad_output, x, weight, bias, spec, tail, kw, dtypes
+    )
+
+
+def conv_transpose(
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> da.Array:
+    """Lazy ``functional.conv_transpose``: (N, K, *S_out) with x's batch chunks."""
+    x, weight = _float(x, "x"), _float(weight, "weight")
+    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    bias = _bias(bias, spec.in_channels)
+    F._options(algorithm, workspace_limit)
+    result, _ = F._dtypes(x, weight, bias)
+    kw = _transpose_kw(
+        stride, padding, output_padding, groups, dilation, algorithm, workspace_limit
+    )
+    # the spec is the forward convolution's: the transposed output is its input
+    tail = (spec.in_channels, *spec.in_spatial)
+    return _forward(
+        _transpose_task, "convgrad-conv-transpose", x, weight, bias, spec, tail, result, kw
+    )
+
+
+def conv_transpose_backward(
+    grad_output,
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    *,
+    algorithm="auto",
+    workspace_limit=None,
+) -> tuple[da.Array, da.Array, da.Array | None]:
+    """Lazy ``functional.conv_transpose_backward``: (grad_input, grad_weight, grad_bias)."""
+    grad_output, x = _float(grad_output, "grad_output"), _float(x, "x")
+    weight = _float(weight, "weight")
+    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
+    bias = _bias(bias, spec.in_channels)
+    _check_transposed_grad_output(grad_output.shape, spec)
+    F._options(algorithm, workspace_limit)
+    dtypes = F._dtypes(grad_output, x, weight, bias)
+    kw = _transpose_kw(
+        stride, padding, output_padding, groups, dilation, algorithm, workspace_limit
+    )
+    # the transposed input is the forward convolution's output
+    tail = (spec.out_channels, *spec.out_spatial)
+    return _backward(
+        "conv_transpose_backward",
+        "convgrad-transpose-backward",
+        grad_output,
+        x,
+        weight,
+        bias,
+        spec,
+        tail,
+        kw,
+        dtypes,
+    )
