@@ -6,16 +6,21 @@ killed worker, and an out-of-core run over a ``.npy`` memmap under a memory boun
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
+
+from dask.core import get_dependencies  # noqa: E402
 
 import convgrad as cg  # noqa: E402
 from convgrad import _dask, functional  # noqa: E402
@@ -268,7 +273,7 @@ def test_weight_and_bias_enter_the_graph_once():
         assert len(carriers) == (1 if weight is w else 4)
         (weight_key,) = _dask._once(weight).__dask_keys__()[0][0][0]
         assert weight_key in graph
-        users = [k for k, v in graph.items() if weight_key in getattr(v, "dependencies", ())]
+        users = [k for k in graph if weight_key in get_dependencies(graph, k)]
         assert len(users) == 8  # 8 batch chunks; conv_backward: one task for all three
 
 
@@ -276,7 +281,7 @@ def test_weight_grad_is_a_tree_of_partial_sums():
     x, gy = randn(40, 2, 5, 5), randn(40, 3, 3, 3)
     grad_w = cg.conv_weight_grad(lazy(x, 1), lazy(gy, 1), (3, 2, 3, 3))
     graph = _graph(grad_w)
-    fan_in = max(len(getattr(v, "dependencies", ())) for v in graph.values())
+    fan_in = max(len(get_dependencies(graph, k)) for k in graph)
     assert fan_in <= _dask.SPLIT_EVERY
     close(grad_w.compute(), cg.conv_weight_grad(x, gy, (3, 2, 3, 3)))
 
@@ -344,3 +349,130 @@ def test_unknown_chunk_sizes_are_refused():
     xd = xd[xd[:, 0, 0, 0] > -np.inf]  # a boolean mask leaves the batch length unknown
     with pytest.raises(ValueError, match="x must have known chunk sizes"):
         cg.conv(xd, W)
+
+
+# ------------------------------------------------------------------- out of core
+
+
+def test_out_of_core_forward_and_weight_grad_stay_under_a_memory_bound(tmp_path):
+    """x on disk (.npy), y streamed to disk, dE/dw for E = |y|^2 / 2 (dE/dy = y)."""
+    from convgrad.examples import out_of_core
+
+    bound = 3 * 2**20  # bytes of Python/NumPy heap the computation may use at its peak
+    n, c, size = 160, 3, 64
+    out_of_core.write_random(tmp_path / "x.npy", (n, c, size, size))
+    w = randn(4, c, 3, 3, dtype=np.float32)
+    grad_w, peak = out_of_core.forward_and_weight_grad(
+        tmp_path / "x.npy", tmp_path / "y.npy", w, rows=4, workspace_limit=2**18
+    )
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    assert x.nbytes > 2 * bound and y.nbytes > 2 * bound
+    assert peak < bound, f"peak {peak / 2**20:.1f} MiB over the {bound / 2**20:.0f} MiB bound"
+    np.testing.assert_allclose(y, cg.conv(x, w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        grad_w, out_of_core.numpy_weight_grad(tmp_path / "x.npy", w, 16), rtol=1e-4
+    )
+
+
+# ------------------------------------------------------- a LocalCluster of 2 processes
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    psutil = pytest.importorskip("psutil")
+    import cloudpickle
+
+    # the workers cannot import this test module: ship its functions by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    client = distributed.Client(cluster)
+    pids = set()
+    try:
+        yield client, pids
+        pids.update(client.run(os.getpid).values())
+    finally:
+        client.close()
+        cluster.close()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    # every worker process that ever ran is gone, the killed one and its replacement too
+    psutil.wait_procs([p for p in map(_process, pids) if p is not None], timeout=10)
+    assert not [
+        pid for pid in pids if psutil.pid_exists(pid) and _process(pid).status() != "zombie"
+    ]
+
+
+def _process(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _on_cluster(client, arrays):
+    return client.gather(client.compute(list(arrays)))
+
+
+def test_local_cluster_matches_threads_and_numpy(client):
+    client, _ = client
+    x, w, b = randn(7, 4, 9, 8), randn(6, 2, 3, 3), randn(6)
+    opts = dict(stride=(2, 1), padding="same", groups=2, padding_mode="circular")
+    gy = randn(*cg.conv(x, w, b, **opts).shape)
+    xd, gyd = lazy(x, 2, 3), lazy(gy, 3)
+    arrays = [cg.conv(xd, w, b, **opts), *cg.conv_backward(gyd, xd, w, b, **opts)]
+    wt = randn(4, 3, 2, 3)
+    arrays += [cg.conv_transpose(xd, wt, b[:3], stride=2), cg.conv_bias_grad(gyd)]
+    on_cluster = _on_cluster(client, arrays)
+    on_threads = dask.compute(*arrays)
+    expected = [cg.conv(x, w, b, **opts), *cg.conv_backward(gy, x, w, b, **opts)]
+    expected += [cg.conv_transpose(x, wt, b[:3], stride=2), cg.conv_bias_grad(gy)]
+    for got, same, want in zip(on_cluster, on_threads, expected):
+        np.testing.assert_array_equal(got, same)  # the same tasks, bit for bit
+        close(got, want)
+
+
+def _die_once(block, marker):
+    """Kill this worker process the first time any chunk gets here."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return block
+
+
+def test_killed_worker_is_replaced_and_the_result_is_exact(client, tmp_path):
+    client, pids = client
+    before = client.run(os.getpid)
+    pids.update(before.values())
+    x, w, b = randn(8, 3, 10, 10), randn(5, 3, 3, 3), randn(5)
+    gy = randn(8, 5, 8, 8)
+    marker = str(tmp_path / "killed")
+    xd = lazy(x, 2).map_blocks(_die_once, marker, dtype=x.dtype, meta=np.empty((0,) * 4))
+    grads = cg.conv_backward(lazy(gy, 2), xd, w, b)
+    got = _on_cluster(client, grads)
+
+    killed = int(open(marker).read())
+    assert killed in before.values()
+    expected = dask.compute(*cg.conv_backward(lazy(gy, 2), lazy(x, 2), w, b))
+    for g, want in zip(got, expected):
+        np.testing.assert_array_equal(g, want)
+    # the nanny replaced the worker; nothing is left running or held
+    client.wait_for_workers(2, timeout=30)
+    after = client.run(os.getpid)
+    pids.update(after.values())
+    assert len(after) == 2 and killed not in after.values()
+    assert _process(killed) is None or _process(killed).status() == "zombie"
+    assert not any(client.processing().values())
+    deadline = time.monotonic() + 10
+    while any(client.has_what().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(client.has_what().values())
