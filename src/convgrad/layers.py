@@ -7,8 +7,10 @@
 Weights are ``(out, in/groups, *k)`` for ``ConvNd`` and ``(in, out/groups, *k)`` for
 ``ConvTransposeNd``; both are initialised as PyTorch does (``kaiming_uniform_(a=sqrt(5))``):
 weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with ``fan_in = weight.shape[1] *
-prod(kernel)``. Gradients accumulate across ``backward`` calls until ``zero_grad()``.
-Dask arrays pass straight through to ``convgrad.functional``.
+prod(kernel)``. Gradients accumulate across ``backward`` calls until ``zero_grad()``. A layer keeps the
+input of its last forward (not a copy; it is never written) until the next forward, so
+``backward`` may be called more than once. Dask arrays pass straight through to
+``convgrad.functional`` (outputs and gradients are then lazy dask arrays).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class _ConvBase(Module):
         dtype: Any,
         rng: Any,
         seed: Any,
-        weight_shape_fn,
+        transposed: bool,
     ) -> None:
         nd = self._nd
         self.in_channels = positive_int(in_channels, "in_channels")
@@ -80,7 +82,11 @@ class _ConvBase(Module):
         self.dilation = int_tuple(dilation, nd, "dilation", 1)
         self.dtype = float_dtype(dtype)
         generator = make_rng(rng, seed)
-        shape = weight_shape_fn()
+        # weight (out, in/g, *k); transposed (in, out/g, *k). PyTorch's fan_in is shape[1]*prod(k)
+        if transposed:
+            shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        else:
+            shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         fan_in = shape[1] * math.prod(shape[2:])
         bound = 1.0 / math.sqrt(fan_in)
         self.weight = _uniform(generator, bound, shape, self.dtype)
@@ -151,7 +157,7 @@ class _ConvNd(_ConvBase):
             dtype,
             rng,
             seed,
-            lambda: (self.out_channels, self.in_channels // self.groups, *self.kernel_size),
+            transposed=False,
         )
         nd = self._nd
         # validate the padding's form now (its fit to an input is checked at forward)
@@ -215,7 +221,7 @@ class _ConvTransposeNd(_ConvBase):
             dtype,
             rng,
             seed,
-            lambda: (self.in_channels, self.out_channels // self.groups, *self.kernel_size),
+            transposed=True,
         )
         nd = self._nd
         if isinstance(padding, str):
