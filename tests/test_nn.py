@@ -318,7 +318,9 @@ def test_save_load_round_trip(tmp_path):
     a, b = _small_net(0), _small_net(1)
     assert not _states_equal(a, b)
     path = tmp_path / "model.npz"
-    nn.save(a, path)
+    assert nn.save(a, path) == str(path)
+    assert nn.save(a, tmp_path / "noext") == str(tmp_path / "noext.npz")
+    assert (tmp_path / "noext.npz").exists()
     with np.load(path, allow_pickle=False) as data:  # readable without pickle
         assert sorted(data.files) == sorted(a.state_dict())
     nn.load(b, path)

@@ -429,10 +429,15 @@ class Adam(_Optimizer):
 # -------------------------------------------------------------------- save / load
 
 
-def save(model: Module, path: str | os.PathLike) -> None:
+def save(model: Module, path: str | os.PathLike) -> str:
     """Write every parameter of ``model`` to an uncompressed ``.npz`` archive (no pickle).
-    Keys are the parameter names (``'0.weight'`` ...)."""
+    Keys are the parameter names (``'0.weight'`` ...). As with ``np.savez``, ``.npz`` is
+    appended to a path without it; returns the path written."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
     np.savez(path, **model.state_dict())
+    return path
 
 
 def load(model: Module, path: str | os.PathLike) -> None:

@@ -243,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_history(history, args.plot, args.target)
         print(f"plot saved to {args.plot}")
     if args.save:
-        nn.save(history["model"], args.save)
-        print(f"parameters saved to {args.save}")
+        print(f"parameters saved to {nn.save(history['model'], args.save)}")
     if acc < args.target:
         print(f"test accuracy {acc:.2%} is below the target {args.target:.2%}", file=sys.stderr)
         return 1
