@@ -12,6 +12,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("convgrad._demo:main", "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
              "and backward and compare with the slow reference"),
+    "train-digits": ("convgrad.examples.digits:main", "train a 2-conv CNN built from convgrad "
+                     "layers on scikit-learn's 8x8 digits (progress bar, loss/accuracy plot)"),
 }
 DEFAULT_COMMAND = "demo"
 
