@@ -440,6 +440,26 @@ def test_local_cluster_matches_threads_and_numpy(client):
         close(got, want)
 
 
+@pytest.mark.parametrize("dtype, shards, tolerance", [("float64", 3, 1e-12), ("float32", 2, 1e-5)])
+def test_data_parallel_training_reaches_the_single_process_parameters(
+    client, dtype, shards, tolerance
+):
+    pytest.importorskip("sklearn")
+    from convgrad.examples import digits, digits_dask
+
+    client, _ = client
+    x, y, _, _ = digits.load_data(0, dtype=dtype)
+    data = (x[:400], y[:400])
+    common = dict(steps=8, batch_size=50, lr=3e-3, seed=0, dtype=np.dtype(dtype))
+    parallel, losses = digits_dask.train_parallel(client, data, shards=shards, **common)
+    single, single_losses = digits_dask.train_single(data, **common)
+    assert losses[-1] < losses[0]  # it trains
+    np.testing.assert_allclose(losses, single_losses, rtol=1e-5)
+    assert digits_dask.max_difference(parallel, single) < tolerance
+    # and it is not trivially so: the parameters moved much more than that
+    assert digits_dask.max_difference(parallel, digits.build_model(0, dtype=dtype)) > 1e-3
+
+
 def _die_once(block, marker):
     """Kill this worker process the first time any chunk gets here."""
     if not os.path.exists(marker):
@@ -476,3 +496,37 @@ def test_killed_worker_is_replaced_and_the_result_is_exact(client, tmp_path):
     while any(client.has_what().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(client.has_what().values())
+
+
+# ------------------------------------------------------------------- layers and the CLI
+
+
+def test_layers_take_dask_input_and_keep_lazy_gradients():
+    x, gy = randn(6, 3, 9, 9), randn(6, 4, 5, 5)
+    lazy_layer = cg.Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64, seed=0)
+    layer = cg.Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64, seed=0)
+    y = lazy_layer(lazy(x, 2))
+    grad_x = lazy_layer.backward(lazy(gy, 2))
+    assert isinstance(y, da.Array) and isinstance(grad_x, da.Array)
+    assert isinstance(lazy_layer.weight_grad, da.Array)  # documented: lazy until computed
+    close(y.compute(), layer(x))
+    close(grad_x.compute(), layer.backward(gy))
+    close(np.asarray(lazy_layer.weight_grad), layer.weight_grad)
+    close(np.asarray(lazy_layer.bias_grad), layer.bias_grad)
+
+    t_lazy = cg.ConvTranspose2d(3, 2, 3, stride=2, dtype=np.float64, seed=1)
+    t = cg.ConvTranspose2d(3, 2, 3, stride=2, dtype=np.float64, seed=1)
+    yt = t(x)
+    close(t_lazy(lazy(x, 4)).compute(), yt)
+    gt = randn(*yt.shape)
+    close(t_lazy.backward(lazy(gt, 4)).compute(), t.backward(gt))
+    close(np.asarray(t_lazy.weight_grad), t.weight_grad)
+
+
+def test_cli_knows_the_data_parallel_command(capsys):
+    from convgrad import cli
+
+    assert cli.COMMANDS["train-digits-dask"][0] == "convgrad.examples.digits_dask:main"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train-digits-dask", "--help"])
+    assert exit_.value.code == 0 and "--shards" in capsys.readouterr().out

@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "and backward and compare with the slow reference"),
     "train-digits": ("convgrad.examples.digits:main", "train a 2-conv CNN built from convgrad "
                      "layers on scikit-learn's 8x8 digits (progress bar, loss/accuracy plot)"),
+    "train-digits-dask": ("convgrad.examples.digits_dask:main", "the digits CNN trained "
+                          "data-parallel over a 2-process Dask LocalCluster, checked against "
+                          "single-process training"),
 }
 DEFAULT_COMMAND = "demo"
 
