@@ -13,7 +13,7 @@ def _run(*args):
 
 
 def test_import_is_light():
-    code = "import sys, convgrad; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = f"import sys, convgrad; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     result = _run("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"import convgrad loaded {result.stdout.strip()}"
