@@ -217,7 +217,8 @@ def conv_spec(
 ) -> ConvSpec:
     """Validate a forward convolution and return its :class:`ConvSpec`."""
     weight_shape = _shape_tuple(weight_shape, "weight.shape")
-    input_shape = _shape_tuple(input_shape, f"{input_name}.shape")
+    shape_name = input_name if input_name.endswith("_shape") else f"{input_name}.shape"
+    input_shape = _shape_tuple(input_shape, shape_name)
     nd = _weight_nd(weight_shape)
     batched, n, c, in_spatial = _split_input(input_shape, nd, input_name)
     groups = _check_groups(groups)

@@ -10,19 +10,31 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("convgrad._demo:main", "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
-             "and backward and compare with the slow reference"),
-    "train-digits": ("convgrad.examples.digits:main", "train a 2-conv CNN built from convgrad "
-                     "layers on scikit-learn's 8x8 digits (progress bar, loss/accuracy plot)"),
-    "train-digits-dask": ("convgrad.examples.digits_dask:main", "the digits CNN trained "
-                          "data-parallel over a 2-process Dask LocalCluster, checked against "
-                          "single-process training"),
+    "demo": (
+        "convgrad._demo:main",
+        "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
+        "and backward and compare with the slow reference",
+    ),
+    "train-digits": (
+        "convgrad.examples.digits:main",
+        "train a 2-conv CNN built from convgrad layers on scikit-learn's 8x8 digits "
+        "(progress bar, loss/accuracy plot)",
+    ),
+    "train-digits-dask": (
+        "convgrad.examples.digits_dask:main",
+        "the digits CNN trained data-parallel over a 2-process Dask LocalCluster, "
+        "checked against single-process training",
+    ),
 }
 DEFAULT_COMMAND = "demo"
 
 
 def _usage() -> str:
-    lines = ["usage: convgrad [COMMAND] [OPTIONS]   (no command: convgrad " + DEFAULT_COMMAND + ")", "", "commands:"]
+    lines = [
+        "usage: convgrad [COMMAND] [OPTIONS]   (no command: convgrad " + DEFAULT_COMMAND + ")",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "convgrad COMMAND --help shows a command's options."]
     return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""The command line and the import footprint, in subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("matplotlib", "rich", "tqdm", "dask", "distributed", "torch", "sklearn", "scipy.signal")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_import_is_light():
+    code = f"import sys, convgrad; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"import convgrad loaded {result.stdout.strip()}"
+
+
+def test_demo_runs_the_origin_layer():
+    result = _run("-m", "convgrad", "demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for shape in ("5x100x100", "10x5x5x5", "10x96x96"):
+        assert shape in out
+    assert out.strip().endswith("OK")
+
+
+def test_help_and_unknown_command():
+    assert "commands:" in _run("-m", "convgrad", "--help").stdout
+    result = _run("-m", "convgrad", "no-such-command")
+    assert result.returncode == 2
+    assert "unknown command" in result.stderr
