@@ -84,9 +84,15 @@ def train_single(data: tuple, steps: int, batch_size: int, lr: float, seed: int,
 
 
 def train_parallel(
-    client: Any, data: tuple, steps: int, batch_size: int, lr: float, seed: int, dtype: Any,
+    client: Any,
+    data: tuple,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    dtype: Any,
     shards: int,
-):  # fmt: skip
+):
     """The same steps with each batch split in ``shards`` over the workers of ``client``.
 
     Returns (model, per-step mean losses).
@@ -106,7 +112,7 @@ def train_parallel(
         parts = [
             da.from_delayed(
                 shard_task(params, data_on_workers, part, len(index)), (size + 2,), dtype=np.float64
-            )  # fmt: skip
+            )
             for part in np.array_split(index, shards)
             if len(part)
         ]
