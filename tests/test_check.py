@@ -225,3 +225,15 @@ def test_gradcheck_any_function_and_fn_backward():
         gradcheck(f, a, b, backward=lambda g, a, b: (g * np.cos(a), None))
     with pytest.raises(TypeError, match="backward"):
         gradcheck(np.sin, a)
+
+
+def test_float32_implementation_is_graded_at_float32_precision():
+    def single(*args):
+        return tuple(a.astype(np.float32) for a in hand.scatter_backward(*args))
+
+    def single_wrong(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx.astype(np.float32), (dw * 1.001).astype(np.float32), db.astype(np.float32)
+
+    assert check(single).ok
+    assert check(single_wrong).failures[0] == "basic"  # a 0.1 % error is still caught

@@ -309,3 +309,15 @@ def test_import_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
     assert callable(convgrad.explain) and callable(convgrad.check) and callable(convgrad.gradcheck)
+
+
+def test_batch_option_and_padded_copy():
+    report = explain((5, 100, 100), (10, 5, 5, 5), batch=4, stride=2, padding="same")
+    y = convgrad.conv(np.zeros((4, 5, 100, 100)), np.zeros((10, 5, 5, 5)), stride=2, padding="same")
+    assert report.shapes["output"] == y.shape == (4, 10, 50, 50)
+    # 'same', k=5, s=2 on 100: total (50-1)*2 + 5 - 100 = 3 -> (1, 2): X is copied at 103x103
+    assert report.padding == ((1, 2), (1, 2))
+    assert report.passes["forward"].padded_bytes == 4 * 5 * 103 * 103 * 8
+    assert explain((5, 9, 9), (1, 5, 3, 3)).passes["forward"].padded_bytes == 0
+    with pytest.raises(ValueError, match="batch"):
+        explain((2, 5, 9, 9), (1, 5, 3, 3), batch=3)

@@ -226,8 +226,8 @@ class CheckReport:
             if r.status == "fail":
                 if r.failing_case:
                     lines.append(f"{'':<17} at {r.failing_case}")
-                if r.hint:
-                    lines.append(f"{'':<17} hint: {r.hint}")
+                for hint in r.hint.splitlines():
+                    lines.append(f"{'':<17} hint: {hint}")
         lines.append(self._summary())
         return "\n".join(lines)
 
@@ -246,8 +246,8 @@ class CheckReport:
             if r.status == "fail":
                 if r.failing_case:
                     text.append(f"\nat {r.failing_case}", style="dim")
-                if r.hint:
-                    text.append(f"\nhint: {r.hint}", style="cyan")
+                for hint in r.hint.splitlines():
+                    text.append(f"\nhint: {hint}", style="cyan")
             table.add_row(r.feature, Text(r.status.upper(), style=colour[r.status]), *errs, text)
         summary = Text(self._summary(), style="bold green" if self.ok else "bold red")
         return Group(table, summary)
@@ -323,8 +323,12 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
         if value is None and name == "db":
             errors[name] = math.nan
             continue
+        tol = rtol
         try:
-            value = np.asarray(value, dtype=np.float64)
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and value.dtype.itemsize <= 4:
+                tol = max(rtol, 1e-4 if value.dtype.itemsize == 4 else 1e-2)  # float32 / float16
+            value = value.astype(np.float64)
         except (TypeError, ValueError):
             bad.append(name)
             problems.append(f"{_PRETTY[name]} is not an array of numbers")
@@ -336,7 +340,7 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
             continue
         err = float(np.max(np.abs(value - ref))) if ref.size else 0.0
         errors[name] = err
-        if not err <= atol + rtol * max(float(np.max(np.abs(ref))), 1.0):
+        if not err <= atol + tol * max(float(np.max(np.abs(ref))), 1.0):
             bad.append(name)
             problems.append(f"{_PRETTY[name]} wrong (max error {err:.2g})")
     if bad:
@@ -398,7 +402,7 @@ def _hint(feature: str, bad: tuple[str, ...], case: _Case, history: dict[str, se
             text = "fix the failing features above first: this case mixes them all"
         if text:
             hints.append(lead + text.format(s=s, p=p, d=d, g=g))
-    return " | ".join(dict.fromkeys(hints))
+    return "\n".join(dict.fromkeys(hints))
 
 
 _HINTS = {
@@ -472,7 +476,8 @@ def check(
 
     ``unsupported`` / ``skip``: features ``fn`` does not take (skipped, with every feature
     that needs them); ``features``: run only these; ``tuples``: fn accepts (h, w) tuples.
-    A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db.
+    A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db
+    (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
     Returns a :class:`CheckReport` (``.ok``, ``.failures``, prints as a table).
     """
     if not callable(fn):
@@ -503,8 +508,14 @@ def check(
         status[feature] = result.status
         if stop_on_failure and result.status == "fail":
             break
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-    return CheckReport(results, function=name)
+    return CheckReport(results, function=_name(fn))
+
+
+def _name(fn) -> str:
+    inner = getattr(fn, "func", None)  # functools.partial
+    if inner is not None and callable(inner):
+        return f"partial({_name(inner)})"
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
 def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> None:

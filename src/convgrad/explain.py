@@ -90,6 +90,7 @@ class Pass:
     gemm_macs: int
     workspace_bytes: int
     algorithm: str
+    padded_bytes: int = 0
 
     @property
     def gemm_text(self) -> str:
@@ -104,7 +105,7 @@ class Pass:
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """What ``explain`` found. Fields are plain data so tests can compare them with the code.
 
@@ -126,6 +127,14 @@ class Report:
     depth_note: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     itemsize: int = 8
+
+    def __repr__(self) -> str:
+        kind = "transposed convolution" if self.transposed else "convolution"
+        sh = self.shapes
+        return (
+            f"<Report {self.spec.nd}-D {kind}: X {_x(sh['input'])}, F {_x(sh['weight'])} -> "
+            f"O {_x(sh['output'])}>"
+        )
 
     # -------------------------------------------------------------- derived numbers
     @property
@@ -194,7 +203,8 @@ class Report:
                 ),
                 f"workspace: {_bytes(p.workspace_bytes)} im2col columns"
                 f" (chunked under {_bytes(_primitive.DEFAULT_WORKSPACE_LIMIT)})"
-                f"; algorithm: {p.algorithm}",
+                + (f" + {_bytes(p.padded_bytes)} padded copy" if p.padded_bytes else "")
+                + f"; algorithm: {p.algorithm}",
             ]
             sections.append((p.title, lines))
         sections.append(("Why the channel depths need not match", [self.depth_note]))
@@ -304,7 +314,19 @@ def _make_pass(name, title, equation, lhs, rhs, lhs_shape, rhs_shape, corr, resu
         gemm_macs=int(gemm[0] * gemm[1] * gemm[2] * gemm[3]),
         workspace_bytes=_workspace(algorithm, lhs_shape, rhs_shape, corr, itemsize),
         algorithm=algorithm,
+        padded_bytes=_padded_bytes(lhs_shape, corr, itemsize),
     )
+
+
+def _padded_bytes(lhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the zero-padded, stride-spread copy of lhs (0 when none is needed)."""
+    if all(ld == 1 for ld in corr.lhs_dilation) and all(p == (0, 0) for p in corr.padding):
+        return 0
+    spatial = [
+        max((s - 1) * ld + 1 + lo + hi, 0)
+        for s, ld, (lo, hi) in zip(lhs_shape[3:], corr.lhs_dilation, corr.padding)
+    ]
+    return math.prod(lhs_shape[:3]) * math.prod(spatial) * itemsize
 
 
 def _pad_text(pads) -> str:
@@ -396,6 +418,7 @@ def explain(
     *,
     transposed: bool = False,
     output_padding=0,
+    batch: int | None = None,
     dtype="float64",
 ) -> Report:
     """Explain a convolution layer: shapes, resolved padding, each pass as a correlation.
@@ -403,10 +426,13 @@ def explain(
     input_shape (N, C, *S) or (C, *S); weight_shape (K, C/groups, *k), or for
     ``transposed=True`` (C, K/groups, *k) as in PyTorch. Options as for :func:`convgrad.conv`
     (``padding`` may be 'same'/'valid'/ints/(low, high) pairs; transposed: int per dim and
-    ``output_padding``). ``dtype`` sets the item size used for workspace and the planner.
+    ``output_padding``). ``batch`` prepends a batch size to an unbatched ``input_shape``.
+    ``dtype`` sets the item size used for workspace and the planner.
     Raises the same ValueError/TypeError as the functions for a bad layer.
     """
     itemsize = np.dtype(dtype).itemsize
+    if batch is not None:
+        input_shape = _with_batch(input_shape, weight_shape, batch)
     if transposed:
         if padding_mode != "zeros":
             raise ValueError(
@@ -455,6 +481,17 @@ def explain(
         notes=tuple(notes),
         itemsize=itemsize,
     )
+
+
+def _with_batch(input_shape, weight_shape, batch) -> tuple:
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    input_shape, nd = tuple(input_shape), len(tuple(weight_shape)) - 2
+    if len(input_shape) == nd + 1:
+        return (int(batch), *input_shape)
+    if len(input_shape) == nd + 2 and input_shape[0] != batch:
+        raise ValueError(f"batch ({batch}) differs from input_shape[0] ({input_shape[0]})")
+    return input_shape
 
 
 def _tuple(value, nd):
@@ -778,6 +815,7 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--transposed", action="store_true",
                         help="a transposed convolution (weight C x K/groups x kernel)")  # fmt: skip
     parser.add_argument("--output-padding", default="0", help="transposed only: int or per dim")
+    parser.add_argument("--batch", default=None, help="batch size for an unbatched --input")
     parser.add_argument("--dtype", default="float64", choices=("float16", "float32", "float64"))
     parser.add_argument("--figure", default=None, help="also draw the tiling to this PNG/SVG")
     parser.add_argument("--worked", action="store_true",
@@ -797,6 +835,7 @@ def cli_main(argv: list[str]) -> int:
             padding_mode=args.padding_mode,
             transposed=args.transposed,
             output_padding=parse_ints(args.output_padding, "output_padding"),
+            batch=None if args.batch is None else parse_ints(args.batch, "batch"),
             dtype=args.dtype,
         )
     except (_ArgumentError, ValueError, TypeError) as exc:
