@@ -321,3 +321,32 @@ def test_batch_option_and_padded_copy():
     assert explain((5, 9, 9), (1, 5, 3, 3)).passes["forward"].padded_bytes == 0
     with pytest.raises(ValueError, match="batch"):
         explain((2, 5, 9, 9), (1, 5, 3, 3), batch=3)
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((1, 2, 7, 7), (4, 2, 3, 3), {"stride": 2, "padding": 1}),
+        ((1, 1, 10), (2, 1, 3), {"dilation": 2, "padding": (2,)}),
+        ((1, 2, 5, 5), (2, 1, 3, 3), {"stride": 2, "transposed": True, "output_padding": 1}),
+    ],
+)
+def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, options):
+    """The figure's numbers, recomputed with the slow float64 reference."""
+    from convgrad._figure import _layout, _worked_numbers
+
+    report = explain(input_shape, weight_shape, **options)
+    x, dy, gw = _worked_numbers(report, _layout(report))
+    kernel = weight_shape[2:]
+    if options.get("transposed"):
+        opts = {k: v for k, v in options.items() if k != "transposed"}
+        # dE/dW of the transposed conv = dE/dW of the conv mapping dE/dO's shape to x's shape
+        w = np.zeros((1, 1, *kernel))
+        want = reference.conv_grads(dy[None, None], w, x[None, None], opts["stride"])[1]
+        assert reference.conv_transpose(x[None, None], w, **opts).shape[2:] == dy.shape
+    else:
+        want = reference.conv_grads(
+            x[None, None], np.zeros((1, 1, *kernel)), dy[None, None],
+            options.get("stride", 1), options.get("padding", 0), options.get("dilation", 1),
+        )[1]  # fmt: skip
+    np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)

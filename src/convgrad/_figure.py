@@ -226,9 +226,12 @@ def _draw_tiling(ax, report, lay, rows, cols):
 
     if ch is not None and kh is not None:
         jx, iy = cols.index(kh) + 1, -(rows.index(ch) + 1)
-        ax.plot([jx, jx], [0.12 - size / 2 - 0.02, iy + 0.06 + size * 0.31 + 0.02], ls="--",
+        head_h = _box(lay["o_sp"], size)[1] / 2
+        tile_w, tile_h, _ = _box(lay["k_sp"], size * 0.62)
+        row_w = _box(lay["x_sp"], size)[0] / 2
+        ax.plot([jx, jx], [0.12 - head_h - 0.02, iy + 0.06 + tile_h / 2 + 0.02], ls="--",
                 lw=1.0, color=_HIGHLIGHT, zorder=1)  # fmt: skip
-        ax.plot([-0.05 + size / 2 + 0.02, jx - size * 0.31 - 0.02], [iy, iy], ls="--", lw=1.0,
+        ax.plot([-0.05 + row_w + 0.02, jx - tile_w / 2 - 0.02], [iy, iy], ls="--", lw=1.0,
                 color=_HIGHLIGHT, zorder=1)  # fmt: skip
         name = _tile_name(report, kh, ch, cg, kg)
         note = (f"dE/dF{name} = Σₙ X[n,{ch}] $\\star$ dE/dO[n,{kh}]" if not report.transposed
@@ -351,7 +354,7 @@ def _worked_plan(report, lay) -> dict:
     caption = (
         f"Worked example, one sample, one pair, computed by convgrad: the middle map slides over "
         f"{what}{dil}; at each position, the sum of the products is one tap of the filter "
-        "gradient."
+        "gradient (red: the first position and the tap it gives)."
     )
     height = max(h for _, h in sizes) + 4.0
     return dict(mats=mats, size=(width + 0.4, height), caption=caption, sizes=sizes)
@@ -367,6 +370,8 @@ def _draw_worked(ax, plan) -> None:
     width, height = plan["size"]
     ax.set_xlim(-0.2, width - 0.2)
     ax.set_ylim(-height + 1.2, 1.2)
+    from matplotlib.patches import Rectangle
+
     x0 = 0.0
     tallest = max(h for _, h in plan["sizes"])
     for i, (values, title, pads, spread) in enumerate(plan["mats"]):
@@ -374,6 +379,11 @@ def _draw_worked(ax, plan) -> None:
         if i < 2:
             sym = "$\\star$" if i == 0 else "="
             ax.text(x0 + w + _GAP / 2, -tallest / 2, sym, ha="center", va="center", fontsize=18)
+        if i == 2:  # the window of the first position and the tap it makes
+            ww, wh = plan["sizes"][1]
+            style = dict(fill=False, edgecolor=_HIGHLIGHT, lw=2.0, zorder=5)
+            ax.add_patch(Rectangle((0, -wh), ww, wh, ls="--", **style))
+            ax.add_patch(Rectangle((x0, -1), 1, 1, **style))
         x0 += w + _GAP
     chars = max(40, int(width * 4.2))
     ax.text(0, -tallest - 0.6, "\n".join(textwrap.wrap(plan["caption"], chars)), ha="left",
