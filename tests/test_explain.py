@@ -97,20 +97,38 @@ def test_conv_numbers_match_the_functions(input_shape, weight_shape, options):
 @pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES[1:6])
 def test_each_pass_runs_as_described(input_shape, weight_shape, options):
     """The correlation each pass names, run on arrays of its stated shapes, gives its
-    stated output shape; for the forward pass it also gives the layer's output."""
+    stated output shape, and run on the stated operands gives the functions' results."""
     report = explain(input_shape, weight_shape, **options)
     rng = np.random.default_rng(2)
     for p in report.passes.values():
         out = correlate(rng.standard_normal(p.lhs_shape), rng.standard_normal(p.rhs_shape), p.corr)
         assert out.shape == p.out_shape
     x, w = _arrays(input_shape, weight_shape)
-    if x.ndim == w.ndim and options.get("padding_mode", "zeros") == "zeros":
-        fwd = report.passes["forward"]
-        g = fwd.lhs_shape[0]
-        lhs = x.reshape(x.shape[0], g, -1, *x.shape[2:]).swapaxes(0, 1)
-        rhs = w.reshape(g, -1, *w.shape[1:])
-        out = correlate(lhs, rhs, fwd.corr).swapaxes(0, 1).reshape(report.shapes["output"])
-        np.testing.assert_allclose(out, convgrad.conv(x, w, **options), atol=1e-10)
+    if x.ndim != w.ndim or options.get("padding_mode", "zeros") != "zeros":
+        return
+    # rebuild each gradient from the operands and correlation the report names
+    p = report.passes
+    g = p["forward"].lhs_shape[0]
+    gy = rng.standard_normal(report.shapes["output"])
+
+    def grouped(a):  # (N, G*C, *S) -> (G, N, C, *S)
+        return a.reshape(a.shape[0], g, -1, *a.shape[2:]).swapaxes(0, 1)
+
+    w_g = w.reshape(g, -1, *w.shape[1:])  # (G, K/G, C/G, *k)
+    y = correlate(grouped(x), w_g, p["forward"].corr).swapaxes(0, 1).reshape(gy.shape)
+    np.testing.assert_allclose(y, convgrad.conv(x, w, **options), atol=1e-10)
+    flipped = np.flip(w_g.swapaxes(1, 2), axis=tuple(range(3, w.ndim + 1)))  # flip(F)ᵀ
+    assert flipped.shape == p["input_grad"].rhs_shape
+    dx = correlate(grouped(gy), flipped, p["input_grad"].corr).swapaxes(0, 1).reshape(x.shape)
+    np.testing.assert_allclose(
+        dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10
+    )  # fmt: skip
+    lhs, rhs = grouped(x).swapaxes(1, 2), grouped(gy).swapaxes(1, 2)  # Xᵀ, dE/dOᵀ
+    assert lhs.shape == p["weight_grad"].lhs_shape and rhs.shape == p["weight_grad"].rhs_shape
+    dw = correlate(lhs, rhs, p["weight_grad"].corr).swapaxes(1, 2).reshape(w.shape)
+    np.testing.assert_allclose(
+        dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES)
@@ -288,6 +306,8 @@ def test_cli_options_and_figure(tmp_path):
         ("explain", "--stride", "0"),
         ("explain", "--nonsense"),
         ("explain", "--padding-mode", "mirror"),
+        ("explain", "--figure", "out.txt"),
+        ("explain", "--batch", "0"),
     ],
 )
 def test_cli_bad_input_is_one_line(args):

@@ -20,6 +20,7 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,7 +198,8 @@ class Report:
                 f"multiply-adds: {_count(p.macs)}"
                 + (f" ({p.macs:,})" if p.macs >= 1000 else "")
                 + (
-                    f"; the GEMM does {_count(p.gemm_macs)} incl. inserted zeros"
+                    f"; the im2col GEMM does {_count(p.gemm_macs)}, counting the zeros it pads "
+                    "and inserts"
                     if p.gemm_macs != p.macs
                     else ""
                 ),
@@ -838,6 +840,8 @@ def cli_main(argv: list[str]) -> int:
             batch=None if args.batch is None else parse_ints(args.batch, "batch"),
             dtype=args.dtype,
         )
+        if args.figure and Path(args.figure).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
     except (_ArgumentError, ValueError, TypeError) as exc:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
