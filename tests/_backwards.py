@@ -15,8 +15,19 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def scatter_backward(x, w, gy, stride, padding, dilation, groups, *, ignore_stride=False,
-                     ignore_groups=False, overwrite_batch=False):  # fmt: skip
+def scatter_backward(
+    x,
+    w,
+    gy,
+    stride,
+    padding,
+    dilation,
+    groups,
+    *,
+    ignore_stride=False,
+    ignore_groups=False,
+    overwrite_batch=False,
+):
     (sh, sw), (ph, pw), (dh, dw_) = _pair(stride), _pair(padding), _pair(dilation)
     if ignore_stride:
         sh = sw = 1
@@ -63,8 +74,19 @@ def _spread(a, sh, sw):
     return out
 
 
-def conv_style_backward(x, w, gy, stride, padding, dilation, groups, *, no_flip=False,
-                        pad_off_by_one=False, no_remainder=False):  # fmt: skip
+def conv_style_backward(
+    x,
+    w,
+    gy,
+    stride,
+    padding,
+    dilation,
+    groups,
+    *,
+    no_flip=False,
+    pad_off_by_one=False,
+    no_remainder=False,
+):
     (sh, sw), (ph, pw), (dh, dw_) = _pair(stride), _pair(padding), _pair(dilation)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape

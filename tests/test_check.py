@@ -145,9 +145,13 @@ def _run(*args, cwd=None):
     src = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "src"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "convgrad", "check", *args], capture_output=True, text=True,
-        env=env, cwd=cwd, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "convgrad", "check", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_cli_check(tmp_path):

@@ -13,8 +13,9 @@ import pytest
 
 import convgrad
 from convgrad import reference
+from convgrad._explain_cli import parse_padding, parse_shape
 from convgrad._primitive import correlate
-from convgrad.explain import explain, parse_padding, parse_shape
+from convgrad.explain import explain
 
 # (input_shape, weight_shape, options)
 CONV_CASES = [
@@ -78,8 +79,11 @@ def test_conv_numbers_match_the_functions(input_shape, weight_shape, options):
     assert report.macs["forward"] == macs and report.macs["total"] == 3 * macs
     # im2col GEMM shapes: G x [rows x depth] . [depth x cols]
     assert report.gemms["forward"] == (
-        groups, k // groups, c // groups * math.prod(kernel), n * math.prod(out_sp)
-    )  # fmt: skip
+        groups,
+        k // groups,
+        c // groups * math.prod(kernel),
+        n * math.prod(out_sp),
+    )
     g, rows, depth, cols = report.gemms["input_grad"]
     if options.get("padding_mode", "zeros") != "zeros":  # runs on the explicitly padded X
         in_sp = tuple(s + lo + hi for s, (lo, hi) in zip(in_sp, pads))
@@ -120,15 +124,11 @@ def test_each_pass_runs_as_described(input_shape, weight_shape, options):
     flipped = np.flip(w_g.swapaxes(1, 2), axis=tuple(range(3, w.ndim + 1)))  # flip(F)ᵀ
     assert flipped.shape == p["input_grad"].rhs_shape
     dx = correlate(grouped(gy), flipped, p["input_grad"].corr).swapaxes(0, 1).reshape(x.shape)
-    np.testing.assert_allclose(
-        dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10
-    )  # fmt: skip
+    np.testing.assert_allclose(dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10)
     lhs, rhs = grouped(x).swapaxes(1, 2), grouped(gy).swapaxes(1, 2)  # Xᵀ, dE/dOᵀ
     assert lhs.shape == p["weight_grad"].lhs_shape and rhs.shape == p["weight_grad"].rhs_shape
     dw = correlate(lhs, rhs, p["weight_grad"].corr).swapaxes(1, 2).reshape(w.shape)
-    np.testing.assert_allclose(
-        dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10
-    )  # fmt: skip
+    np.testing.assert_allclose(dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10)
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES)
@@ -271,9 +271,12 @@ def _run(*args):
     src = os.path.join(os.path.dirname(__file__), "..", "src")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(src), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "convgrad", *args], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "convgrad", *args],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=120,
-    )  # fmt: skip
+    )
 
 
 def test_cli_default_explains_the_origin_layer():
@@ -285,15 +288,50 @@ def test_cli_default_explains_the_origin_layer():
 
 def test_cli_options_and_figure(tmp_path):
     path = tmp_path / "t.png"
-    proc = _run("explain", "--input", "2x4x9x10", "--weight", "6x2x3x3", "--stride", "2",
-                "--padding", "same", "--groups", "2", "--figure", str(path))  # fmt: skip
+    proc = _run(
+        "explain",
+        "--input",
+        "2x4x9x10",
+        "--weight",
+        "6x2x3x3",
+        "--stride",
+        "2",
+        "--padding",
+        "same",
+        "--groups",
+        "2",
+        "--figure",
+        str(path),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2×6×5×5" in proc.stdout and path.stat().st_size > 10_000
-    proc = _run("explain", "--input", "1x2x7", "--weight", "2x3x3", "--transposed",
-                "--stride", "2", "--output-padding", "1", "--padding", "1:0")  # fmt: skip
+    proc = _run(
+        "explain",
+        "--input",
+        "1x2x7",
+        "--weight",
+        "2x3x3",
+        "--transposed",
+        "--stride",
+        "2",
+        "--output-padding",
+        "1",
+        "--padding",
+        "1:0",
+    )
     assert proc.returncode == 2 and "padding" in proc.stderr  # pairs are not for transposed
-    proc = _run("explain", "--input", "1x2x7", "--weight", "2x3x3", "--transposed",
-                "--stride", "2", "--output-padding", "1")  # fmt: skip
+    proc = _run(
+        "explain",
+        "--input",
+        "1x2x7",
+        "--weight",
+        "2x3x3",
+        "--transposed",
+        "--stride",
+        "2",
+        "--output-padding",
+        "1",
+    )
     assert proc.returncode == 0 and "1×3×16" in proc.stdout  # (7-1)*2 + 3 + 1 = 16
 
 
@@ -366,7 +404,11 @@ def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, o
         assert reference.conv_transpose(x[None, None], w, **opts).shape[2:] == dy.shape
     else:
         want = reference.conv_grads(
-            x[None, None], np.zeros((1, 1, *kernel)), dy[None, None],
-            options.get("stride", 1), options.get("padding", 0), options.get("dilation", 1),
-        )[1]  # fmt: skip
+            x[None, None],
+            np.zeros((1, 1, *kernel)),
+            dy[None, None],
+            options.get("stride", 1),
+            options.get("padding", 0),
+            options.get("dilation", 1),
+        )[1]
     np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)

@@ -57,11 +57,23 @@ def _draw_array(ax, cx, cy, shape, size, face, edge, *, grid_max=16, lw=1.0, zor
         )
         if layer == 0 and rows <= grid_max and cols <= grid_max:
             for i in range(1, cols):
-                ax.plot([x0 + w * i / cols] * 2, [y0, y0 + h], color=edge, lw=0.4, alpha=0.6,
-                        zorder=zorder)  # fmt: skip
+                ax.plot(
+                    [x0 + w * i / cols] * 2,
+                    [y0, y0 + h],
+                    color=edge,
+                    lw=0.4,
+                    alpha=0.6,
+                    zorder=zorder,
+                )
             for i in range(1, rows):
-                ax.plot([x0, x0 + w], [y0 + h * i / rows] * 2, color=edge, lw=0.4, alpha=0.6,
-                        zorder=zorder)  # fmt: skip
+                ax.plot(
+                    [x0, x0 + w],
+                    [y0 + h * i / rows] * 2,
+                    color=edge,
+                    lw=0.4,
+                    alpha=0.6,
+                    zorder=zorder,
+                )
     return h / 2 + (layers - 1) * off / 2
 
 
@@ -78,9 +90,16 @@ def _layout(report):
     c, k = x_shape[-nd - 1], o_shape[-nd - 1]
     g = spec.groups
     return dict(
-        C=c, K=k, G=g, cg=c // g, kg=k // g,
-        x_sp=x_shape[-nd:], o_sp=o_shape[-nd:], k_sp=w_shape[2:], nd=nd,
-    )  # fmt: skip
+        C=c,
+        K=k,
+        G=g,
+        cg=c // g,
+        kg=k // g,
+        x_sp=x_shape[-nd:],
+        o_sp=o_shape[-nd:],
+        k_sp=w_shape[2:],
+        nd=nd,
+    )
 
 
 def _tile_name(report, k: int, c: int, cg: int, kg: int) -> str:
@@ -120,10 +139,17 @@ def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 1
     )
     _draw_tiling(ax, report, lay, rows, cols)
     title, subtitle = _titles(report, lay)
-    fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=13,
-             fontweight="bold")  # fmt: skip
-    fig.text(0.5, 1 - 0.48 / fig_h, subtitle, ha="center", va="top", fontsize=9,
-             color="#444444", linespacing=1.6)  # fmt: skip
+    fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=13, fontweight="bold")
+    fig.text(
+        0.5,
+        1 - 0.48 / fig_h,
+        subtitle,
+        ha="center",
+        va="top",
+        fontsize=9,
+        color="#444444",
+        linespacing=1.6,
+    )
     if plan is not None:
         wd, hd = plan["size"]
         left = (fig_w - wd * ws) / 2
@@ -172,8 +198,9 @@ def _draw_tiling(ax, report, lay, rows, cols):
     # highlighted pair: a column k and a row c of the same group, both drawn
     kh = min(2, lay["K"] - 1) if min(2, lay["K"] - 1) in cols else cols[0]
     grp = kh // kg
-    ch = next((c for c in rows if c is not None and c // cg == grp and c % cg == min(1, cg - 1)),
-              None)  # fmt: skip
+    ch = next(
+        (c for c in rows if c is not None and c // cg == grp and c % cg == min(1, cg - 1)), None
+    )
     if ch is None:
         ch = next((c for c in rows if c is not None and c // cg == grp), None)
 
@@ -183,34 +210,86 @@ def _draw_tiling(ax, report, lay, rows, cols):
             ax.text(x, 0, "⋯", ha="center", va="center", fontsize=16, color="#666666")
             continue
         color = palette(k // kg % 10)
-        hh = _draw_array(ax, x, 0.12, lay["o_sp"], size, _mix(color, 0.72), _mix(color, 0.1),
-                         lw=2.0 if k == kh else 1.0)  # fmt: skip
-        ax.text(x, 0.12 + hh + 0.04, f"dE/dO[{k}]", ha="center", va="bottom", fontsize=8.5,
-                fontweight="bold" if k == kh else None)  # fmt: skip
+        hh = _draw_array(
+            ax,
+            x,
+            0.12,
+            lay["o_sp"],
+            size,
+            _mix(color, 0.72),
+            _mix(color, 0.1),
+            lw=2.0 if k == kh else 1.0,
+        )
+        ax.text(
+            x,
+            0.12 + hh + 0.04,
+            f"dE/dO[{k}]",
+            ha="center",
+            va="bottom",
+            fontsize=8.5,
+            fontweight="bold" if k == kh else None,
+        )
         if j == 0:
-            ax.text(x, 0.12 - hh - 0.04, _x(lay["o_sp"]), ha="center", va="top", fontsize=7,
-                    color="#555555")  # fmt: skip
+            ax.text(
+                x,
+                0.12 - hh - 0.04,
+                _x(lay["o_sp"]),
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="#555555",
+            )
     for i, c in enumerate(rows):
         y = -(i + 1)
         if c is None:
             ax.text(0, y, "⋮", ha="center", va="center", fontsize=16, color="#666666")
             continue
         color = palette(c // cg % 10)
-        hh = _draw_array(ax, -0.05, y, lay["x_sp"], size, _mix(color, 0.72), _mix(color, 0.1),
-                         lw=2.0 if c == ch else 1.0)  # fmt: skip
-        ax.text(-0.05 - size / 2 - 0.05, y, f"X[{c}]", ha="right", va="center", fontsize=8.5,
-                rotation=90, fontweight="bold" if c == ch else None)  # fmt: skip
+        hh = _draw_array(
+            ax,
+            -0.05,
+            y,
+            lay["x_sp"],
+            size,
+            _mix(color, 0.72),
+            _mix(color, 0.1),
+            lw=2.0 if c == ch else 1.0,
+        )
+        ax.text(
+            -0.05 - size / 2 - 0.05,
+            y,
+            f"X[{c}]",
+            ha="right",
+            va="center",
+            fontsize=8.5,
+            rotation=90,
+            fontweight="bold" if c == ch else None,
+        )
         if i == 0:
-            ax.text(-0.05, y - hh - 0.03, _x(lay["x_sp"]), ha="center", va="top", fontsize=7,
-                    color="#555555")  # fmt: skip
+            ax.text(
+                -0.05,
+                y - hh - 0.03,
+                _x(lay["x_sp"]),
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="#555555",
+            )
 
     for i, c in enumerate(rows):
         for j, k in enumerate(cols):
             x, y = j + 1, -(i + 1)
             if c is None or k is None:
                 if (c is None) != (k is None):
-                    ax.text(x, y, "⋮" if c is None else "⋯", ha="center", va="center",
-                            fontsize=12, color="#999999")  # fmt: skip
+                    ax.text(
+                        x,
+                        y,
+                        "⋮" if c is None else "⋯",
+                        ha="center",
+                        va="center",
+                        fontsize=12,
+                        color="#999999",
+                    )
                 continue
             same = c // cg == k // kg
             if not same:
@@ -218,24 +297,54 @@ def _draw_tiling(ax, report, lay, rows, cols):
                 continue
             color = palette(k // kg % 10)
             hl = c == ch and k == kh
-            hh = _draw_array(ax, x, y + 0.06, lay["k_sp"], size * 0.62, _mix(color, 0.3),
-                             _HIGHLIGHT if hl else _mix(color, 0.0), lw=2.2 if hl else 0.8,
-                             zorder=4)  # fmt: skip
-            ax.text(x, y + 0.06 - hh - 0.03, _tile_name(report, k, c, cg, kg), ha="center",
-                    va="top", fontsize=7, color=_HIGHLIGHT if hl else "#333333")  # fmt: skip
+            hh = _draw_array(
+                ax,
+                x,
+                y + 0.06,
+                lay["k_sp"],
+                size * 0.62,
+                _mix(color, 0.3),
+                _HIGHLIGHT if hl else _mix(color, 0.0),
+                lw=2.2 if hl else 0.8,
+                zorder=4,
+            )
+            ax.text(
+                x,
+                y + 0.06 - hh - 0.03,
+                _tile_name(report, k, c, cg, kg),
+                ha="center",
+                va="top",
+                fontsize=7,
+                color=_HIGHLIGHT if hl else "#333333",
+            )
 
     if ch is not None and kh is not None:
         jx, iy = cols.index(kh) + 1, -(rows.index(ch) + 1)
         head_h = _box(lay["o_sp"], size)[1] / 2
         tile_w, tile_h, _ = _box(lay["k_sp"], size * 0.62)
         row_w = _box(lay["x_sp"], size)[0] / 2
-        ax.plot([jx, jx], [0.12 - head_h - 0.02, iy + 0.06 + tile_h / 2 + 0.02], ls="--",
-                lw=1.0, color=_HIGHLIGHT, zorder=1)  # fmt: skip
-        ax.plot([-0.05 + row_w + 0.02, jx - tile_w / 2 - 0.02], [iy, iy], ls="--", lw=1.0,
-                color=_HIGHLIGHT, zorder=1)  # fmt: skip
+        ax.plot(
+            [jx, jx],
+            [0.12 - head_h - 0.02, iy + 0.06 + tile_h / 2 + 0.02],
+            ls="--",
+            lw=1.0,
+            color=_HIGHLIGHT,
+            zorder=1,
+        )
+        ax.plot(
+            [-0.05 + row_w + 0.02, jx - tile_w / 2 - 0.02],
+            [iy, iy],
+            ls="--",
+            lw=1.0,
+            color=_HIGHLIGHT,
+            zorder=1,
+        )
         name = _tile_name(report, kh, ch, cg, kg)
-        note = (f"dE/dF{name} = Σₙ X[n,{ch}] $\\star$ dE/dO[n,{kh}]" if not report.transposed
-                else f"dE/dF{name} = Σₙ dE/dO[n,{kh}] $\\star$ X[n,{ch}]")  # fmt: skip
+        note = (
+            f"dE/dF{name} = Σₙ X[n,{ch}] $\\star$ dE/dO[n,{kh}]"
+            if not report.transposed
+            else f"dE/dF{name} = Σₙ dE/dO[n,{kh}] $\\star$ X[n,{ch}]"
+        )
         ax.text(
             -0.7,
             0.62,
@@ -247,9 +356,15 @@ def _draw_tiling(ax, report, lay, rows, cols):
             linespacing=1.4,
         )
     if g > 1:
-        ax.text(len(cols) + 0.5, -len(rows) - 0.5, f"{g} groups (colours); grey dots: pairs from "
-                "different groups make no tile", ha="right", va="center", fontsize=8,
-                color="#555555")  # fmt: skip
+        ax.text(
+            len(cols) + 0.5,
+            -len(rows) - 0.5,
+            f"{g} groups (colours); grey dots: pairs from different groups make no tile",
+            ha="right",
+            va="center",
+            fontsize=8,
+            color="#555555",
+        )
 
 
 # ---------------------------------------------------------------------- worked example
@@ -272,9 +387,16 @@ def _worked_numbers(report, lay):
         w = np.zeros(k_shape)
         opts = report.options
         _, gw, _ = functional.conv_transpose_backward(
-            dy, x, w, None, opts["stride"], opts["padding"], opts["output_padding"], 1,
+            dy,
+            x,
+            w,
+            None,
+            opts["stride"],
+            opts["padding"],
+            opts["output_padding"],
+            1,
             opts["dilation"],
-        )  # fmt: skip
+        )
     else:
         gw = functional.conv_weight_grad(
             x, dy, k_shape, spec.stride, spec.pads, spec.dilation, 1, spec.padding_mode
@@ -314,8 +436,15 @@ def _matrix(ax, x0, y0, values, title, *, cmap, pads, spread):
             else:
                 face, text = "#f0f0f0", "0"
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor=face, edgecolor="white", lw=1.2))
-            ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=7.5,
-                    color="#222222" if inside else "#b0b0b0")  # fmt: skip
+            ax.text(
+                x + 0.5,
+                y + 0.5,
+                text,
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="#222222" if inside else "#b0b0b0",
+            )
     ax.text(x0 + cols / 2, y0 + 0.3, title, ha="center", va="bottom", fontsize=8.5)
     return cols, rows
 
@@ -333,20 +462,28 @@ def _worked_plan(report, lay) -> dict:
     if report.transposed:
         pads = tuple(report.passes["weight_grad"].corr.padding)
         mats = [
-            (dy, "dE/dO[0, k]" + (" (zero padding grey)" if any(map(any, pads)) else ""), pads,
-             (1,) * lay["nd"]),
+            (
+                dy,
+                "dE/dO[0, k]" + (" (zero padding grey)" if any(map(any, pads)) else ""),
+                pads,
+                (1,) * lay["nd"],
+            ),
             (x, "X[0, c]" + tail, ones, spread),
             (gw, "dE/dF[c, k]", ones, (1,) * lay["nd"]),
-        ]  # fmt: skip
+        ]
         what = "dE/dO"
     else:
         pads = spec.pads if spec.padding_mode == "zeros" else ones
         mats = [
-            (x, "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else ""), pads,
-             (1,) * lay["nd"]),
+            (
+                x,
+                "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else ""),
+                pads,
+                (1,) * lay["nd"],
+            ),
             (dy, "dE/dO[0, k]" + tail, ones, spread),
             (gw, "dE/dF[k, c]", ones, (1,) * lay["nd"]),
-        ]  # fmt: skip
+        ]
         what = "X"
     sizes = [_matrix_size(v, p, s) for v, _, p, s in mats]
     width = sum(w for w, _ in sizes) + 2 * _GAP
@@ -386,5 +523,12 @@ def _draw_worked(ax, plan) -> None:
             ax.add_patch(Rectangle((x0, -1), 1, 1, **style))
         x0 += w + _GAP
     chars = max(40, int(width * 4.2))
-    ax.text(0, -tallest - 0.6, "\n".join(textwrap.wrap(plan["caption"], chars)), ha="left",
-            va="top", fontsize=8, color="#444444")  # fmt: skip
+    ax.text(
+        0,
+        -tallest - 0.6,
+        "\n".join(textwrap.wrap(plan["caption"], chars)),
+        ha="left",
+        va="top",
+        fontsize=8,
+        color="#444444",
+    )
