@@ -715,7 +715,7 @@ def _transposed_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         (g, cx, ky, *k),
         bwd,
         spec.output_shape,
-        f"each filter F[c] ({_x(k)}) slides over dE/dO padded {_pad_text(bwd.padding)} in steps "
+        f"each filter F[c] ({_x(k)}, taps {_dilated(dil)}) slides over dE/dO padded {_pad_text(bwd.padding)} in steps "
         f"of {st}",
         f"k over the output channels ({ky} per group) and the kernel taps",
         False,
