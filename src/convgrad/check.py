@@ -354,7 +354,7 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
         errors[name] = err
         if not err <= atol + tol * max(float(np.max(np.abs(ref))), 1.0):
             bad.append(name)
-            problems.append(f"{_PRETTY[name]} wrong (max error {err:.2g})")
+            problems.append(f"{_PRETTY[name]} wrong")
     if bad:
         extra = _diagnose(got, x, w, gy, case, bad, rtol, atol)
         msg = "; ".join(problems)
@@ -543,6 +543,13 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> 
             if result.status != "fail":
                 result.status = "fail"
                 result.failing_case = case.describe()
+                here = [
+                    f"{_PRETTY[g]} {errs[g]:.2g}"
+                    for g in failure.bad
+                    if g in errs and math.isfinite(errs[g])
+                ]
+                if here:
+                    result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
                 result.hint = _hint(result.feature, failure.bad, case, history)
             good -= set(failure.bad)
