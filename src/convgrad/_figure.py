@@ -125,7 +125,7 @@ def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 1
 
     # sizes in inches: the tiling is drawn at 1 inch per cell, the worked example at `ws`
     title_h, unit = 1.3, 1.0
-    tx, ty = len(cols) + 1.3, len(rows) + 1.35
+    tx, ty = len(cols) + 1.3, len(rows) + 1.7
     fig_w = max(8.0, tx * unit + 0.4)
     worked_h = ws = 0.0
     if plan is not None:
@@ -191,7 +191,7 @@ def _draw_tiling(ax, report, lay, rows, cols):
     cg, kg, g = lay["cg"], lay["kg"], lay["G"]
     size = 0.62
     ax.set_xlim(-0.75, len(cols) + 0.55)
-    ax.set_ylim(-len(rows) - 0.6, 0.75)
+    ax.set_ylim(-len(rows) - 0.95, 0.75)
     ax.set_aspect("equal")
     ax.axis("off")
 
@@ -355,10 +355,22 @@ def _draw_tiling(ax, report, lay, rows, cols):
             color=_HIGHLIGHT,
             linespacing=1.4,
         )
+    kernel = _x(lay["k_sp"])
+    if report.transposed:
+        stack = (
+            f"each row c stacks its {kg} tiles into dE/dF[c] ({kg}×{kernel}): its depth "
+            "comes from the output channels k"
+        )
+    else:
+        stack = (
+            f"each column k stacks its {cg} tiles into dE/dF[k] ({cg}×{kernel}): its depth "
+            "comes from the input channels c, not from dE/dO[k]"
+        )
+    ax.text(-0.7, -len(rows) - 0.5, stack, ha="left", va="center", fontsize=8.5, color="#333333")
     if g > 1:
         ax.text(
             len(cols) + 0.5,
-            -len(rows) - 0.5,
+            -len(rows) - 0.8,
             f"{g} groups (colours); grey dots: pairs from different groups make no tile",
             ha="right",
             va="center",
