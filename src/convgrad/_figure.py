@@ -137,7 +137,7 @@ def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 1
     ax = fig.add_axes(
         ((fig_w - tx * unit) / 2 / fig_w, worked_h / fig_h, tx * unit / fig_w, ty * unit / fig_h)
     )
-    _draw_tiling(ax, report, lay, rows, cols)
+    _draw_tiling(ax, report, lay, rows, cols, room=(fig_w + tx * unit) / 2 - 0.3)
     title, subtitle = _titles(report, lay)
     fig.text(0.5, 1 - 0.12 / fig_h, title, ha="center", va="top", fontsize=13, fontweight="bold")
     fig.text(
@@ -184,7 +184,8 @@ def _titles(report, lay):
     return title, sub
 
 
-def _draw_tiling(ax, report, lay, rows, cols):
+def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
+    """``room``: inches from the left of the tiling to the right edge of the figure."""
     import matplotlib
 
     palette = matplotlib.colormaps["tab10"]
@@ -366,7 +367,10 @@ def _draw_tiling(ax, report, lay, rows, cols):
             f"each column k stacks its {cg} tiles into dE/dF[k] ({cg}×{kernel}): its depth "
             "comes from the input channels c, not from dE/dO[k]"
         )
-    ax.text(-0.7, -len(rows) - 0.5, stack, ha="left", va="center", fontsize=8.5, color="#333333")
+    import textwrap
+
+    stack = "\n".join(textwrap.wrap(stack, max(40, int(room * 12.5))))
+    ax.text(-0.7, -len(rows) - 0.38, stack, ha="left", va="top", fontsize=8.5, color="#333333")
     if g > 1:
         ax.text(
             len(cols) + 0.5,
