@@ -4,6 +4,8 @@ Every gradient of a convolution is itself a convolution with the roles of the
 axes swapped; convgrad computes them all on one correlation primitive.
 """
 
+from .check import check, gradcheck
+from .explain import explain
 from .functional import (
     conv,
     conv_backward,
@@ -17,6 +19,9 @@ from .functional import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "check",
+    "explain",
+    "gradcheck",
     "conv",
     "conv_backward",
     "conv_bias_grad",
