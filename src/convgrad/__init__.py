@@ -15,10 +15,17 @@ from .functional import (
     conv_transpose_backward,
     conv_weight_grad,
 )
+from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "check",
     "explain",
     "gradcheck",

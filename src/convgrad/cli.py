@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
         "and backward and compare with the slow reference",
     ),
+    "train-digits": (
+        "convgrad.examples.digits:main",
+        "train a 2-conv CNN built from convgrad layers on scikit-learn's 8x8 digits "
+        "(progress bar, loss/accuracy plot)",
+    ),
 }
 DEFAULT_COMMAND = "explain"
 # with no arguments at all: explain the origin layer, then run it against the reference

@@ -1,0 +1,338 @@
+"""Convolution layers built like their PyTorch namesakes, on the functional API.
+
+    layer = Conv2d(5, 10, kernel_size=5, seed=0)
+    y = layer(x)                    # x (N, 5, H, W) or (5, H, W); keeps x for backward
+    grad_x = layer.backward(grad_y) # adds dE/dw, dE/db to layer.weight_grad, layer.bias_grad
+
+Weights are ``(out, in/groups, *k)`` for ``ConvNd`` and ``(in, out/groups, *k)`` for
+``ConvTransposeNd``; both are initialised as PyTorch does (``kaiming_uniform_(a=sqrt(5))``):
+weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with ``fan_in = weight.shape[1] *
+prod(kernel)``. Gradients accumulate across ``backward`` calls until ``zero_grad()``. A layer keeps the
+input of its last forward (not a copy; it is never written) until the next forward, so
+``backward`` may be called more than once. Dask arrays pass straight through to
+``convgrad.functional`` (outputs and gradients are then lazy dask arrays).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+from ._module import Module, float_dtype, make_rng, positive_int
+from ._spec import _padding_pairs, check_padding_mode, int_tuple
+
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+]
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    """Shape of an array-like without converting it (dask arrays stay lazy)."""
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+
+
+def _uniform(rng: np.random.Generator, bound: float, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class _ConvBase(Module):
+    """What convolution and transposed convolution layers share: parameters, init, state."""
+
+    _nd: int = 0
+    _param_names = ("weight", "bias")
+
+    def _setup(
+        self,
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any,
+        dilation: Any,
+        groups: Any,
+        bias: Any,
+        dtype: Any,
+        rng: Any,
+        seed: Any,
+        transposed: bool,
+    ) -> None:
+        nd = self._nd
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.groups = positive_int(groups, "groups")
+        if self.in_channels % self.groups:
+            raise ValueError(
+                f"in_channels ({self.in_channels}) must be divisible by groups ({self.groups})"
+            )
+        if self.out_channels % self.groups:
+            raise ValueError(
+                f"out_channels ({self.out_channels}) must be divisible by groups ({self.groups})"
+            )
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
+        self.kernel_size = int_tuple(kernel_size, nd, "kernel_size", 1)
+        self.stride = int_tuple(stride, nd, "stride", 1)
+        self.dilation = int_tuple(dilation, nd, "dilation", 1)
+        self.dtype = float_dtype(dtype)
+        generator = make_rng(rng, seed)
+        # weight (out, in/g, *k); transposed (in, out/g, *k). PyTorch's fan_in is shape[1]*prod(k)
+        if transposed:
+            shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        else:
+            shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        fan_in = shape[1] * math.prod(shape[2:])
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = _uniform(generator, bound, shape, self.dtype)
+        self.bias = _uniform(generator, bound, (self.out_channels,), self.dtype) if bias else None
+        self._init_grads()
+        self._saved: tuple | None = None
+
+    # ----------------------------------------------------------------- backward
+
+    def _saved_for_backward(self, grad_y: Any) -> tuple:
+        if self._saved is None:
+            name = type(self).__name__
+            raise RuntimeError(
+                f"{name}.backward called before forward: call the layer on an input first "
+                f"(forward keeps the input that backward needs)"
+            )
+        out_shape = self._saved[1]
+        shape = _shape(grad_y)
+        if shape != tuple(out_shape):
+            raise ValueError(
+                f"grad_y must have the shape of the last forward output {tuple(out_shape)}, "
+                f"got {tuple(shape)}"
+            )
+        return self._saved
+
+    def _store_grads(self, grad_w: Any, grad_b: Any) -> None:
+        self._accumulate("weight", grad_w)
+        if self.bias is not None:
+            self._accumulate("bias", grad_b)
+
+    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
+        return ""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}{self.extra_repr()})"
+        )
+
+
+class _ConvNd(_ConvBase):
+    """N-d convolution layer: y = conv(x, weight, bias, ...) (see ``convgrad.conv``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: Any = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._setup(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            dilation,
+            groups,
+            bias,
+            dtype,
+            rng,
+            seed,
+            transposed=False,
+        )
+        nd = self._nd
+        # validate the padding's form now (its fit to an input is checked at forward)
+        _padding_pairs(padding, nd, (2**30,) * nd, self.kernel_size, self.stride, self.dilation)
+        self.padding = (padding,) * nd if isinstance(padding, (int, np.integer)) else padding
+        self.padding_mode = check_padding_mode(padding_mode)
+
+    def _options(self) -> tuple:
+        return (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+
+    def forward(self, x: Any) -> Any:
+        """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out)."""
+        y = F.conv(x, self.weight, self.bias, *self._options())
+        self._saved = (x, y.shape)
+        return y
+
+    def backward(self, grad_y: Any) -> Any:
+        """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
+        x, _ = self._saved_for_backward(grad_y)
+        grad_x, grad_w, grad_b = F.conv_backward(
+            grad_y, x, self.weight, self.bias, *self._options()
+        )
+        self._store_grads(grad_w, grad_b)
+        return grad_x
+
+    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
+        return (
+            f", padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"bias={self.bias is not None}, padding_mode={self.padding_mode!r}"
+        )
+
+
+class _ConvTransposeNd(_ConvBase):
+    """N-d transposed convolution layer (see ``convgrad.conv_transpose``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] = 0,
+        output_padding: int | tuple[int, ...] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | tuple[int, ...] = 1,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._setup(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            dilation,
+            groups,
+            bias,
+            dtype,
+            rng,
+            seed,
+            transposed=True,
+        )
+        nd = self._nd
+        if isinstance(padding, str):
+            raise ValueError(
+                f"padding of a transposed convolution must be an int or {nd} ints, got {padding!r}"
+            )
+        self.padding = int_tuple(padding, nd, "padding", 0)
+        self.output_padding = self._check_output_padding(output_padding)
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode must be 'zeros' for {type(self).__name__} (as in PyTorch), "
+                f"got {padding_mode!r}"
+            )
+        self.padding_mode = padding_mode
+
+    def _check_output_padding(self, output_padding: Any) -> tuple[int, ...]:
+        out_pad = int_tuple(output_padding, self._nd, "output_padding", 0)
+        for op, s, d in zip(out_pad, self.stride, self.dilation):
+            if op >= s and op >= d:
+                raise ValueError(
+                    f"output_padding must be smaller than stride or dilation, got "
+                    f"{out_pad} with stride {self.stride} and dilation {self.dilation}"
+                )
+        return out_pad
+
+    def _output_padding_for(self, x_shape: tuple, output_size: Any) -> tuple[int, ...]:
+        """PyTorch's ``output_size``: the output_padding that gives this spatial size."""
+        nd = self._nd
+        size = tuple(int(v) for v in output_size)[-nd:]
+        if len(size) != nd:
+            raise ValueError(f"output_size must give {nd} spatial sizes, got {output_size!r}")
+        in_spatial = tuple(x_shape)[-nd:]
+        out_pad = []
+        for want, n, k, s, d, p in zip(
+            size, in_spatial, self.kernel_size, self.stride, self.dilation, self.padding
+        ):
+            smallest = (n - 1) * s - 2 * p + d * (k - 1) + 1
+            out_pad.append(want - smallest)
+            if not 0 <= want - smallest < max(s, d):
+                raise ValueError(
+                    f"output_size {tuple(size)} is not reachable from input {tuple(in_spatial)}: "
+                    f"each size must be in [{smallest}, {smallest + max(s, d) - 1}] "
+                    f"for this layer"
+                )
+        return tuple(out_pad)
+
+    def _options(self, output_padding: tuple) -> tuple:
+        return (self.stride, self.padding, output_padding, self.groups, self.dilation)
+
+    def forward(self, x: Any, output_size: Any = None) -> Any:
+        """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out),
+        S_out = (S-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
+        ``output_size`` (optional) picks output_padding as in PyTorch."""
+        if output_size is None:
+            out_pad = self.output_padding
+        else:
+            out_pad = self._output_padding_for(_shape(x), output_size)
+        y = F.conv_transpose(x, self.weight, self.bias, *self._options(out_pad))
+        self._saved = (x, y.shape, out_pad)
+        return y
+
+    def __call__(self, x: Any, output_size: Any = None) -> Any:
+        return self.forward(x, output_size)
+
+    def backward(self, grad_y: Any) -> Any:
+        """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
+        x, _, out_pad = self._saved_for_backward(grad_y)
+        grad_x, grad_w, grad_b = F.conv_transpose_backward(
+            grad_y, x, self.weight, self.bias, *self._options(out_pad)
+        )
+        self._store_grads(grad_w, grad_b)
+        return grad_x
+
+    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
+        return (
+            f", padding={self.padding}, output_padding={self.output_padding}, "
+            f"groups={self.groups}, bias={self.bias is not None}, dilation={self.dilation}"
+        )
+
+
+class Conv1d(_ConvNd):
+    """1-d convolution: x (N, C_in, L) -> (N, C_out, L_out); weight (C_out, C_in/g, k)."""
+
+    _nd = 1
+
+
+class Conv2d(_ConvNd):
+    """2-d convolution: x (N, C_in, H, W) -> (N, C_out, H', W'); weight (C_out, C_in/g, kh, kw)."""
+
+    _nd = 2
+
+
+class Conv3d(_ConvNd):
+    """3-d convolution: x (N, C_in, D, H, W) -> (N, C_out, D', H', W')."""
+
+    _nd = 3
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-d transposed convolution: x (N, C_in, L) -> (N, C_out, L'); weight (C_in, C_out/g, k)."""
+
+    _nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-d transposed convolution: x (N, C_in, H, W) -> (N, C_out, H', W')."""
+
+    _nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-d transposed convolution: x (N, C_in, D, H, W) -> (N, C_out, D', H', W')."""
+
+    _nd = 3

@@ -1,0 +1,466 @@
+"""The few companions needed to train a CNN with convgrad's layers, in plain NumPy.
+
+    model = Sequential(Conv2d(1, 8, 3, padding=1, seed=0), ReLU(), MaxPool2d(2),
+                       Flatten(), Linear(8 * 4 * 4, 10, seed=1))
+    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2)
+    loss = loss_fn(model(x), labels)
+    opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+    save(model, "model.npz"); load(model, "model.npz")
+
+Every module's ``backward(grad_y)`` returns the input gradient and adds its parameter
+gradients to ``*_grad``; optimizers replace parameter arrays (never write into them).
+Files are ``.npz`` archives read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._module import Module, Parameter, float_dtype, make_rng, positive_int
+from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+
+__all__ = [
+    "Module",
+    "Parameter",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "ReLU",
+    "MaxPool2d",
+    "Flatten",
+    "Linear",
+    "CrossEntropyLoss",
+    "softmax_cross_entropy",
+    "Sequential",
+    "SGD",
+    "Adam",
+    "save",
+    "load",
+]
+
+
+def _needs_forward(module: Module, saved: Any) -> None:
+    if saved is None:
+        raise RuntimeError(
+            f"{type(module).__name__}.backward called before forward: call it on an input first"
+        )
+
+
+def _check_grad_shape(grad_y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    grad_y = np.asarray(grad_y)
+    if grad_y.shape != tuple(shape):
+        raise ValueError(
+            f"grad_y must have the shape of the last forward output {tuple(shape)}, "
+            f"got {grad_y.shape}"
+        )
+    return grad_y
+
+
+# ------------------------------------------------------------------------ layers
+
+
+class ReLU(Module):
+    """y = max(x, 0) elementwise; dE/dx = dE/dy where x > 0."""
+
+    def __init__(self) -> None:
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        self._mask = x > 0
+        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, grad_y: Any) -> np.ndarray:
+        _needs_forward(self, self._mask)
+        grad_y = _check_grad_shape(grad_y, self._mask.shape)
+        return np.where(self._mask, grad_y, 0).astype(grad_y.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class MaxPool2d(Module):
+    """2-d max pooling: x (N, C, H, W) or (C, H, W) -> (N, C, H', W'),
+    H' = (H + 2*padding - kernel) // stride + 1. The gradient goes to the first maximum of
+    each window (as in PyTorch); overlapping windows add up."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        from ._spec import int_tuple
+
+        self.kernel_size = int_tuple(kernel_size, 2, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else int_tuple(stride, 2, "stride", 1)
+        self.padding = int_tuple(padding, 2, "padding", 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(
+                f"padding must be at most half the kernel size, got padding {self.padding} "
+                f"with kernel_size {self.kernel_size}"
+            )
+        self._saved: tuple | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim not in (3, 4):
+            raise ValueError(f"x must have shape (N, C, H, W) or (C, H, W), got {x.shape}")
+        batched = x.ndim == 4
+        xb = x if batched else x[None]
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        n, c, h, w = xb.shape
+        if (h + 2 * ph - kh) < 0 or (w + 2 * pw - kw) < 0:
+            raise ValueError(
+                f"x spatial size {(h, w)} with padding {self.padding} is smaller than "
+                f"kernel_size {self.kernel_size}"
+            )
+        if ph or pw:
+            fill = -np.inf if xb.dtype.kind == "f" else np.iinfo(xb.dtype).min
+            xb = np.pad(xb, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+        windows = np.lib.stride_tricks.sliding_window_view(xb, (kh, kw), axis=(2, 3))
+        windows = windows[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kh, kw)
+        ho, wo = windows.shape[2:4]
+        flat = windows.reshape(n, c, ho, wo, kh * kw)
+        arg = flat.argmax(axis=-1)
+        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        # flat index of each maximum in the padded (N, C, Hp, Wp) input
+        hp, wp = xb.shape[2:]
+        rows = np.arange(ho)[:, None] * sh + arg // kw
+        cols = np.arange(wo)[None, :] * sw + arg % kw
+        base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
+        self._saved = (base + rows * wp + cols, (n, c, hp, wp), x.shape, y.shape, batched)
+        return y if batched else y[0]
+
+    def backward(self, grad_y: Any) -> np.ndarray:
+        _needs_forward(self, self._saved)
+        index, padded_shape, x_shape, y_shape, batched = self._saved
+        grad_y = _check_grad_shape(grad_y, y_shape if batched else y_shape[1:])
+        grad = np.bincount(index.ravel(), weights=grad_y.ravel(), minlength=math.prod(padded_shape))
+        grad = grad.reshape(padded_shape)
+        ph, pw = self.padding
+        grad = grad[:, :, ph : padded_shape[2] - ph, pw : padded_shape[3] - pw]
+        grad = grad.astype(grad_y.dtype, copy=False)
+        return np.ascontiguousarray(grad if batched else grad[0]).reshape(x_shape)
+
+    def __repr__(self) -> str:
+        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...) (dims from ``start_dim`` on are merged)."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        self.start_dim = start_dim
+        self._shape: tuple | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        self._shape = x.shape
+        return x.reshape(*x.shape[: self.start_dim], -1)
+
+    def backward(self, grad_y: Any) -> np.ndarray:
+        _needs_forward(self, self._shape)
+        out_shape = (*self._shape[: self.start_dim], math.prod(self._shape[self.start_dim :]))
+        return _check_grad_shape(grad_y, out_shape).reshape(self._shape)
+
+    def __repr__(self) -> str:
+        return f"Flatten(start_dim={self.start_dim})"
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias: x (..., in) -> (..., out); weight (out, in), bias (out,),
+    both ~ U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch."""
+
+    _param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype: Any = np.float32,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.dtype = float_dtype(dtype)
+        generator = make_rng(rng, seed)
+        bound = 1.0 / math.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        self.weight = generator.uniform(-bound, bound, shape).astype(self.dtype)
+        self.bias = (
+            generator.uniform(-bound, bound, self.out_features).astype(self.dtype) if bias else None
+        )
+        self._init_grads()
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        self._x = x
+        return y
+
+    def backward(self, grad_y: Any) -> np.ndarray:
+        _needs_forward(self, self._x)
+        x = self._x
+        grad_y = _check_grad_shape(grad_y, (*x.shape[:-1], self.out_features))
+        g2 = grad_y.reshape(-1, self.out_features)
+        self._accumulate("weight", g2.T @ x.reshape(-1, self.in_features))
+        if self.bias is not None:
+            self._accumulate("bias", g2.sum(axis=0))
+        return grad_y @ self.weight
+
+    def __repr__(self) -> str:
+        return (
+            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None})"
+        )
+
+
+# -------------------------------------------------------------------------- loss
+
+
+def _labels(labels: Any, logits: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must have shape ({logits.shape[0]},), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), got values outside")
+    return labels
+
+
+def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of softmax(logits) (N, K) against integer labels (N,).
+
+    Returns (loss, dloss/dlogits) with dloss/dlogits = (softmax(logits) - onehot) / N.
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, classes), got {logits.shape}")
+    labels = _labels(labels, logits)
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - log_z
+    loss = float(-log_p[np.arange(n), labels].mean())
+    grad = np.exp(log_p)
+    grad[np.arange(n), labels] -= 1
+    return loss, (grad / n).astype(logits.dtype, copy=False)
+
+
+class CrossEntropyLoss:
+    """``loss = fn(logits, labels)`` (mean softmax cross-entropy, a float);
+    ``fn.backward()`` -> dloss/dlogits of the last call."""
+
+    def __init__(self) -> None:
+        self._grad: np.ndarray | None = None
+
+    def __call__(self, logits: Any, labels: Any) -> float:
+        loss, self._grad = softmax_cross_entropy(logits, labels)
+        return loss
+
+    def backward(self) -> np.ndarray:
+        if self._grad is None:
+            raise RuntimeError("CrossEntropyLoss.backward called before computing a loss")
+        return self._grad
+
+
+# --------------------------------------------------------------------- container
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse. Parameters are named
+    ``'<index>.<name>'`` (``'0.weight'``), as in PyTorch's state_dict."""
+
+    def __init__(self, *modules: Module) -> None:
+        for i, m in enumerate(modules):
+            if not hasattr(m, "forward") or not hasattr(m, "backward"):
+                raise TypeError(f"module {i} must have forward and backward, got {m!r}")
+        self.modules = list(modules)
+
+    def forward(self, x: Any) -> Any:
+        for m in self.modules:
+            x = m(x)
+        return x
+
+    def backward(self, grad_y: Any) -> Any:
+        for m in reversed(self.modules):
+            grad_y = m.backward(grad_y)
+        return grad_y
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for i, m in enumerate(self.modules):
+            if isinstance(m, Module):
+                for name, p in m.named_parameters():
+                    yield f"{i}.{name}", p
+
+    def __getitem__(self, index: int) -> Module:
+        return self.modules[index]
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.modules)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.modules))
+        return f"Sequential({inner}\n)"
+
+
+# -------------------------------------------------------------------- optimizers
+
+
+def _param_list(params: Any) -> list[Parameter]:
+    if isinstance(params, Module):
+        params = params.parameters()
+    params = list(params)
+    if not all(isinstance(p, Parameter) for p in params):
+        raise TypeError("params must be a Module or Parameters from module.parameters()")
+    if not params:
+        raise ValueError("params is empty: the optimizer has nothing to update")
+    return params
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+class _Optimizer:
+    def __init__(self, params: Any, lr: float) -> None:
+        self.params = _param_list(params)
+        self.lr = _non_negative(lr, "lr")
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    def zero_grad(self) -> None:
+        """Reset the gradients of every parameter to zeros."""
+        for p in self.params:
+            p.grad = np.zeros_like(p.value)
+
+    def step(self) -> None:
+        """Update every parameter from its gradient (new arrays; old ones are untouched)."""
+        for p, state in zip(self.params, self.state):
+            value = p.value
+            p.value = (value - self._update(np.asarray(p.grad), value, state)).astype(
+                value.dtype, copy=False
+            )
+
+    def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with momentum, as torch.optim.SGD (dampening 0):
+    g = grad + weight_decay*p; buf = momentum*buf + g; p -= lr * (g + momentum*buf if
+    nesterov else buf)."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        self.momentum = _non_negative(momentum, "momentum")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * value
+        if self.momentum:
+            buf = state.get("momentum")
+            buf = grad.copy() if buf is None else self.momentum * buf + grad
+            state["momentum"] = buf
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        return self.lr * grad
+
+
+class Adam(_Optimizer):
+    """Adam, as torch.optim.Adam: m, v running moments of the gradient; p -= lr *
+    m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(b1), float(b2))
+        self.eps = _non_negative(eps, "eps")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+
+    def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
+        b1, b2 = self.betas
+        if self.weight_decay:
+            grad = grad + self.weight_decay * value
+        t = state.get("step", 0) + 1
+        m = b1 * state.get("m", 0.0) + (1 - b1) * grad
+        v = b2 * state.get("v", 0.0) + (1 - b2) * grad * grad
+        state.update(step=t, m=m, v=v)
+        denom = np.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
+        return (self.lr / (1 - b1**t)) * m / denom
+
+
+# -------------------------------------------------------------------- save / load
+
+
+def save(model: Module, path: str | os.PathLike) -> str:
+    """Write every parameter of ``model`` to an uncompressed ``.npz`` archive (no pickle).
+    Keys are the parameter names (``'0.weight'`` ...). As with ``np.savez``, ``.npz`` is
+    appended to a path without it; returns the path written."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    np.savez(path, **model.state_dict())
+    return path
+
+
+def load(model: Module, path: str | os.PathLike) -> None:
+    """Load parameters saved by :func:`save` into ``model``, with ``allow_pickle=False``.
+
+    A file that is not an ``.npz`` archive, holds a pickled (object) array, misses a key,
+    has an unexpected one or a wrong shape raises ValueError naming the key; the model
+    is then left unchanged.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not a parameter archive: {exc}") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{os.fspath(path)!r} must be an .npz archive of named arrays")
+    state = {}
+    with archive:
+        for key in archive.files:
+            try:
+                state[key] = archive[key]
+            except ValueError as exc:
+                raise ValueError(
+                    f"parameter {key!r} in {os.fspath(path)!r} is a pickled object array; "
+                    f"refusing to load it (allow_pickle=False)"
+                ) from exc
+    model.load_state_dict(state)

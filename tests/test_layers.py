@@ -1,0 +1,418 @@
+"""Conv layers: forward/backward against the functional API, the float64 reference and
+torch.nn with copied weights; PyTorch's initialisation; accumulation; errors."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import functional as F
+from convgrad import reference
+from convgrad.layers import (
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    ConvTranspose3d,
+)
+
+# (class, constructor args, constructor kwargs, input shape)
+CONV_CASES = [
+    (Conv1d, (3, 4, 3), dict(stride=2, padding=1, padding_mode="reflect"), (2, 3, 11)),
+    (Conv1d, (4, 6, 2), dict(dilation=3, groups=2, bias=False), (5, 4, 9)),
+    (
+        Conv2d,
+        (4, 6, (3, 2)),
+        dict(padding="same", dilation=2, groups=2, padding_mode="circular"),
+        (2, 4, 7, 6),
+    ),
+    (Conv2d, (3, 5, 3), dict(stride=(2, 1), padding=(1, 0)), (3, 3, 8, 7)),
+    (Conv2d, (3, 5, 3), dict(padding=1), (3, 6, 6)),  # unbatched
+    (Conv3d, (2, 4, 2), dict(padding=1, bias=False, padding_mode="replicate"), (2, 2, 4, 3, 5)),
+    (Conv3d, (2, 2, (2, 3, 1)), dict(stride=2, groups=2), (1, 2, 5, 6, 3)),
+]
+TRANSPOSE_CASES = [
+    (ConvTranspose1d, (4, 2, 3), dict(stride=2, padding=1, output_padding=1), (2, 4, 6)),
+    (
+        ConvTranspose2d,
+        (4, 6, 3),
+        dict(stride=2, padding=1, output_padding=1, groups=2),
+        (2, 4, 4, 5),
+    ),
+    (ConvTranspose2d, (2, 3, (2, 3)), dict(dilation=2, bias=False), (2, 4, 5)),  # unbatched
+    (
+        ConvTranspose3d,
+        (2, 3, 2),
+        dict(stride=2, dilation=2, output_padding=1, bias=False),
+        (1, 2, 3, 2, 3),
+    ),
+]
+ALL_CASES = CONV_CASES + TRANSPOSE_CASES
+
+
+def _case_id(case) -> str:
+    cls, args, kwargs, shape = case
+    return f"{cls.__name__}{args}-{'x'.join(map(str, shape))}"
+
+
+def _run(case, seed=0):
+    cls, args, kwargs, shape = case
+    layer = cls(*args, **kwargs, dtype=np.float64, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal(shape)
+    y = layer(x)
+    gy = rng.standard_normal(y.shape)
+    gx = layer.backward(gy)
+    return layer, x, y, gy, gx
+
+
+def _is_transpose(layer) -> bool:
+    return type(layer).__name__.startswith("ConvTranspose")
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)
+def test_layer_matches_functional_api(case):
+    layer, x, y, gy, gx = _run(case)
+    opts = dict(
+        stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups
+    )
+    if _is_transpose(layer):
+        ref_y = F.conv_transpose(
+            x, layer.weight, layer.bias, output_padding=layer.output_padding, **opts
+        )
+        ref = F.conv_transpose_backward(
+            gy, x, layer.weight, layer.bias, output_padding=layer.output_padding, **opts
+        )
+    else:
+        ref_y = F.conv(x, layer.weight, layer.bias, padding_mode=layer.padding_mode, **opts)
+        ref = F.conv_backward(
+            gy, x, layer.weight, layer.bias, padding_mode=layer.padding_mode, **opts
+        )
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(gx, ref[0])
+    np.testing.assert_array_equal(layer.weight_grad, ref[1])
+    if layer.bias is None:
+        assert layer.bias_grad is None and ref[2] is None
+    else:
+        np.testing.assert_array_equal(layer.bias_grad, ref[2])
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)
+def test_layer_matches_slow_reference(case):
+    """Against the independent float64 textbook definition (batched inputs)."""
+    layer, x, y, gy, gx = _run(case)
+    batched = x.ndim == layer.weight.ndim
+    xb, yb, gyb, gxb = (a if batched else a[None] for a in (x, y, gy, gx))
+    if _is_transpose(layer):
+        ref_y = reference.conv_transpose(
+            xb,
+            layer.weight,
+            layer.bias,
+            layer.stride,
+            layer.padding,
+            layer.output_padding,
+            layer.groups,
+            layer.dilation,
+        )
+        # the transposed convolution is the input gradient of a convolution of its output:
+        # its own input gradient is that convolution, its weight gradient the conv's dW
+        ref_gx = reference.conv(
+            gyb, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups
+        )
+        _, ref_gw, _ = reference.conv_grads(
+            gyb, layer.weight, xb, layer.stride, layer.padding, layer.dilation, layer.groups
+        )
+        ref_gx = ref_gx[(Ellipsis, *(slice(0, n) for n in xb.shape[2:]))]
+    else:
+        ref_y = reference.conv(
+            xb,
+            layer.weight,
+            layer.bias,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+            layer.padding_mode,
+        )
+        ref_gx, ref_gw, _ = reference.conv_grads(
+            xb,
+            layer.weight,
+            gyb,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+            layer.padding_mode,
+        )
+    np.testing.assert_allclose(yb, ref_y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gxb, ref_gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.weight_grad, ref_gw, rtol=1e-10, atol=1e-10)
+    if layer.bias is not None:
+        axes = (0, *range(2, gyb.ndim))
+        np.testing.assert_allclose(layer.bias_grad, gyb.sum(axis=axes), rtol=1e-10, atol=1e-10)
+
+
+TORCH_NAMES = {
+    Conv1d: "Conv1d",
+    Conv2d: "Conv2d",
+    Conv3d: "Conv3d",
+    ConvTranspose1d: "ConvTranspose1d",
+    ConvTranspose2d: "ConvTranspose2d",
+    ConvTranspose3d: "ConvTranspose3d",
+}
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)
+def test_layer_matches_torch_with_copied_weights(case):
+    torch = pytest.importorskip("torch")
+    cls, args, kwargs, shape = case
+    layer, x, y, gy, gx = _run(case)
+    tlayer = getattr(torch.nn, TORCH_NAMES[cls])(*args, **kwargs).double()
+    with torch.no_grad():
+        tlayer.weight.copy_(torch.from_numpy(layer.weight))
+        if layer.bias is not None:
+            tlayer.bias.copy_(torch.from_numpy(layer.bias))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = tlayer(xt)
+    yt.backward(torch.from_numpy(gy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        layer.weight_grad, tlayer.weight.grad.numpy(), rtol=1e-10, atol=1e-10
+    )
+    if layer.bias is not None:
+        np.testing.assert_allclose(
+            layer.bias_grad, tlayer.bias.grad.numpy(), rtol=1e-10, atol=1e-10
+        )
+
+
+def test_transpose_output_size_matches_torch():
+    torch = pytest.importorskip("torch")
+    layer = ConvTranspose2d(3, 2, 3, stride=3, padding=1, dtype=np.float64, seed=0)
+    tlayer = torch.nn.ConvTranspose2d(3, 2, 3, stride=3, padding=1).double()
+    with torch.no_grad():
+        tlayer.weight.copy_(torch.from_numpy(layer.weight))
+        tlayer.bias.copy_(torch.from_numpy(layer.bias))
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4))
+    for size in [(10, 10), (11, 12), (2, 3, 12, 10)]:
+        y = layer(x, output_size=size)
+        yt = tlayer(torch.from_numpy(x), output_size=list(size))
+        assert y.shape == tuple(yt.shape)
+        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+        gx = layer.backward(np.ones_like(y))  # backward uses the output_padding of that call
+        assert gx.shape == x.shape
+    with pytest.raises(ValueError, match="output_size"):
+        layer(x, output_size=(13, 10))
+
+
+# ----------------------------------------------------------------- initialisation
+
+
+INIT_CASES = [
+    # (class, args, kwargs, PyTorch's fan_in = weight.shape[1] * prod(kernel))
+    (Conv2d, (64, 128, 5), {}, 64 * 25),
+    (Conv1d, (96, 60, 7), dict(groups=3), 32 * 7),
+    (Conv3d, (16, 32, 3), {}, 16 * 27),
+    (ConvTranspose2d, (64, 128, 5), {}, 128 * 25),  # weight (in, out/groups, ...)
+    (ConvTranspose1d, (60, 96, 7), dict(groups=3), 32 * 7),
+    (ConvTranspose3d, (32, 16, 3), {}, 16 * 27),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, args, kwargs, fan_in", INIT_CASES, ids=lambda v: getattr(v, "__name__", None)
+)
+def test_default_init_is_pytorchs_distribution(cls, args, kwargs, fan_in):
+    layer = cls(*args, **kwargs, seed=0)
+    bound = 1 / math.sqrt(fan_in)
+    for name, arr in (("weight", layer.weight), ("bias", layer.bias)):
+        assert arr.dtype == np.float32, name
+        assert np.abs(arr).max() <= bound, name
+    w = layer.weight.astype(np.float64)
+    # U(-b, b): mean 0, variance b^2 / 3, extremes near +-b (n >= 10^4 samples)
+    assert w.size >= 10_000
+    assert abs(w.mean()) < 4 * bound / math.sqrt(3 * w.size)
+    assert w.var() == pytest.approx(bound**2 / 3, rel=0.05)
+    assert w.max() > 0.99 * bound and w.min() < -0.99 * bound
+    assert layer.bias.min() < 0 < layer.bias.max()
+    assert np.abs(layer.bias).max() > 0.5 * bound
+
+
+@pytest.mark.parametrize(
+    "cls, args, kwargs, fan_in", INIT_CASES, ids=lambda v: getattr(v, "__name__", None)
+)
+def test_default_init_matches_a_torch_layer(cls, args, kwargs, fan_in):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tlayer = getattr(torch.nn, TORCH_NAMES[cls])(*args, **kwargs)
+    layer = cls(*args, **kwargs, seed=0)
+    tw = tlayer.weight.detach().numpy().astype(np.float64)
+    w = layer.weight.astype(np.float64)
+    assert w.shape == tw.shape
+    assert layer.bias.shape == tuple(tlayer.bias.shape)
+    # both bounded by the same b, both with variance b^2 / 3
+    assert np.abs(w).max() <= np.abs(tw).max() * 1.01
+    assert np.abs(tw).max() <= np.abs(w).max() * 1.01
+    assert w.var() == pytest.approx(tw.var(), rel=0.08)
+    tb = tlayer.bias.detach().numpy()
+    assert np.abs(layer.bias).max() <= 1 / math.sqrt(fan_in) >= np.abs(tb).max()
+
+
+def test_seed_and_rng_are_reproducible():
+    a, b = Conv2d(3, 4, 3, seed=7), Conv2d(3, 4, 3, seed=7)
+    np.testing.assert_array_equal(a.weight, b.weight)
+    np.testing.assert_array_equal(a.bias, b.bias)
+    c = Conv2d(3, 4, 3, seed=8)
+    assert not np.array_equal(a.weight, c.weight)
+    d = Conv2d(3, 4, 3, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(a.weight, d.weight)
+    with pytest.raises(ValueError, match="rng or seed"):
+        Conv2d(3, 4, 3, rng=np.random.default_rng(0), seed=0)
+    with pytest.raises(TypeError, match="rng"):
+        Conv2d(3, 4, 3, rng=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    layer = ConvTranspose2d(2, 3, 3, dtype=dtype, seed=0)
+    assert layer.weight.dtype == dtype and layer.bias.dtype == dtype
+    x = np.ones((1, 2, 4, 4), dtype)
+    y = layer(x)
+    assert y.dtype == dtype
+    layer.backward(np.ones_like(y))
+    assert layer.weight_grad.dtype == dtype and layer.bias_grad.dtype == dtype
+
+
+# ------------------------------------------------------------ gradient bookkeeping
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[0], TRANSPOSE_CASES[1]], ids=_case_id)
+def test_gradients_accumulate_until_zero_grad(case):
+    layer, x, y, gy, gx = _run(case)
+    first_w, first_b = layer.weight_grad.copy(), layer.bias_grad.copy()
+    layer(x)
+    layer.backward(gy)
+    np.testing.assert_allclose(layer.weight_grad, 2 * first_w, rtol=1e-12)
+    np.testing.assert_allclose(layer.bias_grad, 2 * first_b, rtol=1e-12)
+    layer.zero_grad()
+    assert not layer.weight_grad.any() and not layer.bias_grad.any()
+    assert layer.weight_grad.shape == layer.weight.shape
+    layer.backward(gy)  # backward again uses the kept input
+    np.testing.assert_allclose(layer.weight_grad, first_w, rtol=1e-12)
+
+
+def test_grads_start_at_zero_and_parameters_are_listed():
+    layer = Conv1d(2, 3, 3, seed=0)
+    assert not layer.weight_grad.any() and not layer.bias_grad.any()
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+    nobias = Conv1d(2, 3, 3, bias=False, seed=0)
+    assert nobias.bias is None and nobias.bias_grad is None
+    assert [name for name, _ in nobias.named_parameters()] == ["weight"]
+
+
+def test_inputs_are_not_written_and_read_only_inputs_work():
+    layer = Conv2d(2, 3, 3, padding=1, seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5))
+    x.flags.writeable = False
+    x_copy = x.copy()
+    y = layer(x)
+    gy = np.ones_like(y)
+    gy.flags.writeable = False
+    layer.backward(gy)
+    layer.backward(gy)
+    np.testing.assert_array_equal(x, x_copy)
+    assert (gy == 1).all()
+
+
+@pytest.mark.parametrize("cls", [Conv2d, ConvTranspose2d])
+def test_backward_before_forward_raises(cls):
+    layer = cls(2, 3, 3, seed=0)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(np.ones((1, 3, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[2], TRANSPOSE_CASES[0]], ids=_case_id)
+def test_wrong_shaped_gradient_raises_and_names_the_shape(case):
+    layer, x, y, gy, gx = _run(case)
+    before = layer.weight_grad.copy()
+    bad = np.ones((*y.shape[:-1], y.shape[-1] + 1))
+    with pytest.raises(ValueError, match=r"grad_y must have .*" + str(y.shape[-1])):
+        layer.backward(bad)
+    np.testing.assert_array_equal(layer.weight_grad, before)  # nothing accumulated
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: Conv2d(3, 4, 3, groups=2), ValueError, "in_channels"),
+        (lambda: Conv2d(4, 3, 3, groups=2), ValueError, "out_channels"),
+        (lambda: Conv2d(0, 3, 3), ValueError, "in_channels"),
+        (lambda: Conv2d(2.0, 3, 3), TypeError, "in_channels"),
+        (lambda: Conv2d(2, 3, (3, 3, 3)), ValueError, "kernel_size"),
+        (lambda: Conv2d(2, 3, 0), ValueError, "kernel_size"),
+        (lambda: Conv2d(2, 3, 3, stride=0), ValueError, "stride"),
+        (lambda: Conv2d(2, 3, 3, padding="full"), ValueError, "padding"),
+        (lambda: Conv2d(2, 3, 3, padding=-1), ValueError, "padding"),
+        (lambda: Conv2d(2, 3, 3, padding_mode="mirror"), ValueError, "padding_mode"),
+        (lambda: Conv2d(2, 3, 3, bias=None), TypeError, "bias"),
+        (lambda: Conv2d(2, 3, 3, dtype=np.int32), TypeError, "dtype"),
+        (
+            lambda: ConvTranspose2d(2, 3, 3, stride=2, output_padding=2),
+            ValueError,
+            "output_padding",
+        ),
+        (lambda: ConvTranspose2d(2, 3, 3, padding="same"), ValueError, "padding"),
+        (lambda: ConvTranspose2d(2, 3, 3, padding_mode="reflect"), ValueError, "padding_mode"),
+    ],
+)
+def test_bad_constructor_arguments(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_bad_input_is_refused_by_forward():
+    layer = Conv2d(2, 3, 3, seed=0)
+    with pytest.raises(ValueError, match="channels|weight.shape"):
+        layer(np.ones((1, 3, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        layer(np.ones((1, 2, 5, 5), np.int64))
+
+
+def test_layers_are_exported_and_import_stays_light():
+    for name in (
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+    ):
+        assert getattr(convgrad, name) is getattr(convgrad.layers, name)
+        assert name in convgrad.__all__
+    code = (
+        "import sys, convgrad, convgrad.nn; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'tqdm', 'sklearn', 'dask', 'rich') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dask_input_passes_through_when_supported():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("convgrad._dask")
+    layer = Conv2d(2, 3, 3, padding=1, seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 2, 5, 5))
+    y = layer(da.from_array(x, chunks=(2, 2, 5, 5)))
+    gx = layer.backward(da.ones(y.shape, chunks=(2, 3, 5, 5)))
+    dask_w = np.asarray(layer.weight_grad)
+    ref = Conv2d(2, 3, 3, padding=1, seed=0, dtype=np.float64)
+    np.testing.assert_allclose(np.asarray(y), ref(x), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gx), ref.backward(np.ones(y.shape)), rtol=1e-12)
+    np.testing.assert_allclose(dask_w, ref.weight_grad, rtol=1e-12)
