@@ -4,6 +4,8 @@ Every gradient of a convolution is itself a convolution with the roles of the
 axes swapped; convgrad computes them all on one correlation primitive.
 """
 
+from .check import check, gradcheck
+from .explain import explain
 from .functional import (
     conv,
     conv_backward,
@@ -24,6 +26,9 @@ __all__ = [
     "ConvTranspose1d",
     "ConvTranspose2d",
     "ConvTranspose3d",
+    "check",
+    "explain",
+    "gradcheck",
     "conv",
     "conv_backward",
     "conv_bias_grad",

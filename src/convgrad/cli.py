@@ -10,6 +10,15 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "explain": (
+        "convgrad.explain:cli_main",
+        "explain a layer: shapes, each gradient as a "
+        "convolution, costs, a figure (default: the origin layer)",
+    ),
+    "check": (
+        "convgrad.check:cli_main",
+        "grade your own conv2d backward: convgrad check module:function [--skip dilation,groups]",
+    ),
     "demo": (
         "convgrad._demo:main",
         "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
@@ -26,12 +35,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "checked against single-process training",
     ),
 }
-DEFAULT_COMMAND = "demo"
+DEFAULT_COMMAND = "explain"
+# with no arguments at all: explain the origin layer, then run it against the reference
+NO_ARGUMENT_COMMANDS = ("explain", "demo")
 
 
 def _usage() -> str:
     lines = [
-        "usage: convgrad [COMMAND] [OPTIONS]   (no command: convgrad " + DEFAULT_COMMAND + ")",
+        "usage: convgrad [COMMAND] [OPTIONS]",
+        "  no arguments: convgrad explain (the origin layer), then convgrad demo;",
+        f"  options without a command go to convgrad {DEFAULT_COMMAND}",
         "",
         "commands:",
     ]
@@ -52,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         command, rest = DEFAULT_COMMAND, argv
-    target, _ = COMMANDS[command]
-    module_name, function_name = target.split(":")
-    return int(getattr(importlib.import_module(module_name), function_name)(rest) or 0)
+    if not argv:
+        return max(_run(name, []) for name in NO_ARGUMENT_COMMANDS)
+    return _run(command, rest)
+
+
+def _run(command: str, argv: list[str]) -> int:
+    module_name, function_name = COMMANDS[command][0].split(":")
+    return int(getattr(importlib.import_module(module_name), function_name)(argv) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,117 @@
+"""``gradcheck``: any backward against central finite differences (re-exported by ``check``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class GradcheckError(AssertionError):
+    """Raised by :func:`gradcheck` when an analytic gradient disagrees with the numbers."""
+
+
+@dataclass
+class GradcheckResult:
+    """ok; max_error[i]: largest |analytic − numeric| for array i (nan if not checked);
+    worst: (array index, element index, analytic, numeric) of the worst element."""
+
+    ok: bool
+    max_error: list[float]
+    worst: tuple[int, tuple[int, ...], float, float] | None
+    checked: int
+
+    def __str__(self) -> str:
+        if self.worst is None:
+            return "gradcheck: nothing checked"
+        i, idx, a, n = self.worst
+        state = "OK" if self.ok else "FAILED"
+        return (
+            f"gradcheck {state}: {self.checked} elements; worst: array {i} at {idx}: "
+            f"analytic {a:.6g}, numeric {n:.6g} (|diff| {abs(a - n):.2g})"
+        )
+
+
+def gradcheck(
+    fn: Callable,
+    *arrays,
+    backward: Callable | None = None,
+    grad_output=None,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    max_elements: int = 2000,
+    seed: int = 0,
+    raise_exception: bool = True,
+) -> GradcheckResult:
+    """Check ``backward`` against central finite differences of ``fn``, for any function.
+
+    ``fn(*arrays) -> y`` (any shape); ``backward(grad_output, *arrays) -> grads``, one per
+    array (None to skip one), where grads[i] = d<grad_output, y>/d arrays[i]. If
+    ``backward`` is None, ``fn.backward`` is used. ``grad_output`` defaults to a random array
+    of y's shape. Each checked element must satisfy |analytic − numeric| <= atol +
+    rtol·|numeric| with numeric = (E(a+eps) − E(a−eps)) / 2eps, E = <grad_output, fn(...)>,
+    in float64. At most ``max_elements`` elements per array are tried (a random sample).
+    Raises :class:`GradcheckError` naming the worst element, or returns the result with
+    ``raise_exception=False``.
+
+        >>> gradcheck(lambda x, w: convgrad.conv(x, w), x, w,
+        ...           backward=lambda g, x, w: convgrad.conv_backward(g, x, w)[:2])
+    """
+    if backward is None:
+        backward = getattr(fn, "backward", None)
+    if not callable(backward):
+        raise TypeError("backward must be a callable backward(grad_output, *arrays) -> grads")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    xs = [np.array(a, dtype=np.float64) for a in arrays]
+    rng = np.random.default_rng(seed)
+    y = np.asarray(fn(*xs), dtype=np.float64)
+    g = rng.standard_normal(y.shape) if grad_output is None else np.asarray(grad_output, float)
+    if g.shape != y.shape:
+        raise ValueError(f"grad_output must have shape {y.shape}, got {g.shape}")
+    grads = backward(g, *xs)
+    if not isinstance(grads, (tuple, list)):
+        grads = (grads,)
+    if len(grads) != len(xs):
+        raise ValueError(f"backward must return {len(xs)} gradients, got {len(grads)}")
+
+    def energy(values) -> float:
+        return float(np.sum(g * np.asarray(fn(*values), dtype=np.float64)))
+
+    max_error, worst, worst_ratio, checked = [], None, -1.0, 0
+    for i, (x, grad) in enumerate(zip(xs, grads)):
+        if grad is None:
+            max_error.append(math.nan)
+            continue
+        grad = np.asarray(grad, dtype=np.float64)
+        if grad.shape != x.shape:
+            raise GradcheckError(f"gradient {i} has shape {grad.shape}, expected {x.shape}")
+        flat = np.arange(x.size)
+        if x.size > max_elements:
+            flat = np.sort(rng.choice(x.size, max_elements, replace=False))
+        biggest = 0.0
+        for j in flat:
+            idx = np.unravel_index(j, x.shape)
+            keep = x[idx]
+            x[idx] = keep + eps
+            plus = energy(xs)
+            x[idx] = keep - eps
+            minus = energy(xs)
+            x[idx] = keep
+            numeric = (plus - minus) / (2 * eps)
+            analytic = float(grad[idx])
+            diff = abs(analytic - numeric)
+            ratio = diff / (atol + rtol * abs(numeric))
+            biggest = max(biggest, diff)
+            checked += 1
+            if ratio > worst_ratio:
+                worst_ratio = ratio
+                worst = (i, tuple(int(v) for v in idx), analytic, numeric)
+        max_error.append(biggest)
+    result = GradcheckResult(worst_ratio <= 1.0, max_error, worst, checked)
+    if not result.ok and raise_exception:
+        raise GradcheckError(str(result))
+    return result

@@ -1,0 +1,630 @@
+"""Grade someone's own convolution backward pass, and finite-difference gradient checks.
+
+``check(fn)`` runs a user's 2-D convolution backward over a battery of configurations of
+rising difficulty and compares it with convgrad's ``conv_backward``.
+
+Protocol of ``fn``::
+
+    dx, dw, db = fn(x, weight, grad_output, stride, padding, dilation, groups)
+
+* ``x``: NumPy float64 array (N, C, H, W); ``weight``: (K, C // groups, R, S);
+  ``grad_output``: dE/dO, (N, K, H_out, W_out) with PyTorch's output size
+  ``H_out = (H + 2*padding - dilation*(R-1) - 1) // stride + 1``;
+* ``stride``, ``padding``, ``dilation``, ``groups``: ints (zero padding on both sides);
+  with ``tuples=True`` stride, padding and dilation may also be (h, w) tuples;
+* returns ``dx`` (N, C, H, W), ``dw`` (K, C // groups, R, S) and ``db`` (K,) (``db`` may be
+  None if the layer has no bias; it is then not graded). Anything array-like is accepted.
+
+Features, in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
+dilation, groups, combined, tuples. Declare what ``fn`` does not support with
+``unsupported={"dilation", "groups"}`` (or ``skip=``): those are skipped, not failed, and so
+is every feature that needs them. ``tuples`` runs only with ``tuples=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._gradcheck import GradcheckError, GradcheckResult, gradcheck
+
+__all__ = [
+    "check",
+    "CheckReport",
+    "FeatureResult",
+    "FEATURES",
+    "gradcheck",
+    "GradcheckResult",
+    "GradcheckError",
+    "cli_main",
+]
+
+
+@dataclass(frozen=True)
+class _Case:
+    n: int
+    c: int
+    k: int
+    hw: tuple[int, int]
+    rs: tuple[int, int]
+    stride: Any = 1
+    padding: Any = 0
+    dilation: Any = 1
+    groups: int = 1
+
+    def describe(self) -> str:
+        parts = [
+            f"x {self.n}×{self.c}×{self.hw[0]}×{self.hw[1]}",
+            f"w {self.k}×{self.c // self.groups}×{self.rs[0]}×{self.rs[1]}",
+        ]
+        for name in ("stride", "padding", "dilation", "groups"):
+            value = getattr(self, name)
+            if value not in (0, 1) or name == "padding" and value:
+                parts.append(f"{name} {value}")
+        return ", ".join(parts)
+
+
+# feature -> (cases, features it needs, one-line description)
+_BATTERY: dict[str, tuple[list[_Case], tuple[str, ...], str]] = {
+    "basic": ([_Case(1, 1, 1, (6, 6), (3, 3))], (), "1 channel, 1 filter, 1 sample"),
+    "channels": (
+        [_Case(1, 3, 4, (6, 6), (3, 3)), _Case(1, 2, 1, (5, 5), (2, 2))],
+        (),
+        "many input channels and filters",
+    ),
+    "batch": (
+        [_Case(3, 2, 3, (6, 6), (3, 3)), _Case(2, 1, 1, (5, 5), (3, 3))],
+        ("channels",),
+        "batch of several samples",
+    ),
+    "non_square": (
+        [_Case(1, 2, 2, (6, 9), (2, 3)), _Case(1, 1, 2, (7, 5), (3, 2))],
+        ("channels",),
+        "H != W and R != S",
+    ),
+    "stride": (
+        [_Case(1, 2, 2, (7, 7), (3, 3), stride=2), _Case(1, 1, 2, (9, 9), (3, 3), stride=3)],
+        ("channels",),
+        "stride that divides the input exactly",
+    ),
+    "stride_remainder": (
+        [
+            _Case(1, 2, 2, (8, 8), (3, 3), stride=2),
+            _Case(1, 1, 2, (10, 10), (3, 3), stride=3),
+            _Case(1, 1, 1, (9, 9), (2, 2), stride=3),
+        ],
+        ("channels", "stride"),
+        "stride that leaves rows unread",
+    ),
+    "padding": (
+        [_Case(1, 2, 2, (6, 6), (3, 3), padding=1), _Case(1, 1, 2, (5, 5), (3, 3), padding=2)],
+        ("channels",),
+        "zero padding",
+    ),
+    "dilation": (
+        [_Case(1, 2, 2, (8, 8), (3, 3), dilation=2), _Case(1, 1, 1, (9, 9), (2, 2), dilation=3)],
+        ("channels",),
+        "dilated filters",
+    ),
+    "groups": (
+        [
+            _Case(1, 4, 6, (6, 6), (3, 3), groups=2),
+            _Case(1, 3, 3, (6, 6), (3, 3), groups=3),
+            _Case(1, 4, 8, (5, 5), (2, 2), groups=4),
+        ],
+        ("channels",),
+        "grouped and depthwise",
+    ),
+    "combined": (
+        [
+            _Case(2, 4, 6, (9, 11), (3, 2), stride=2, padding=1, dilation=2, groups=2),
+            _Case(3, 2, 4, (11, 8), (2, 3), stride=3, padding=1, dilation=1, groups=1),
+        ],
+        (
+            "channels",
+            "batch",
+            "non_square",
+            "stride",
+            "stride_remainder",
+            "padding",
+            "dilation",
+            "groups",
+        ),
+        "everything at once",
+    ),
+    "tuples": (
+        [
+            _Case(1, 2, 2, (9, 10), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+            _Case(2, 2, 2, (8, 9), (2, 3), stride=(1, 3), padding=(0, 2), dilation=(2, 1)),
+        ],
+        ("channels", "batch", "non_square", "stride", "padding", "dilation"),
+        "per-dim (h, w) stride, padding, dilation",
+    ),
+}
+FEATURES: tuple[str, ...] = tuple(_BATTERY)
+_GRADS = ("dx", "dw", "db")
+_PRETTY = {"dx": "dX", "dw": "dW", "db": "db"}
+
+
+@dataclass
+class FeatureResult:
+    """Outcome of one feature: status 'pass', 'fail' or 'skip'; max_error: the largest
+    absolute error of dx/dw/db over the cases run (nan where not compared)."""
+
+    feature: str
+    status: str
+    description: str
+    cases: int = 0
+    max_error: dict[str, float] = field(default_factory=dict)
+    failing_case: str = ""
+    message: str = ""
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+
+@dataclass
+class CheckReport:
+    """Per-feature results of :func:`check`; ``ok`` is True only if every checked feature
+    passed and at least one was checked."""
+
+    results: list[FeatureResult]
+    function: str = "fn"
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results) and any(r.status == "pass" for r in self.results)
+
+    @property
+    def failures(self) -> list[str]:
+        return [r.feature for r in self.results if r.status == "fail"]
+
+    @property
+    def passed(self) -> list[str]:
+        return [r.feature for r in self.results if r.status == "pass"]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [r.feature for r in self.results if r.status == "skip"]
+
+    def __getitem__(self, feature: str) -> FeatureResult:
+        for r in self.results:
+            if r.feature == feature:
+                return r
+        raise KeyError(feature)
+
+    def _rows(self):
+        for r in self.results:
+            errs = [_fmt_err(r.max_error.get(g, math.nan)) for g in _GRADS]
+            note = r.message if r.status != "pass" else r.description
+            yield r, errs, note
+
+    def _summary(self) -> str:
+        if self.ok:
+            return f"OK: {self.function} passes all {len(self.passed)} checked features" + (
+                f" ({len(self.skipped)} skipped)" if self.skipped else ""
+            )
+        if not self.passed and not self.failures:
+            return "nothing was checked: every feature was skipped"
+        return f"FAILED: {', '.join(self.failures)}"
+
+    def __str__(self) -> str:
+        head = (
+            f"{'feature':<17} {'result':<6} {'max|ΔdX|':>9} {'max|ΔdW|':>9} {'max|Δdb|':>9}  note"
+        )
+        lines = [f"check of {self.function}", head, "-" * len(head)]
+        for r, errs, note in self._rows():
+            lines.append(
+                f"{r.feature:<17} {r.status.upper():<6} {errs[0]:>9} {errs[1]:>9} "
+                f"{errs[2]:>9}  {note}"
+            )
+            if r.status == "fail":
+                if r.failing_case:
+                    lines.append(f"{'':<17} at {r.failing_case}")
+                for hint in r.hint.splitlines():
+                    lines.append(f"{'':<17} hint: {hint}")
+        lines.append(self._summary())
+        return "\n".join(lines)
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"check of {self.function}", title_justify="left")
+        for name, just in (
+            ("feature", "left"),
+            ("result", "left"),
+            ("max|ΔdX|", "right"),
+            ("max|ΔdW|", "right"),
+            ("max|Δdb|", "right"),
+            ("note", "left"),
+        ):
+            table.add_column(name, justify=just, overflow="fold")
+        colour = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+        for r, errs, note in self._rows():
+            text = Text(note)
+            if r.status == "fail":
+                if r.failing_case:
+                    text.append(f"\nat {r.failing_case}", style="dim")
+                for hint in r.hint.splitlines():
+                    text.append(f"\nhint: {hint}", style="cyan")
+            table.add_row(r.feature, Text(r.status.upper(), style=colour[r.status]), *errs, text)
+        summary = Text(self._summary(), style="bold green" if self.ok else "bold red")
+        return Group(table, summary)
+
+    def print(self, file=None) -> None:
+        """Print as a rich table in a terminal (if rich is installed), else plain text."""
+        file = sys.stdout if file is None else file
+        if getattr(file, "isatty", lambda: False)():
+            try:
+                from rich.console import Console
+            except ImportError:  # pragma: no cover
+                pass
+            else:
+                Console(file=file).print(self)
+                return
+        print(str(self), file=file)
+
+
+def _fmt_err(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "shape" if math.isinf(value) else f"{value:.1e}"
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _reference(x, w, gy, case: _Case):
+    from .functional import conv_backward
+
+    bias = np.zeros(w.shape[0])
+    return conv_backward(gy, x, w, bias, case.stride, case.padding, case.dilation, case.groups)
+
+
+def _output_hw(case: _Case) -> tuple[int, int]:
+    def two(v):
+        return tuple(v) if isinstance(v, tuple) else (v, v)
+
+    s, p, d = two(case.stride), two(case.padding), two(case.dilation)
+    return tuple(
+        (n + 2 * pp - dd * (k - 1) - 1) // ss + 1
+        for n, k, ss, pp, dd in zip(case.hw, case.rs, s, p, d)
+    )
+
+
+def _arrays(case: _Case, rng: np.random.Generator):
+    x = rng.standard_normal((case.n, case.c, *case.hw))
+    w = rng.standard_normal((case.k, case.c // case.groups, *case.rs))
+    gy = rng.standard_normal((case.n, case.k, *_output_hw(case)))
+    return x, w, gy
+
+
+class _CaseFailure(Exception):
+    def __init__(self, message: str, bad: tuple[str, ...] = (), errors: dict | None = None):
+        super().__init__(message)
+        self.bad = bad
+        self.errors = errors or {}
+
+
+def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
+    """Compare fn with convgrad on one case; return errors or raise _CaseFailure."""
+    x, w, gy = _arrays(case, rng)
+    want = _reference(x, w, gy, case)
+    args = [a.copy() for a in (x, w, gy)]
+    try:
+        got = fn(*args, case.stride, case.padding, case.dilation, case.groups)
+    except Exception as exc:  # noqa: BLE001 - any error of the user's function is a failure
+        raise _CaseFailure(f"raised {type(exc).__name__}: {exc}", _GRADS) from None
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        raise _CaseFailure(f"must return (dx, dw, db), got {type(got).__name__}", _GRADS)
+    errors, bad, problems = {}, [], []
+    for name, value, ref in zip(_GRADS, got, want):
+        if value is None and name == "db":
+            errors[name] = math.nan
+            continue
+        tol = rtol
+        try:
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and value.dtype.itemsize <= 4:
+                tol = max(rtol, 1e-4 if value.dtype.itemsize == 4 else 1e-2)  # float32 / float16
+            value = value.astype(np.float64)
+        except (TypeError, ValueError):
+            bad.append(name)
+            problems.append(f"{_PRETTY[name]} is not an array of numbers")
+            continue
+        if value.shape != ref.shape:
+            bad.append(name)
+            errors[name] = math.inf
+            problems.append(f"{_PRETTY[name]} has shape {value.shape}, expected {ref.shape}")
+            continue
+        err = float(np.max(np.abs(value - ref))) if ref.size else 0.0
+        errors[name] = err
+        if not err <= atol + tol * max(float(np.max(np.abs(ref))), 1.0):
+            bad.append(name)
+            problems.append(f"{_PRETTY[name]} wrong")
+    if bad:
+        extra = _diagnose(got, x, w, gy, case, bad, rtol, atol)
+        msg = "; ".join(problems)
+        raise _CaseFailure(msg + (f" — {extra}" if extra else ""), tuple(bad), errors)
+    return errors
+
+
+def _close(a, b, rtol, atol) -> bool:
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == b.shape and bool(
+        np.max(np.abs(a - b), initial=0.0) <= atol + rtol * max(np.max(np.abs(b)), 1.0)
+    )
+
+
+def _diagnose(got, x, w, gy, case: _Case, bad, rtol, atol) -> str:
+    """Recognise a few classic mistakes by recomputing them."""
+    from .functional import conv_input_grad, conv_weight_grad
+
+    opts = (case.stride, case.padding, case.dilation, case.groups)
+    found = []
+    if "dx" in bad:
+        flipped = np.flip(w, axis=(2, 3))
+        if _close(got[0], conv_input_grad(gy, flipped, x.shape, *opts), rtol, atol):
+            found.append("dX equals the result with unflipped filters: rotate F by 180°")
+    if "dw" in bad and case.n > 1:
+        per = [conv_weight_grad(x[i : i + 1], gy[i : i + 1], w.shape, *opts) for i in range(case.n)]
+        if any(_close(got[1], p, rtol, atol) for p in per):
+            found.append("dW equals one sample's gradient: sum over the batch")
+        elif _close(got[1], sum(per) / case.n, rtol, atol):
+            found.append("dW equals the batch mean: the gradient is the sum over the batch")
+    if "db" in bad and got[2] is not None and case.n > 1:
+        if _close(got[2], gy.sum(axis=(0, 2, 3)) / case.n, rtol, atol):
+            found.append("db equals the batch mean: sum over the batch")
+    return "; ".join(found)
+
+
+def _hint(feature: str, bad: tuple[str, ...], case: _Case, history: dict[str, set]) -> str:
+    s, p, d, g = case.stride, case.padding, case.dilation, case.groups
+    good_before = (
+        {gr for gr in _GRADS if all(gr in ok for ok in history.values())} if history else set()
+    )
+    hints = []
+    for gr in bad:
+        name = _PRETTY[gr]
+        lead = ""
+        if feature == "stride" and gr in good_before:
+            lead = f"{name} is right at stride 1 but not at stride {s}: "
+        elif feature == "stride_remainder" and gr in good_before:
+            lead = f"{name} is right when the stride divides the input, but not at {case.hw}: "
+        elif feature not in ("basic",) and gr in good_before:
+            lead = f"{name} passes the earlier features but not {feature}: "
+        text = _HINTS.get((feature, gr)) or _HINTS.get((feature, "*")) or ""
+        if feature == "combined" and gr not in good_before:
+            text = "fix the failing features above first: this case mixes them all"
+        if text:
+            hints.append(lead + text.format(s=s, p=p, d=d, g=g))
+    return "\n".join(dict.fromkeys(hints))
+
+
+_HINTS = {
+    ("basic", "dx"): "dE/dX is the 'full' convolution of dE/dO with the 180°-rotated filter: pad "
+    "dE/dO by k−1 on each side and correlate it with flip(F)",
+    ("basic", "dw"): "dE/dF = X ⋆ dE/dO: slide dE/dO over X (no flip), one product sum per tap",
+    ("basic", "db"): "dE/db[k] is the sum of dE/dO[:, k] over the batch and all positions",
+    ("channels", "dx"): "dE/dX[c] = Σ_k full(dE/dO[k], flip(F[k, c])): sum over the output "
+    "channels k, using each filter's slice c",
+    ("channels", "dw"): "dE/dF[k, c] = X[c] ⋆ dE/dO[k]: one correlation per pair (k, c), no sum "
+    "over channels; the result has F's shape (K, C, R, S)",
+    ("channels", "db"): "dE/db has one entry per filter k: sum dE/dO[:, k]",
+    ("batch", "dx"): "each sample's dE/dX uses only that sample's dE/dO",
+    ("batch", "dw"): "dE/dF[k, c] = Σ_n X[n, c] ⋆ dE/dO[n, k]: sum (not average) over the batch",
+    ("batch", "db"): "dE/db sums over the batch too (not the mean)",
+    ("non_square", "*"): "height and width are independent: check H/W and R/S are not swapped "
+    "(kernel rows R slide over H, columns S over W)",
+    ("stride", "dx"): "dE/dO must be spread out by the stride ({s}−1 zeros between its samples) "
+    "before the full convolution with flip(F)",
+    ("stride", "dw"): "dE/dO must be spread out by the stride: dE/dF[k, c][j] = Σ_i "
+    "X[c][i·{s} + j]·dE/dO[k][i]",
+    ("stride", "db"): "dE/db does not depend on the stride: just sum dE/dO",
+    ("stride_remainder", "dx"): "with a stride that does not divide, the last rows of X are "
+    "never read: their dE/dX is 0, and dE/dX must still have X's full shape (pad the high end)",
+    ("stride_remainder", "dw"): "with a stride that does not divide, only the rows the windows "
+    "actually read enter dE/dF: slide the stride-spread dE/dO over X, don't resize X",
+    ("stride_remainder", "db"): "dE/db: sum dE/dO",
+    ("padding", "dx"): "with padding p={p}, compute the gradient of the padded X and crop p from "
+    "each side (equivalently, pad dE/dO by k−1−p for the full convolution)",
+    ("padding", "dw"): "with padding p={p}, slide dE/dO over the zero-padded X",
+    ("padding", "db"): "dE/db: sum dE/dO",
+    ("dilation", "dx"): "with dilation d={d}, the flipped filter has d−1 zeros between taps, and "
+    "the full convolution pads by d·(k−1)",
+    ("dilation", "dw"): "with dilation d={d}, tap j of dE/dF reads X at i·s + j·d: dE/dO slides "
+    "over X in steps of d",
+    ("dilation", "db"): "dE/db: sum dE/dO",
+    ("groups", "dx"): "with groups={g}, channels of group i get gradient only from the filters "
+    "and dE/dO channels of group i (weight is (K, C/groups, R, S))",
+    ("groups", "dw"): "with groups={g}, dE/dF[k, c] pairs filter k with input channel "
+    "(k // (K/groups))·(C/groups) + c only",
+    ("groups", "db"): "dE/db: sum dE/dO per filter",
+    ("combined", "*"): "every feature passes alone but not together: check the order (spread by "
+    "the stride, pad d·(k−1)−p, correlate with the dilated flipped filter, per group, per sample)",
+    ("tuples", "*"): "per-dim (h, w) values: apply stride, padding, dilation [0] to H and [1] to W",
+}
+
+
+def _declared(values: Iterable[str] | str | None, name: str) -> set[str]:
+    if values is None:
+        return set()
+    items = {values} if isinstance(values, str) else set(values)
+    unknown = items - set(FEATURES)
+    if unknown:
+        raise ValueError(f"{name} must name features from {FEATURES}, got {sorted(unknown)}")
+    return items
+
+
+def check(
+    fn: Callable,
+    *,
+    unsupported: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    features: Iterable[str] | None = None,
+    tuples: bool = False,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    seed: int = 0,
+    stop_on_failure: bool = False,
+) -> CheckReport:
+    """Grade ``fn``, a 2-D convolution backward (protocol in the module docstring).
+
+    ``unsupported`` / ``skip``: features ``fn`` does not take (skipped, with every feature
+    that needs them); ``features``: run only these; ``tuples``: fn accepts (h, w) tuples.
+    A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db
+    (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
+    Returns a :class:`CheckReport` (``.ok``, ``.failures``, prints as a table).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    skipped = _declared(unsupported, "unsupported") | _declared(skip, "skip")
+    wanted = set(FEATURES) if features is None else _declared(features, "features")
+    if not tuples:
+        skipped.add("tuples")
+    rng = np.random.default_rng(seed)
+    results: list[FeatureResult] = []
+    history: dict[str, set] = {}
+    status: dict[str, str] = {}
+    for feature, (cases, needs, description) in _BATTERY.items():
+        result = FeatureResult(feature, "skip", description)
+        results.append(result)
+        missing = [n for n in needs if n in skipped or status.get(n) == "skip"]
+        if feature not in wanted:
+            result.message = "not selected"
+        elif feature in skipped:
+            result.message = (
+                "not declared (tuples=False)"
+                if feature == "tuples" and not tuples
+                else "declared unsupported"
+            )
+        elif missing:
+            result.message = f"needs {', '.join(missing)} (skipped)"
+        else:
+            _run_feature(fn, result, cases, rng, rtol, atol, history)
+        status[feature] = result.status
+        if stop_on_failure and result.status == "fail":
+            break
+    return CheckReport(results, function=_name(fn))
+
+
+def _name(fn) -> str:
+    inner = getattr(fn, "func", None)  # functools.partial
+    if inner is not None and callable(inner):
+        return f"partial({_name(inner)})"
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> None:
+    errors = {g: 0.0 for g in _GRADS}
+    good = set(_GRADS)
+    for case in cases:
+        result.cases += 1
+        try:
+            errs = _run_case(fn, case, rng, rtol, atol)
+        except _CaseFailure as failure:
+            errs = failure.errors
+            if result.status != "fail":
+                result.status = "fail"
+                result.failing_case = case.describe()
+                here = [
+                    f"{_PRETTY[g]} {errs[g]:.2g}"
+                    for g in failure.bad
+                    if g in errs and math.isfinite(errs[g])
+                ]
+                if here:
+                    result.failing_case += f" (max error here: {', '.join(here)})"
+                result.message = str(failure)
+                result.hint = _hint(result.feature, failure.bad, case, history)
+            good -= set(failure.bad)
+        for g in _GRADS:
+            value = errs.get(g, math.nan)
+            errors[g] = value if math.isnan(value) else max(errors[g], value)
+    if result.status != "fail":
+        result.status = "pass"
+    result.max_error = errors
+    history[result.feature] = good
+
+
+# -------------------------------------------------------------------------------- CLI
+
+
+def _load(target: str) -> Callable:
+    if ":" not in target:
+        raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
+    module_name, _, attr = target.rpartition(":")
+    if module_name.endswith(".py") or "/" in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise ValueError(f"no such file: {module_name}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - report the user's import error in one line
+            raise ValueError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+    else:
+        if "" not in sys.path:
+            sys.path.insert(0, "")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ValueError(f"{module_name} has no attribute {attr!r}")
+    if not callable(fn):
+        raise ValueError(f"{target} is not callable")
+    return fn
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _ArgumentError(message)
+
+
+def cli_main(argv: list[str]) -> int:
+    """``convgrad check module:function``: exit 0 if every checked feature passes, 1 if not,
+    2 on bad usage."""
+    parser = _Parser(
+        prog="convgrad check",
+        description="Grade a 2-D convolution backward fn(x, weight, grad_output, stride, "
+        "padding, dilation, groups) -> (dx, dw, db) against convgrad.",
+    )
+    parser.add_argument("target", help="module:function or path/to/file.py:function")
+    parser.add_argument("--skip", default="", help=f"comma-separated features from {FEATURES}")
+    parser.add_argument("--tuples", action="store_true", help="fn accepts (h, w) tuples")
+    parser.add_argument("--rtol", type=float, default=1e-6)
+    parser.add_argument("--atol", type=float, default=1e-9)
+    try:
+        args = parser.parse_args(argv)
+        skip = [s.strip() for s in args.skip.split(",") if s.strip()]
+        fn = _load(args.target)
+        report = check(fn, skip=skip, tuples=args.tuples, rtol=args.rtol, atol=args.atol)
+    except (_ArgumentError, ValueError, TypeError, ImportError, SyntaxError) as exc:
+        print(f"convgrad check: error: {exc}", file=sys.stderr)
+        return 2
+    report.print()
+    return 0 if report.ok else 1

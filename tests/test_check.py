@@ -1,0 +1,243 @@
+"""check() grades hand-written backward passes; gradcheck() catches wrong gradients."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad.check import FEATURES, GradcheckError, check, gradcheck
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _backwards as hand  # noqa: E402  (NumPy-only implementations, independent of convgrad)
+
+
+@pytest.mark.parametrize("fn", [hand.scatter_backward, hand.conv_style_backward])
+def test_correct_implementations_pass(fn):
+    report = check(fn, tuples=True)
+    assert report.ok, str(report)
+    assert report.failures == [] and report.passed == list(FEATURES)
+    text = str(report)
+    assert all(feature in text for feature in FEATURES) and "OK" in text
+
+
+# (implementation, first failing feature, every failing feature, words in message/hint)
+WRONG = {
+    "no stride in backward": (
+        functools.partial(hand.scatter_backward, ignore_stride=True),
+        ["stride", "stride_remainder", "combined"],
+        "right at stride 1 but not at stride 2",
+    ),
+    "no flip in dX": (
+        functools.partial(hand.conv_style_backward, no_flip=True),
+        [f for f in FEATURES if f != "tuples"],
+        "unflipped",
+    ),
+    "groups ignored": (
+        functools.partial(hand.scatter_backward, ignore_groups=True),
+        ["groups", "combined"],
+        "groups=2",
+    ),
+    "off-by-one padding": (
+        functools.partial(hand.conv_style_backward, pad_off_by_one=True),
+        ["padding", "combined"],
+        "padding p=1",
+    ),
+    "dW not summed over the batch": (
+        functools.partial(hand.scatter_backward, overwrite_batch=True),
+        ["batch", "combined"],
+        "sum over the batch",
+    ),
+    "stride remainder dropped": (
+        functools.partial(hand.conv_style_backward, no_remainder=True),
+        ["stride_remainder", "combined"],
+        "X's full shape",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_wrong_implementations_name_the_feature(name):
+    fn, failing, words = WRONG[name]
+    report = check(fn)
+    assert not report.ok
+    assert report.failures == failing, str(report)
+    first = report[failing[0]]
+    assert first.status == "fail" and first.hint and first.failing_case
+    assert words in first.message + " " + first.hint, str(report)
+    assert "FAILED" in str(report)
+
+
+def test_only_the_broken_gradient_is_blamed():
+    report = check(functools.partial(hand.conv_style_backward, no_flip=True))
+    errors = report["basic"].max_error
+    assert errors["dx"] > 1e-3 and errors["dw"] < 1e-9 and errors["db"] < 1e-9
+
+
+def test_unsupported_features_are_skipped_not_failed():
+    def no_dilation_no_groups(x, w, gy, stride, padding, dilation, groups):
+        if dilation != 1 or groups != 1:
+            raise NotImplementedError("dilation and groups are not supported")
+        return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+    report = check(no_dilation_no_groups, unsupported={"dilation", "groups"})
+    assert report.ok, str(report)
+    assert set(report.skipped) == {"dilation", "groups", "combined", "tuples"}
+    assert "declared unsupported" in report["dilation"].message
+    assert "needs dilation" in report["combined"].message
+
+    # the same function without the declaration fails exactly there, with its own message
+    report = check(no_dilation_no_groups)
+    assert report.failures == ["dilation", "groups", "combined"]
+    assert "NotImplementedError: dilation and groups" in report["dilation"].message
+
+
+def test_wrong_shapes_and_return_values():
+    def transposed_dw(x, w, gy, *options):
+        dx, dw, db = hand.scatter_backward(x, w, gy, *options)
+        return dx, dw.swapaxes(0, 1), db
+
+    report = check(transposed_dw)
+    assert report.failures[0] == "channels"
+    assert "dW has shape (3, 4, 3, 3), expected (4, 3, 3, 3)" in report["channels"].message
+
+    report = check(lambda *args: None)
+    assert report.failures[0] == "basic" and "must return (dx, dw, db)" in report["basic"].message
+
+
+def test_db_none_is_not_graded_and_features_subset():
+    def no_bias(*args):
+        dx, dw, _ = hand.scatter_backward(*args)
+        return dx, dw, None
+
+    report = check(no_bias, features={"basic", "channels", "stride"})
+    assert report.ok and report.passed == ["basic", "channels", "stride"]
+    assert np.isnan(report["basic"].max_error["db"])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unsupported must name features"):
+        check(hand.scatter_backward, unsupported={"dilaton"})
+    with pytest.raises(TypeError, match="callable"):
+        check("not a function")
+
+
+def test_report_renders_with_rich():
+    rich = pytest.importorskip("rich.console")
+    report = check(functools.partial(hand.scatter_backward, ignore_groups=True))
+    console = rich.Console(file=io.StringIO(), width=160, record=True)
+    console.print(report)
+    text = console.export_text()
+    assert "groups" in text and "FAIL" in text and "hint" in text
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _run(*args, cwd=None):
+    env = dict(os.environ)
+    src = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "src"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "convgrad", "check", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_cli_check(tmp_path):
+    module = tmp_path / "mine.py"
+    module.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "import functools, _backwards as hand\n"
+        "good = hand.scatter_backward\n"
+        "bad = functools.partial(hand.scatter_backward, ignore_groups=True)\n"
+    )
+    ok = _run("mine:good", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "OK" in ok.stdout
+    bad = _run(f"{module}:bad")
+    assert bad.returncode == 1 and "groups" in bad.stdout and "FAILED" in bad.stdout
+    skipped = _run(f"{module}:bad", "--skip", "groups")
+    assert skipped.returncode == 0, skipped.stdout
+    for args in (
+        ("nocolon",),
+        ("mine:missing",),
+        ("nosuchmodule_xyz:f",),
+        ("mine:good", "--skip", "x"),
+    ):
+        proc = _run(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -------------------------------------------------------------------------- gradcheck
+
+
+def _conv_pair(stride=2, padding=1):
+    def fn(x, w):
+        return convgrad.conv(x, w, stride=stride, padding=padding)
+
+    def backward(g, x, w):
+        return convgrad.conv_backward(g, x, w, stride=stride, padding=padding)[:2]
+
+    return fn, backward
+
+
+def test_gradcheck_passes_a_right_gradient():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((3, 2, 3, 2))
+    fn, backward = _conv_pair()
+    result = gradcheck(fn, x, w, backward=backward)
+    assert result.ok and result.checked == x.size + w.size
+    assert max(result.max_error) < 1e-6
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((2, 2, 3, 3))
+    fn, backward = _conv_pair()
+
+    def unflipped(g, x, w):  # dX with the filters not rotated
+        dx = convgrad.conv_input_grad(g, np.flip(w, (2, 3)), x.shape, stride=2, padding=1)
+        return dx, backward(g, x, w)[1]
+
+    with pytest.raises(GradcheckError, match="worst: array 0"):
+        gradcheck(fn, x, w, backward=unflipped)
+    result = gradcheck(fn, x, w, backward=unflipped, raise_exception=False)
+    assert not result.ok and result.worst[0] == 0 and result.max_error[1] < 1e-6
+
+
+def test_gradcheck_any_function_and_fn_backward():
+    def f(a, b):
+        return np.sin(a) * b
+
+    f.backward = lambda g, a, b: (g * np.cos(a) * b, g * np.sin(a))
+    a, b = np.linspace(-1, 1, 6).reshape(2, 3), np.linspace(0.5, 2, 6).reshape(2, 3)
+    assert gradcheck(f, a, b).ok
+    with pytest.raises(GradcheckError):
+        gradcheck(f, a, b, backward=lambda g, a, b: (g * np.cos(a), None))
+    with pytest.raises(TypeError, match="backward"):
+        gradcheck(np.sin, a)
+
+
+def test_float32_implementation_is_graded_at_float32_precision():
+    def single(*args):
+        return tuple(a.astype(np.float32) for a in hand.scatter_backward(*args))
+
+    def single_wrong(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx.astype(np.float32), (dw * 1.001).astype(np.float32), db.astype(np.float32)
+
+    assert check(single).ok
+    assert check(single_wrong).failures[0] == "basic"  # a 0.1 % error is still caught

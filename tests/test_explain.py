@@ -1,0 +1,414 @@
+"""explain(): its numbers against what the functions actually return; figure; CLI."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import reference
+from convgrad._explain_cli import parse_padding, parse_shape
+from convgrad._primitive import correlate
+from convgrad.explain import explain
+
+# (input_shape, weight_shape, options)
+CONV_CASES = [
+    ((5, 100, 100), (10, 5, 5, 5), {}),  # the origin layer, unbatched
+    ((2, 3, 11), (4, 3, 3), {"stride": 2}),
+    ((2, 3, 10), (6, 1, 4), {"stride": 3, "padding": "same", "groups": 3, "dilation": 2}),
+    ((1, 4, 9, 10), (6, 2, 3, 3), {"stride": 2, "padding": "same", "groups": 2}),
+    ((2, 3, 8, 7), (2, 3, 2, 3), {"stride": (2, 1), "padding": ((1, 2), (0, 1))}),
+    ((2, 2, 9, 9), (3, 2, 3, 3), {"dilation": (2, 1), "padding": (2, 1)}),
+    ((1, 2, 7, 6), (2, 2, 3, 3), {"padding": 2, "padding_mode": "reflect"}),
+    ((2, 4, 6, 7), (4, 1, 3, 3), {"groups": 4, "padding": "valid", "stride": 3}),
+    ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), {"stride": (1, 2, 3), "padding": 1}),
+    ((2, 4, 6, 5), (4, 2, 3, 2), {"groups": 2, "padding": "same", "padding_mode": "circular"}),
+]
+
+TRANSPOSED_CASES = [
+    ((2, 3, 7), (3, 2, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 4, 5, 6), (4, 3, 3, 2), {"stride": (2, 3), "groups": 2, "dilation": (1, 2)}),
+    ((2, 2, 3, 4, 3), (2, 1, 2, 2, 3), {"stride": 2, "padding": (0, 1, 1)}),
+]
+
+
+def _arrays(input_shape, weight_shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(input_shape), rng.standard_normal(weight_shape)
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES)
+def test_conv_numbers_match_the_functions(input_shape, weight_shape, options):
+    report = explain(input_shape, weight_shape, **options)
+    x, w = _arrays(input_shape, weight_shape)
+    b = np.ones(weight_shape[0])
+    y = convgrad.conv(x, w, b, **options)
+    gy = np.random.default_rng(1).standard_normal(y.shape)
+    dx, dw, db = convgrad.conv_backward(gy, x, w, b, **options)
+
+    shapes = report.shapes
+    assert shapes["input"] == x.shape == shapes["grad_input"] == dx.shape
+    assert shapes["weight"] == w.shape == shapes["grad_weight"] == dw.shape
+    assert shapes["output"] == y.shape == shapes["grad_output"]
+    assert shapes["bias"] == shapes["grad_bias"] == db.shape
+    assert report.passes["forward"].result_shape == y.shape
+    assert report.passes["input_grad"].result_shape == dx.shape
+    assert report.passes["weight_grad"].result_shape == dw.shape
+
+    nd = w.ndim - 2
+    kernel, groups = w.shape[2:], options.get("groups", 1)
+    n = x.shape[0] if x.ndim == nd + 2 else 1
+    c, k = x.shape[-nd - 1], w.shape[0]
+    out_sp, in_sp = y.shape[-nd:], x.shape[-nd:]
+    # resolved padding: the slow reference's own resolution, independent of ConvSpec
+    stride = options.get("stride", 1)
+    dilation = options.get("dilation", 1)
+    stride = (stride,) * nd if isinstance(stride, int) else stride
+    dilation = (dilation,) * nd if isinstance(dilation, int) else dilation
+    pads = reference.resolve_padding(options.get("padding", 0), in_sp, kernel, stride, dilation)
+    assert report.padding == tuple(tuple(p) for p in pads)
+    # multiply-adds of the definition: every output element sums C/g * prod(k) products
+    macs = y.size * (c // groups) * math.prod(kernel)
+    assert report.macs["forward"] == report.macs["input_grad"] == report.macs["weight_grad"]
+    assert report.macs["forward"] == macs and report.macs["total"] == 3 * macs
+    # im2col GEMM shapes: G x [rows x depth] . [depth x cols]
+    assert report.gemms["forward"] == (
+        groups,
+        k // groups,
+        c // groups * math.prod(kernel),
+        n * math.prod(out_sp),
+    )
+    g, rows, depth, cols = report.gemms["input_grad"]
+    if options.get("padding_mode", "zeros") != "zeros":  # runs on the explicitly padded X
+        in_sp = tuple(s + lo + hi for s, (lo, hi) in zip(in_sp, pads))
+    assert (g * rows, depth, cols) == (c, k // groups * math.prod(kernel), n * math.prod(in_sp))
+    if options.get("padding_mode", "zeros") == "zeros":
+        assert report.passes["input_grad"].out_shape == (g, n, rows, *in_sp)
+    g, rows, depth, cols = report.gemms["weight_grad"]
+    assert (g * rows, depth, cols) == (k, n * math.prod(out_sp), c // groups * math.prod(kernel))
+    assert report.passes["weight_grad"].out_shape == (g, c // g, k // g, *kernel)
+    for p in report.passes.values():
+        assert p.gemm_macs >= p.macs > 0
+        assert p.workspace_bytes > 0 and p.algorithm in convgrad._primitive.algorithm_names()
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES[1:6])
+def test_each_pass_runs_as_described(input_shape, weight_shape, options):
+    """The correlation each pass names, run on arrays of its stated shapes, gives its
+    stated output shape, and run on the stated operands gives the functions' results."""
+    report = explain(input_shape, weight_shape, **options)
+    rng = np.random.default_rng(2)
+    for p in report.passes.values():
+        out = correlate(rng.standard_normal(p.lhs_shape), rng.standard_normal(p.rhs_shape), p.corr)
+        assert out.shape == p.out_shape
+    x, w = _arrays(input_shape, weight_shape)
+    if x.ndim != w.ndim or options.get("padding_mode", "zeros") != "zeros":
+        return
+    # rebuild each gradient from the operands and correlation the report names
+    p = report.passes
+    g = p["forward"].lhs_shape[0]
+    gy = rng.standard_normal(report.shapes["output"])
+
+    def grouped(a):  # (N, G*C, *S) -> (G, N, C, *S)
+        return a.reshape(a.shape[0], g, -1, *a.shape[2:]).swapaxes(0, 1)
+
+    w_g = w.reshape(g, -1, *w.shape[1:])  # (G, K/G, C/G, *k)
+    y = correlate(grouped(x), w_g, p["forward"].corr).swapaxes(0, 1).reshape(gy.shape)
+    np.testing.assert_allclose(y, convgrad.conv(x, w, **options), atol=1e-10)
+    flipped = np.flip(w_g.swapaxes(1, 2), axis=tuple(range(3, w.ndim + 1)))  # flip(F)ᵀ
+    assert flipped.shape == p["input_grad"].rhs_shape
+    dx = correlate(grouped(gy), flipped, p["input_grad"].corr).swapaxes(0, 1).reshape(x.shape)
+    np.testing.assert_allclose(dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10)
+    lhs, rhs = grouped(x).swapaxes(1, 2), grouped(gy).swapaxes(1, 2)  # Xᵀ, dE/dOᵀ
+    assert lhs.shape == p["weight_grad"].lhs_shape and rhs.shape == p["weight_grad"].rhs_shape
+    dw = correlate(lhs, rhs, p["weight_grad"].corr).swapaxes(1, 2).reshape(w.shape)
+    np.testing.assert_allclose(dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10)
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES)
+def test_transposed_numbers_match_the_functions(input_shape, weight_shape, options):
+    report = explain(input_shape, weight_shape, transposed=True, **options)
+    x, w = _arrays(input_shape, weight_shape)
+    y = convgrad.conv_transpose(x, w, **options)
+    gy = np.ones_like(y)
+    dx, dw, _ = convgrad.conv_transpose_backward(gy, x, w, **options)
+    assert report.transposed
+    assert report.shapes["output"] == y.shape == report.passes["forward"].result_shape
+    assert report.shapes["grad_input"] == dx.shape == report.passes["input_grad"].result_shape
+    assert report.shapes["grad_weight"] == dw.shape == report.passes["weight_grad"].result_shape
+    assert report.shapes["bias"] == (y.shape[1],)
+    groups = options.get("groups", 1)
+    nd = w.ndim - 2
+    macs = x.size * (y.shape[1] // groups) * math.prod(w.shape[2:])  # each x meets K/g*k taps
+    assert report.macs["forward"] == macs
+    # the forward GEMM runs over the stride-spread input: its columns are the output positions
+    g, rows, depth, cols = report.gemms["forward"]
+    assert g * rows == y.shape[1] and cols == y.shape[0] * math.prod(y.shape[-nd:])
+
+
+def test_same_padding_with_stride_is_resolved_and_explained():
+    report = explain((1, 1, 9, 10), (1, 1, 3, 4), stride=2, padding="same")
+    y = convgrad.conv(np.zeros((1, 1, 9, 10)), np.zeros((1, 1, 3, 4)), stride=2, padding="same")
+    assert y.shape[2:] == (5, 5) == (math.ceil(9 / 2), math.ceil(10 / 2))
+    # H: total (5-1)*2 + 3 - 9 = 2 -> (1, 1); W: (5-1)*2 + 4 - 10 = 2 -> (1, 1)
+    assert report.padding == ((1, 1), (1, 1))
+    report = explain((1, 1, 10), (1, 1, 5), stride=2, padding="same")
+    assert report.padding == ((1, 2),)  # total (5-1)*2 + 5 - 10 = 3: odd pixel at the high end
+    text = str(report)
+    assert "low 1, high 2" in text
+    assert "⌊(10 + 1 + 2 − 1·(5 − 1) − 1) / 2⌋ + 1 = 5" in text
+
+
+def test_origin_layer_text():
+    report = explain((5, 100, 100), (10, 5, 5, 5))
+    text = str(report)
+    assert "⌊(100 + 0 + 0 − 1·(5 − 1) − 1) / 1⌋ + 1 = 96" in text
+    assert "dE/dF[k, c] = Σ_n X[n, c] ⋆" in text
+    assert "10·5 = 50 separate 2-D correlations" in text
+    assert "flip" in text and "summed:" in text and "im2col GEMM" in text
+    assert "1 × [10 × 125] · [125 × 9216]" in text  # 10 filters of 5*5*5 over 96*96 positions
+
+
+def test_stride_remainder_is_pointed_out():
+    text = str(explain((1, 8, 8), (1, 1, 3, 3), stride=2))
+    assert "stride leaves 1" in text  # (8 - 3) % 2 = 1 row never read
+
+
+def test_printing_plain_and_rich():
+    report = explain((2, 3, 8), (4, 3, 3), stride=2, padding=1)
+    buf = io.StringIO()
+    report.print(buf)  # not a terminal: plain text
+    assert buf.getvalue() == str(report)
+    rich = pytest.importorskip("rich.console")
+    console = rich.Console(file=io.StringIO(), width=120, record=True)
+    console.print(report)
+    rendered = console.export_text()
+    assert "dE/dF" in rendered and "Shapes" in rendered
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (((5, 100, 100), (10, 4, 5, 5)), {}, "weight.shape[1]"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"padding": "full"}, "padding"),
+        (((5, 4, 4), (10, 5, 5, 5)), {}, "output would be empty"),
+        (((5, 10, 10), (10, 5, 3, 3)), {"groups": 2}, "divisible by groups"),
+        (((2, 4, 9), (4, 2, 3)), {"transposed": True, "padding_mode": "reflect"}, "padding_mode"),
+        (((2, 4, 9), (4, 2, 3)), {"output_padding": 1}, "output_padding"),
+    ],
+)
+def test_bad_layers_raise(args, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message.replace("[", r"\[")):
+        explain(*args, **kwargs)
+
+
+def test_parsers():
+    assert parse_shape("5x100x100") == (5, 100, 100)
+    assert parse_padding("1") == 1
+    assert parse_padding("1,2") == (1, 2)
+    assert parse_padding("1:2,0:1") == ((1, 2), (0, 1))
+    assert parse_padding("same") == "same"
+    with pytest.raises(ValueError):
+        parse_shape("5xax3")
+
+
+# ---------------------------------------------------------------------------- figure
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options, suffix",
+    [
+        ((5, 100, 100), (10, 5, 5, 5), {}, ".png"),
+        ((2, 3, 10), (4, 3, 3), {"stride": 2, "padding": 1}, ".png"),
+        ((1, 4, 7, 7), (6, 2, 3, 3), {"stride": 2, "padding": "same", "groups": 2}, ".png"),
+        ((1, 2, 4, 6, 6), (3, 2, 2, 3, 3), {"stride": (1, 2, 2)}, ".png"),
+        (
+            (1, 4, 5, 5),
+            (4, 2, 3, 3),
+            {"stride": 2, "transposed": True, "output_padding": 1},
+            ".png",
+        ),
+        ((3, 32, 32), (20, 3, 3, 3), {"padding": 1}, ".svg"),  # more filters than drawn
+    ],
+)
+def test_figure_is_written(tmp_path, input_shape, weight_shape, options, suffix):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / f"fig{suffix}"
+    fig = explain(input_shape, weight_shape, **options).figure(path)
+    assert path.exists() and path.stat().st_size > 10_000
+    width, height = fig.get_size_inches()
+    assert 5 < width < 40 and 3 < height < 40
+    head = path.read_bytes()[:8]
+    if suffix == ".png":
+        assert head == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert b"<svg" in path.read_bytes()[:2000]
+
+
+def test_figure_worked_example_and_bad_path(tmp_path):
+    pytest.importorskip("matplotlib")
+    report = explain((1, 2, 6, 6), (2, 2, 3, 3), stride=2, padding=1)
+    plain = report.figure(tmp_path / "a.png", worked=False)
+    worked = report.figure(tmp_path / "b.png", worked=True)
+    assert worked.get_size_inches()[1] > plain.get_size_inches()[1]  # room for the numbers
+    texts = {t.get_text() for ax in worked.axes for t in ax.texts}
+    assert "dE/dF[k, c]" in texts
+    with pytest.raises(ValueError, match="figure path"):
+        report.figure(tmp_path / "fig.txt")
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _run(*args):
+    env = dict(os.environ)
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(src), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "convgrad", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_default_explains_the_origin_layer():
+    for args in ((), ("explain",)):
+        proc = _run(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "10×96×96" in proc.stdout and "dE/dF[k, c]" in proc.stdout
+
+
+def test_cli_options_and_figure(tmp_path):
+    path = tmp_path / "t.png"
+    proc = _run(
+        "explain",
+        "--input",
+        "2x4x9x10",
+        "--weight",
+        "6x2x3x3",
+        "--stride",
+        "2",
+        "--padding",
+        "same",
+        "--groups",
+        "2",
+        "--figure",
+        str(path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2×6×5×5" in proc.stdout and path.stat().st_size > 10_000
+    proc = _run(
+        "explain",
+        "--input",
+        "1x2x7",
+        "--weight",
+        "2x3x3",
+        "--transposed",
+        "--stride",
+        "2",
+        "--output-padding",
+        "1",
+        "--padding",
+        "1:0",
+    )
+    assert proc.returncode == 2 and "padding" in proc.stderr  # pairs are not for transposed
+    proc = _run(
+        "explain",
+        "--input",
+        "1x2x7",
+        "--weight",
+        "2x3x3",
+        "--transposed",
+        "--stride",
+        "2",
+        "--output-padding",
+        "1",
+    )
+    assert proc.returncode == 0 and "1×3×16" in proc.stdout  # (7-1)*2 + 3 + 1 = 16
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("explain", "--input", "5x100x100", "--weight", "10x4x5x5"),
+        ("explain", "--input", "5xx100", "--weight", "10x5x5x5"),
+        ("explain", "--padding", "1:2:3"),
+        ("explain", "--stride", "0"),
+        ("explain", "--nonsense"),
+        ("explain", "--padding-mode", "mirror"),
+        ("explain", "--figure", "out.txt"),
+        ("explain", "--batch", "0"),
+    ],
+)
+def test_cli_bad_input_is_one_line(args):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convgrad explain: error:")
+
+
+def test_import_stays_light():
+    code = (
+        "import sys, convgrad; heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('matplotlib', 'rich', 'tqdm', 'dask', 'torch', 'sklearn')]; print(heavy)"
+    )
+    env = dict(os.environ)
+    src = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "src"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    assert callable(convgrad.explain) and callable(convgrad.check) and callable(convgrad.gradcheck)
+
+
+def test_batch_option_and_padded_copy():
+    report = explain((5, 100, 100), (10, 5, 5, 5), batch=4, stride=2, padding="same")
+    y = convgrad.conv(np.zeros((4, 5, 100, 100)), np.zeros((10, 5, 5, 5)), stride=2, padding="same")
+    assert report.shapes["output"] == y.shape == (4, 10, 50, 50)
+    # 'same', k=5, s=2 on 100: total (50-1)*2 + 5 - 100 = 3 -> (1, 2): X is copied at 103x103
+    assert report.padding == ((1, 2), (1, 2))
+    assert report.passes["forward"].padded_bytes == 4 * 5 * 103 * 103 * 8
+    assert explain((5, 9, 9), (1, 5, 3, 3)).passes["forward"].padded_bytes == 0
+    with pytest.raises(ValueError, match="batch"):
+        explain((2, 5, 9, 9), (1, 5, 3, 3), batch=3)
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((1, 2, 7, 7), (4, 2, 3, 3), {"stride": 2, "padding": 1}),
+        ((1, 1, 10), (2, 1, 3), {"dilation": 2, "padding": (2,)}),
+        ((1, 2, 5, 5), (2, 1, 3, 3), {"stride": 2, "transposed": True, "output_padding": 1}),
+    ],
+)
+def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, options):
+    """The figure's numbers, recomputed with the slow float64 reference."""
+    from convgrad._figure import _layout, _worked_numbers
+
+    report = explain(input_shape, weight_shape, **options)
+    x, dy, gw = _worked_numbers(report, _layout(report))
+    kernel = weight_shape[2:]
+    if options.get("transposed"):
+        opts = {k: v for k, v in options.items() if k != "transposed"}
+        # dE/dW of the transposed conv = dE/dW of the conv mapping dE/dO's shape to x's shape
+        w = np.zeros((1, 1, *kernel))
+        want = reference.conv_grads(dy[None, None], w, x[None, None], opts["stride"])[1]
+        assert reference.conv_transpose(x[None, None], w, **opts).shape[2:] == dy.shape
+    else:
+        want = reference.conv_grads(
+            x[None, None],
+            np.zeros((1, 1, *kernel)),
+            dy[None, None],
+            options.get("stride", 1),
+            options.get("padding", 0),
+            options.get("dilation", 1),
+        )[1]
+    np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
