@@ -48,7 +48,8 @@ def _usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(map(len, COMMANDS)) + 2
+    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "convgrad COMMAND --help shows a command's options."]
     return "\n".join(lines)
 
