@@ -27,15 +27,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from . import _checks
 from . import functional as F
-from ._spec import (
-    FLOAT_DTYPES,
-    ConvSpec,
-    check_bias_shape,
-    check_output_shape,
-    conv_spec,
-    transpose_spec,
-)
+from ._spec import ConvSpec
 
 SPLIT_EVERY = 8
 """Partial sums combined per node of the dE/dw and dE/db reduction trees."""
@@ -55,34 +49,16 @@ __all__ = [
 
 
 def _float(value: Any, name: str) -> Any:
-    """A dask array of float dtype and known shape, or ``F.as_float_array(value, name)``."""
+    """A dask array of float dtype and known shape, or ``_checks.as_float_array(value, name)``."""
     if not isinstance(value, da.Array):
-        return F.as_float_array(value, name)
+        return _checks.as_float_array(value, name)
     if any(math.isnan(s) for s in value.shape):
         raise ValueError(
             f"{name} must have known chunk sizes, got shape {value.shape}; "
             f"call {name}.compute_chunk_sizes() first"
         )
-    if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float16, float32 or float64, got {value.dtype}")
+    _checks.check_float_dtype(value.dtype, name)
     return value
-
-
-def _bias(bias: Any, channels: int) -> Any:
-    if bias is None:
-        return None
-    bias = _float(bias, "bias")
-    check_bias_shape(bias.shape, channels)
-    return bias
-
-
-def _check_transposed_grad_output(shape: Sequence[int], spec: ConvSpec) -> None:
-    # the check (and message) of functional.conv_transpose_backward
-    if tuple(shape) != spec.input_shape:
-        raise ValueError(
-            f"grad_output must have shape {spec.input_shape} for this transposed convolution, "
-            f"got {tuple(shape)}"
-        )
 
 
 # ------------------------------------------------------------------------- graph pieces
@@ -272,242 +248,107 @@ def _transpose_kw(stride, padding, output_padding, groups, dilation, algorithm, 
 
 
 # ------------------------------------------------------------------------- public API
-# Same signatures, checks (in the same order) and result dtypes as ``functional``.
+# Same signatures as ``functional``; the same checks (``_checks``), run on dask arrays.
 
 
 def conv(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> da.Array:
+    x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+    *, algorithm="auto", workspace_limit=None,
+) -> da.Array:  # fmt: skip
     """Lazy ``functional.conv``: y (N, K, *S_out) with x's batch chunks."""
-    x, weight = _float(x, "x"), _float(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
+    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    call = _checks.check_conv(x, weight, bias, *opts, as_array=_float)
+    x, weight, bias = call.arrays
+    tail = (call.spec.out_channels, *call.spec.out_spatial)
+    return _forward(
+        _conv_task, "convgrad-conv", x, weight, bias, call.spec, tail, call.result, _kw(*opts)
     )
-    bias = _bias(bias, spec.out_channels)
-    F._options(algorithm, workspace_limit)
-    result, _ = F._dtypes(x, weight, bias)
-    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    tail = (spec.out_channels, *spec.out_spatial)
-    return _forward(_conv_task, "convgrad-conv", x, weight, bias, spec, tail, result, kw)
 
 
 def conv_input_grad(
-    grad_output,
-    weight,
-    input_shape,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> da.Array:
+    grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
+) -> da.Array:  # fmt: skip
     """Lazy ``functional.conv_input_grad``: (N, C, *S) with grad_output's batch chunks."""
-    grad_output, weight = _float(grad_output, "grad_output"), _float(weight, "weight")
-    spec = conv_spec(
-        input_shape,
-        weight.shape,
-        stride,
-        padding,
-        dilation,
-        groups,
-        padding_mode,
-        input_name="input_shape",
-    )
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    F._options(algorithm, workspace_limit)
-    result, _ = F._dtypes(grad_output, weight)
-    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    (gy,) = _batched([grad_output], spec)
-    tail = (spec.in_channels, *spec.in_spatial)
+    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    call = _checks.check_input_grad(grad_output, weight, input_shape, *opts, as_array=_float)
+    grad_output, weight = call.arrays
+    (gy,) = _batched([grad_output], call.spec)
+    tail = (call.spec.in_channels, *call.spec.in_spatial)
     grad_x = _per_chunk(
-        _input_grad_task,
-        "convgrad-input-grad",
-        [gy],
-        [_once(weight)],
-        gy.chunks[0],
-        tail,
-        result,
-        input_tail=tail,
-        kw=kw,
-    )
-    return _unbatched(grad_x, spec)
+        _input_grad_task, "convgrad-input-grad", [gy], [_once(weight)], gy.chunks[0], tail,
+        call.result, input_tail=tail, kw=_kw(*opts),
+    )  # fmt: skip
+    return _unbatched(grad_x, call.spec)
 
 
 def conv_weight_grad(
-    x,
-    grad_output,
-    weight_shape,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> da.Array:
+    x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
+) -> da.Array:  # fmt: skip
     """Lazy ``functional.conv_weight_grad``: a tree sum of per-chunk (K, C/g, *k) partials."""
-    x, grad_output = _float(x, "x"), _float(grad_output, "grad_output")
-    spec = conv_spec(
-        x.shape, weight_shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    F._options(algorithm, workspace_limit)
-    result, compute = F._dtypes(x, grad_output)
-    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    xb, gy = _batched([x, grad_output], spec)
+    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    call = _checks.check_weight_grad(x, grad_output, weight_shape, *opts, as_array=_float)
+    xb, gy = _batched(list(call.arrays), call.spec)
+    shape = call.spec.weight_shape
     partials = _per_chunk(
-        _weight_grad_task,
-        "convgrad-weight-grad",
-        [xb, gy],
-        [],
-        _ones(xb),
-        spec.weight_shape,
-        compute,
-        compute=compute,
-        weight_shape=spec.weight_shape,
-        kw=kw,
-    )
-    return _tree_sum(partials, result)
+        _weight_grad_task, "convgrad-weight-grad", [xb, gy], [], _ones(xb), shape,
+        call.compute, compute=call.compute, weight_shape=shape, kw=_kw(*opts),
+    )  # fmt: skip
+    return _tree_sum(partials, call.result)
 
 
 def conv_bias_grad(grad_output, batched=True) -> da.Array:
     """Lazy ``functional.conv_bias_grad``: a tree sum of per-chunk (K,) partials."""
-    grad_output = _float(grad_output, "grad_output")
-    if not isinstance(batched, (bool, np.bool_)):
-        raise TypeError(f"batched must be a bool, got {batched!r}")
-    lo = 3 if batched else 2
-    if not lo <= grad_output.ndim <= lo + 2:
-        layout = "(N, K, *spatial)" if batched else "(K, *spatial)"
-        raise ValueError(
-            f"grad_output must have {lo} to {lo + 2} dims {layout} with batched={batched}, "
-            f"got shape {grad_output.shape}"
-        )
-    result, compute = F._dtypes(grad_output)
+    grad_output, result, compute = _checks.check_bias_grad(grad_output, batched, _float)
     gy = grad_output if batched else grad_output[None]
     gy = gy.rechunk((tuple(c for c in gy.chunks[0] if c), *gy.shape[1:]))
     partials = _per_chunk(
-        _bias_grad_task,
-        "convgrad-bias-grad",
-        [gy],
-        [],
-        _ones(gy),
-        (gy.shape[1],),
-        compute,
+        _bias_grad_task, "convgrad-bias-grad", [gy], [], _ones(gy), (gy.shape[1],), compute,
         compute=compute,
-    )
+    )  # fmt: skip
     return _tree_sum(partials, result)
 
 
 def conv_backward(
-    grad_output,
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> tuple[da.Array, da.Array, da.Array | None]:
+    grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
+) -> tuple[da.Array, da.Array, da.Array | None]:  # fmt: skip
     """Lazy ``functional.conv_backward``: (grad_input, grad_weight, grad_bias or None)."""
-    grad_output, x = _float(grad_output, "grad_output"), _float(x, "x")
-    weight = _float(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    bias = _bias(bias, spec.out_channels)
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    F._options(algorithm, workspace_limit)
-    dtypes = F._dtypes(grad_output, x, weight, bias)
-    kw = _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    tail = (spec.in_channels, *spec.in_spatial)
+    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
+    call = _checks.check_backward(grad_output, x, weight, bias, *opts, as_array=_float)
+    tail = (call.spec.in_channels, *call.spec.in_spatial)
     return _backward(
-        "conv_backward", "convgrad-backward", grad_output, x, weight, bias, spec, tail, kw, dtypes
-    )
+        "conv_backward", "convgrad-backward", *call.arrays, call.spec, tail, _kw(*opts),
+        (call.result, call.compute),
+    )  # fmt: skip
 
 
 def conv_transpose(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> da.Array:
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+    *, algorithm="auto", workspace_limit=None,
+) -> da.Array:  # fmt: skip
     """Lazy ``functional.conv_transpose``: (N, K, *S_out) with x's batch chunks."""
-    x, weight = _float(x, "x"), _float(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _bias(bias, spec.in_channels)
-    F._options(algorithm, workspace_limit)
-    result, _ = F._dtypes(x, weight, bias)
-    kw = _transpose_kw(
-        stride, padding, output_padding, groups, dilation, algorithm, workspace_limit
-    )
+    opts = (stride, padding, output_padding, groups, dilation, algorithm, workspace_limit)
+    call = _checks.check_transpose(x, weight, bias, *opts, as_array=_float)
     # the spec is the forward convolution's: the transposed output is its input
-    tail = (spec.in_channels, *spec.in_spatial)
+    tail = (call.spec.in_channels, *call.spec.in_spatial)
     return _forward(
-        _transpose_task, "convgrad-conv-transpose", x, weight, bias, spec, tail, result, kw
-    )
+        _transpose_task, "convgrad-conv-transpose", *call.arrays, call.spec, tail, call.result,
+        _transpose_kw(*opts),
+    )  # fmt: skip
 
 
 def conv_transpose_backward(
-    grad_output,
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    *,
-    algorithm="auto",
-    workspace_limit=None,
-) -> tuple[da.Array, da.Array, da.Array | None]:
+    grad_output, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+    dilation=1, *, algorithm="auto", workspace_limit=None,
+) -> tuple[da.Array, da.Array, da.Array | None]:  # fmt: skip
     """Lazy ``functional.conv_transpose_backward``: (grad_input, grad_weight, grad_bias)."""
-    grad_output, x = _float(grad_output, "grad_output"), _float(x, "x")
-    weight = _float(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _bias(bias, spec.in_channels)
-    _check_transposed_grad_output(grad_output.shape, spec)
-    F._options(algorithm, workspace_limit)
-    dtypes = F._dtypes(grad_output, x, weight, bias)
-    kw = _transpose_kw(
-        stride, padding, output_padding, groups, dilation, algorithm, workspace_limit
-    )
+    opts = (stride, padding, output_padding, groups, dilation, algorithm, workspace_limit)
+    call = _checks.check_transpose_backward(grad_output, x, weight, bias, *opts, as_array=_float)
     # the transposed input is the forward convolution's output
-    tail = (spec.out_channels, *spec.out_spatial)
+    tail = (call.spec.out_channels, *call.spec.out_spatial)
     return _backward(
-        "conv_transpose_backward",
-        "convgrad-transpose-backward",
-        grad_output,
-        x,
-        weight,
-        bias,
-        spec,
-        tail,
-        kw,
-        dtypes,
-    )
+        "conv_transpose_backward", "convgrad-transpose-backward", *call.arrays, call.spec, tail,
+        _transpose_kw(*opts), (call.result, call.compute),
+    )  # fmt: skip

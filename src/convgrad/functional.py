@@ -2,7 +2,7 @@
 
 Layouts follow PyTorch: input (N, C, *S) or unbatched (C, *S), weight
 (K, C/groups, *k); transposed weight (C, K/groups, *k). Each function validates
-once (``_spec``), then runs the correlations of ``_rules`` on the primitive.
+once (``_checks``, ``_spec``), then runs the correlations of ``_rules`` on the primitive.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from typing import Any
 import numpy as np
 
 from . import _rules
-from ._padding import pad, pad_adjoint
-from ._primitive import check_algorithm, correlate
-from ._spec import (
-    FLOAT_DTYPES,
-    ConvSpec,
-    check_bias_shape,
-    check_output_shape,
-    conv_spec,
-    transpose_spec,
+from ._checks import (
+    check_backward,
+    check_bias_grad,
+    check_conv,
+    check_input_grad,
+    check_transpose,
+    check_transpose_backward,
+    check_weight_grad,
 )
+from ._padding import pad, pad_adjoint
+from ._primitive import correlate
+from ._spec import ConvSpec
 
 IntOrTuple = int | Sequence[int]
 Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
@@ -36,36 +38,6 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_backward",
 ]
-
-
-# --------------------------------------------------------------------------- arrays
-
-
-def as_float_array(value: Any, name: str) -> np.ndarray:
-    """np.asarray(value) if it has a float16/32/64 dtype, else TypeError naming ``name``."""
-    try:
-        array = np.asarray(value)
-    except Exception as exc:  # noqa: BLE001 - anything that cannot become an array
-        raise TypeError(
-            f"{name} must be an array of float16, float32 or float64, got {type(value).__name__}"
-        ) from exc
-    if array.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float16, float32 or float64, got {array.dtype}")
-    return array
-
-
-def _dtypes(*arrays: np.ndarray | None) -> tuple[np.dtype, np.dtype]:
-    """(result dtype, compute dtype): float16 is computed with float32 accumulation."""
-    result = np.result_type(*[a.dtype for a in arrays if a is not None])
-    return result, (np.dtype(np.float32) if result == np.float16 else result)
-
-
-def _batched(array: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    return array if spec.batched else array[None]
-
-
-def _unbatched(array: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    return array if spec.batched else array[0]
 
 
 # ------------------------------------------------------------ the three passes (batched)
@@ -132,23 +104,6 @@ def _add_bias(y: np.ndarray, bias: np.ndarray | None, nd: int) -> np.ndarray:
     return y
 
 
-def _options(algorithm: str, workspace_limit: int | None) -> dict:
-    check_algorithm(algorithm)
-    if workspace_limit is not None and (
-        not isinstance(workspace_limit, (int, np.integer)) or workspace_limit < 1
-    ):
-        raise ValueError(f"workspace_limit must be a positive int (bytes), got {workspace_limit!r}")
-    return {"algorithm": algorithm, "workspace_limit": workspace_limit}
-
-
-def _check_bias(bias: Any, channels: int) -> np.ndarray | None:
-    if bias is None:
-        return None
-    bias = as_float_array(bias, "bias")
-    check_bias_shape(bias.shape, channels)
-    return bias
-
-
 def _is_dask(*values: Any) -> bool:
     """True if any value is a dask array (checked without importing dask)."""
     return any(type(v).__module__.split(".")[0] == "dask" for v in values)
@@ -161,6 +116,23 @@ def _dask():
 
 
 # ------------------------------------------------------------------------- public API
+
+
+def _batched(array: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    return array if spec.batched else array[None]
+
+
+def _result(array: np.ndarray, spec: ConvSpec | None, dtype: np.dtype) -> np.ndarray:
+    """A fresh contiguous result in the result dtype, unbatched again where the input was."""
+    array = np.ascontiguousarray(array)
+    if spec is not None and not spec.batched:
+        array = array[0]
+    return array.astype(dtype, copy=False)
+
+
+def _computed(call, *arrays) -> list:
+    """The arrays cast to the call's compute dtype (None stays None)."""
+    return [None if a is None else a.astype(call.compute, copy=False) for a in arrays]
 
 
 def conv(
@@ -181,35 +153,14 @@ def conv(
     x (N, C, *S) or (C, *S), weight (K, C/groups, *k), bias (K,) -> y (N, K, *S_out) with
     ``y[n, k, i] = b[k] + sum_{c, j} pad(x)[n, c, i*s + j*d] * w[k, c, j]`` (per group).
     """
+    args = (x, weight, bias, stride, padding, dilation, groups, padding_mode)
     if _is_dask(x, weight, bias):
-        return _dask().conv(
-            x,
-            weight,
-            bias,
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
-        )
-    x = as_float_array(x, "x")
-    weight = as_float_array(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    bias = _check_bias(bias, spec.out_channels)
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(x, weight, bias)
-    y = _forward(
-        _batched(x, spec).astype(compute, copy=False),
-        weight.astype(compute, copy=False),
-        spec,
-        **opts,
-    )
-    y = _add_bias(np.ascontiguousarray(y), bias, spec.nd)
-    return _unbatched(y, spec).astype(result, copy=False)
+        return _dask().conv(*args, algorithm=algorithm, workspace_limit=workspace_limit)
+    call = check_conv(*args, algorithm, workspace_limit)
+    x, weight, bias = _computed(call, *call.arrays)
+    y = _forward(_batched(x, call.spec), weight, call.spec, **call.options)
+    y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
+    return _result(y, call.spec, call.result)
 
 
 def conv_input_grad(
@@ -227,37 +178,13 @@ def conv_input_grad(
 ) -> np.ndarray:
     """dE/dx of ``conv``: a full correlation of the stride-dilated grad_output with the
     flipped, in/out-swapped filters. grad_output (N, K, *S_out) -> (N, C, *S) = input_shape."""
+    args = (grad_output, weight, input_shape, stride, padding, dilation, groups, padding_mode)
     if _is_dask(grad_output, weight):
-        return _dask().conv_input_grad(
-            grad_output,
-            weight,
-            input_shape,
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
-        )
-    grad_output = as_float_array(grad_output, "grad_output")
-    weight = as_float_array(weight, "weight")
-    spec = conv_spec(
-        input_shape,
-        weight.shape,
-        stride,
-        padding,
-        dilation,
-        groups,
-        padding_mode,
-        input_name="input_shape",
-    )
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(grad_output, weight)
-    gy = _batched(grad_output, spec).astype(compute, copy=False)
-    grad_x = _input_grad(gy, weight.astype(compute, copy=False), spec, **opts)
-    return _unbatched(np.ascontiguousarray(grad_x), spec).astype(result, copy=False)
+        return _dask().conv_input_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
+    call = check_input_grad(*args, algorithm, workspace_limit)
+    grad_y, weight = _computed(call, *call.arrays)
+    grad_x = _input_grad(_batched(grad_y, call.spec), weight, call.spec, **call.options)
+    return _result(grad_x, call.spec, call.result)
 
 
 def conv_weight_grad(
@@ -275,53 +202,21 @@ def conv_weight_grad(
 ) -> np.ndarray:
     """dE/dw of ``conv``: ``dw[k, c] = sum_n x[n, c] ⋆ grad_output[n, k]`` (each input
     channel correlated with each output-gradient map). Returns weight_shape (K, C/g, *k)."""
+    args = (x, grad_output, weight_shape, stride, padding, dilation, groups, padding_mode)
     if _is_dask(x, grad_output):
-        return _dask().conv_weight_grad(
-            x,
-            grad_output,
-            weight_shape,
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
-        )
-    x = as_float_array(x, "x")
-    grad_output = as_float_array(grad_output, "grad_output")
-    spec = conv_spec(
-        x.shape, weight_shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(x, grad_output)
-    grad_w = _weight_grad(
-        _batched(x, spec).astype(compute, copy=False),
-        _batched(grad_output, spec).astype(compute, copy=False),
-        spec,
-        **opts,
-    )
-    return np.ascontiguousarray(grad_w).astype(result, copy=False)
+        return _dask().conv_weight_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
+    call = check_weight_grad(*args, algorithm, workspace_limit)
+    x, grad_y = (_batched(a, call.spec) for a in _computed(call, *call.arrays))
+    return _result(_weight_grad(x, grad_y, call.spec, **call.options), None, call.result)
 
 
 def conv_bias_grad(grad_output: Any, batched: bool = True) -> np.ndarray:
     """dE/db: grad_output (N, K, *S) (or (K, *S) with batched=False) summed to (K,)."""
     if _is_dask(grad_output):
         return _dask().conv_bias_grad(grad_output, batched)
-    grad_output = as_float_array(grad_output, "grad_output")
-    if not isinstance(batched, (bool, np.bool_)):
-        raise TypeError(f"batched must be a bool, got {batched!r}")
-    lo = 3 if batched else 2
-    if not lo <= grad_output.ndim <= lo + 2:
-        layout = "(N, K, *spatial)" if batched else "(K, *spatial)"
-        raise ValueError(
-            f"grad_output must have {lo} to {lo + 2} dims {layout} with batched={batched}, "
-            f"got shape {grad_output.shape}"
-        )
-    result, compute = _dtypes(grad_output)
-    gy = grad_output if batched else grad_output[None]
-    return _bias_grad(gy, compute).astype(result, copy=False)
+    grad_output, result, compute = check_bias_grad(grad_output, batched)
+    grad_y = grad_output if batched else grad_output[None]
+    return _bias_grad(grad_y, compute).astype(result, copy=False)
 
 
 def conv_backward(
@@ -339,39 +234,19 @@ def conv_backward(
     workspace_limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All gradients of ``conv``: (grad_input, grad_weight, grad_bias or None)."""
+    args = (grad_output, x, weight, bias, stride, padding, dilation, groups, padding_mode)
     if _is_dask(grad_output, x, weight, bias):
-        return _dask().conv_backward(
-            grad_output,
-            x,
-            weight,
-            bias,
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
-        )
-    grad_output = as_float_array(grad_output, "grad_output")
-    x = as_float_array(x, "x")
-    weight = as_float_array(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    bias = _check_bias(bias, spec.out_channels)
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(grad_output, x, weight, bias)
-    gy = _batched(grad_output, spec).astype(compute, copy=False)
-    xb = _batched(x, spec).astype(compute, copy=False)
-    grad_x = _input_grad(gy, weight.astype(compute, copy=False), spec, **opts)
-    grad_w = _weight_grad(xb, gy, spec, **opts)
-    grad_b = None if bias is None else _bias_grad(gy, compute).astype(result, copy=False)
+        return _dask().conv_backward(*args, algorithm=algorithm, workspace_limit=workspace_limit)
+    call = check_backward(*args, algorithm, workspace_limit)
+    grad_y, x, weight, bias = _computed(call, *call.arrays)
+    grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
+    grad_x = _input_grad(grad_y, weight, call.spec, **call.options)
+    grad_w = _weight_grad(x, grad_y, call.spec, **call.options)
+    grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
     return (
-        _unbatched(np.ascontiguousarray(grad_x), spec).astype(result, copy=False),
-        np.ascontiguousarray(grad_w).astype(result, copy=False),
-        grad_b,
+        _result(grad_x, call.spec, call.result),
+        _result(grad_w, None, call.result),
+        None if grad_b is None else _result(grad_b, None, call.result),
     )
 
 
@@ -391,33 +266,14 @@ def conv_transpose(
     """Transposed convolution (PyTorch's conv_transposeNd): the input gradient of the
     convolution with the same weight. x (N, C, *S), weight (C, K/g, *k) -> (N, K, *S_out),
     S_out = (S-1)*s - 2p + d*(k-1) + output_padding + 1."""
+    args = (x, weight, bias, stride, padding, output_padding, groups, dilation)
     if _is_dask(x, weight, bias):
-        return _dask().conv_transpose(
-            x,
-            weight,
-            bias,
-            stride,
-            padding,
-            output_padding,
-            groups,
-            dilation,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
-        )
-    x = as_float_array(x, "x")
-    weight = as_float_array(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _check_bias(bias, spec.in_channels)
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(x, weight, bias)
-    y = _input_grad(
-        _batched(x, spec).astype(compute, copy=False),
-        weight.astype(compute, copy=False),
-        spec,
-        **opts,
-    )
-    y = _add_bias(np.ascontiguousarray(y), bias, spec.nd)
-    return _unbatched(y, spec).astype(result, copy=False)
+        return _dask().conv_transpose(*args, algorithm=algorithm, workspace_limit=workspace_limit)
+    call = check_transpose(*args, algorithm, workspace_limit)
+    x, weight, bias = _computed(call, *call.arrays)
+    y = _input_grad(_batched(x, call.spec), weight, call.spec, **call.options)
+    y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
+    return _result(y, call.spec, call.result)
 
 
 def conv_transpose_backward(
@@ -436,39 +292,19 @@ def conv_transpose_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All gradients of ``conv_transpose``: grad_input is the forward convolution of
     grad_output with the weight; grad_weight correlates grad_output with x."""
+    args = (grad_output, x, weight, bias, stride, padding, output_padding, groups, dilation)
     if _is_dask(grad_output, x, weight, bias):
         return _dask().conv_transpose_backward(
-            grad_output,
-            x,
-            weight,
-            bias,
-            stride,
-            padding,
-            output_padding,
-            groups,
-            dilation,
-            algorithm=algorithm,
-            workspace_limit=workspace_limit,
+            *args, algorithm=algorithm, workspace_limit=workspace_limit
         )
-    grad_output = as_float_array(grad_output, "grad_output")
-    x = as_float_array(x, "x")
-    weight = as_float_array(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _check_bias(bias, spec.in_channels)
-    if tuple(grad_output.shape) != spec.input_shape:
-        raise ValueError(
-            f"grad_output must have shape {spec.input_shape} for this transposed convolution, "
-            f"got {tuple(grad_output.shape)}"
-        )
-    opts = _options(algorithm, workspace_limit)
-    result, compute = _dtypes(grad_output, x, weight, bias)
-    gy = _batched(grad_output, spec).astype(compute, copy=False)
-    xb = _batched(x, spec).astype(compute, copy=False)
-    grad_x = _forward(gy, weight.astype(compute, copy=False), spec, **opts)
-    grad_w = _weight_grad(gy, xb, spec, **opts)
-    grad_b = None if bias is None else _bias_grad(gy, compute).astype(result, copy=False)
+    call = check_transpose_backward(*args, algorithm, workspace_limit)
+    grad_y, x, weight, bias = _computed(call, *call.arrays)
+    grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
+    grad_x = _forward(grad_y, weight, call.spec, **call.options)
+    grad_w = _weight_grad(grad_y, x, call.spec, **call.options)
+    grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
     return (
-        _unbatched(np.ascontiguousarray(grad_x), spec).astype(result, copy=False),
-        np.ascontiguousarray(grad_w).astype(result, copy=False),
-        grad_b,
+        _result(grad_x, call.spec, call.result),
+        _result(grad_w, None, call.result),
+        None if grad_b is None else _result(grad_b, None, call.result),
     )
