@@ -412,3 +412,59 @@ def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, o
             options.get("dilation", 1),
         )[1]
     np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "int8"}, TypeError, "dtype"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "complex128"}, TypeError, "dtype"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "foo"}, TypeError, "dtype"),
+        ((5, (10, 5, 5, 5)), {"batch": 3}, TypeError, "input_shape"),
+        (((5, 100, 100), "abc"), {"batch": 3}, TypeError, "weight_shape"),
+        (((5, 100, 100), (10, 5)), {"batch": 3}, ValueError, "weight_shape"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"batch": 2.0}, TypeError, "batch"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"algorithm": "fft2000"}, ValueError, "algorithm"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"workspace_limit": 0}, ValueError, "workspace_limit"),
+    ],
+)
+def test_bad_options_name_the_argument(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        explain(*args, **kwargs)
+
+
+def test_explain_takes_every_option_of_the_functions():
+    import inspect
+
+    params = inspect.signature(explain).parameters
+    for fn in (convgrad.conv, convgrad.conv_transpose, convgrad.conv_backward):
+        names = set(inspect.signature(fn).parameters) - {"x", "weight", "bias", "grad_output"}
+        assert names <= set(params), (fn.__name__, names - set(params))
+
+
+def test_float16_workspace_is_counted_in_float32():
+    # API.md: float16 is computed with float32 accumulation, so its buffers are float32
+    half, single = (explain((4, 20, 20), (6, 4, 3, 3), dtype=d) for d in ("float16", "float32"))
+    assert half.workspace_bytes == single.workspace_bytes
+    assert single.passes["forward"].workspace_bytes == 4 * 9 * 18 * 18 * 4  # C·k·out·4 bytes
+
+
+def test_algorithm_and_workspace_limit_options():
+    name = convgrad._primitive.algorithm_names()[0]
+    report = explain((5, 100, 100), (10, 5, 5, 5), algorithm=name, workspace_limit=2**20)
+    assert set(report.algorithms.values()) == {name}
+    assert report.options["algorithm"] == name and report.options["workspace_limit"] == 2**20
+    text = str(report)
+    # the forward columns (5·25 x 96·96 float64 = 8.8 MiB) exceed 1 MiB: they are chunked
+    forward = text.split("== Forward")[1].split("==")[1]
+    assert "8.8 MiB" in forward and "chunks" in forward and "1.0 MiB" in forward
+    assert "within" not in forward
+    small = str(explain((5, 100, 100), (10, 5, 5, 5)))
+    assert "within the 256.0 MiB workspace limit" in small
+
+
+def test_cli_algorithm_and_workspace_limit():
+    proc = _run("explain", "--algorithm", "nope")
+    assert proc.returncode == 2 and "algorithm" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run("explain", "--workspace-limit", "1048576")
+    assert proc.returncode == 0 and "1.0 MiB limit" in proc.stdout

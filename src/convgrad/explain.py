@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _primitive, _rules
+from ._module import float_dtype, positive_int
 from ._rules import Correlation
-from ._spec import ConvSpec, conv_spec, transpose_spec
+from ._spec import ConvSpec, _shape_tuple, _weight_nd, conv_spec, transpose_spec
 
 __all__ = ["explain", "Report", "Pass", "cli_main"]
 
@@ -47,6 +48,12 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def _limit_text(workspace: int, limit: int) -> str:
+    if workspace <= limit:
+        return f" (within the {_bytes(limit)} workspace limit)"
+    return f" in all, built in chunks over the batch and channels to fit the {_bytes(limit)} limit"
 
 
 def _count(n: int) -> str:
@@ -126,6 +133,7 @@ class Report:
     depth_note: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     itemsize: int = 8
+    workspace_limit: int = _primitive.DEFAULT_WORKSPACE_LIMIT
 
     def __repr__(self) -> str:
         kind = "transposed convolution" if self.transposed else "convolution"
@@ -202,7 +210,7 @@ class Report:
                     else ""
                 ),
                 f"workspace: {_bytes(p.workspace_bytes)} im2col columns"
-                f" (chunked under {_bytes(_primitive.DEFAULT_WORKSPACE_LIMIT)})"
+                + _limit_text(p.workspace_bytes, self.workspace_limit)
                 + (f" + {_bytes(p.padded_bytes)} padded copy" if p.padded_bytes else "")
                 + f"; algorithm: {p.algorithm}",
             ]
@@ -280,11 +288,23 @@ def _gemm(lhs_shape, rhs_shape, out_shape) -> tuple[int, int, int, int]:
     return (g, o, c * math.prod(rhs_shape[3:]), b * math.prod(out_shape[3:]))
 
 
-def _workspace(algorithm: str, lhs_shape, rhs_shape, corr, itemsize) -> int:
-    from .algorithms import REGISTRY, gemm
+class _How(NamedTuple):
+    """How the passes run: the item size of the compute dtype and the algorithm option."""
 
-    impl = REGISTRY.get(algorithm, gemm)
-    fn = getattr(impl, "workspace_bytes", gemm.workspace_bytes)
+    itemsize: int
+    algorithm: str
+
+
+def _algorithm_module(algorithm: str):
+    from .algorithms import REGISTRY
+
+    return REGISTRY[algorithm]
+
+
+def _workspace(algorithm: str, lhs_shape, rhs_shape, corr, itemsize) -> int:
+    from .algorithms import gemm
+
+    fn = getattr(_algorithm_module(algorithm), "workspace_bytes", gemm.workspace_bytes)
     return int(fn(lhs_shape, rhs_shape, corr, itemsize))
 
 
@@ -303,11 +323,15 @@ def _make_pass(
     flipped,
     notes,
     macs,
-    itemsize,
+    how: _How,
 ) -> Pass:
     out_spatial = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     out_shape = (lhs_shape[0], lhs_shape[1], rhs_shape[1], *out_spatial)
-    algorithm = _primitive.choose(lhs_shape, rhs_shape, corr, itemsize)
+    itemsize, algorithm = how
+    if algorithm == "auto":
+        algorithm = _primitive.choose(lhs_shape, rhs_shape, corr, itemsize)
+    elif not _algorithm_module(algorithm).supports(lhs_shape, rhs_shape, corr):
+        raise ValueError(f"algorithm {algorithm!r} does not support the {name} pass of this layer")
     gemm = _gemm(lhs_shape, rhs_shape, out_shape)
     return Pass(
         name=name,
@@ -447,6 +471,8 @@ def explain(
     output_padding=0,
     batch: int | None = None,
     dtype="float64",
+    algorithm: str = "auto",
+    workspace_limit: int | None = None,
 ) -> Report:
     """Explain a convolution layer: shapes, resolved padding, each pass as a correlation.
 
@@ -454,10 +480,19 @@ def explain(
     ``transposed=True`` (C, K/groups, *k) as in PyTorch. Options as for :func:`convgrad.conv`
     (``padding`` may be 'same'/'valid'/ints/(low, high) pairs; transposed: int per dim and
     ``output_padding``). ``batch`` prepends a batch size to an unbatched ``input_shape``.
-    ``dtype`` sets the item size used for workspace and the planner.
-    Raises the same ValueError/TypeError as the functions for a bad layer.
+    ``dtype`` (float16, float32 or float64) sets the item size used for workspace and the
+    planner (float16 runs in float32). ``algorithm`` and ``workspace_limit`` are the functions'
+    options of those names: the algorithm each pass would run and the limit its workspace is
+    chunked under. Raises the same ValueError/TypeError as the functions for a bad layer.
     """
-    itemsize = np.dtype(dtype).itemsize
+    compute = float_dtype(dtype)
+    itemsize = max(compute.itemsize, 4)  # float16 is computed with float32 accumulation
+    from .functional import _options
+
+    run_options = _options(algorithm, workspace_limit)
+    input_shape = _shape_tuple(input_shape, "input_shape")
+    weight_shape = _shape_tuple(weight_shape, "weight_shape")
+    _weight_nd(weight_shape, "weight_shape")
     if batch is not None:
         input_shape = _with_batch(input_shape, weight_shape, batch)
     if transposed:
@@ -489,7 +524,12 @@ def explain(
             padding_mode=padding_mode,
         )
         tpad = out_pad = None
-    passes = _transposed_passes(spec, itemsize) if transposed else _conv_passes(spec, itemsize)
+    if algorithm != "auto":
+        options["algorithm"] = algorithm
+    if workspace_limit is not None:
+        options["workspace_limit"] = workspace_limit
+    how = _How(itemsize, run_options["algorithm"])
+    passes = _transposed_passes(spec, how) if transposed else _conv_passes(spec, how)
     shapes = _shapes(spec, transposed)
     depth = _depth_note(spec, transposed)
     notes = []
@@ -513,13 +553,15 @@ def explain(
         depth_note=depth,
         notes=tuple(notes),
         itemsize=itemsize,
+        workspace_limit=(
+            _primitive.DEFAULT_WORKSPACE_LIMIT if workspace_limit is None else int(workspace_limit)
+        ),
     )
 
 
-def _with_batch(input_shape, weight_shape, batch) -> tuple:
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
-    input_shape, nd = tuple(input_shape), len(tuple(weight_shape)) - 2
+def _with_batch(input_shape: tuple, weight_shape: tuple, batch) -> tuple:
+    batch = positive_int(batch, "batch")
+    nd = len(weight_shape) - 2
     if len(input_shape) == nd + 1:
         return (int(batch), *input_shape)
     if len(input_shape) == nd + 2 and input_shape[0] != batch:
@@ -561,7 +603,7 @@ def _defined_macs(spec: ConvSpec) -> int:
     )
 
 
-def _conv_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
+def _conv_passes(spec: ConvSpec, how: _How) -> dict[str, Pass]:
     g, n = spec.groups, spec.batch
     cg, kg = spec.in_channels // g, spec.out_channels // g
     inner = _rules.zero_padded(spec)
@@ -592,7 +634,7 @@ def _conv_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         False,
         [],
         macs,
-        itemsize,
+        how,
     )
 
     dx = _rules.input_grad(inner)
@@ -632,7 +674,7 @@ def _conv_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         True,
         notes,
         macs,
-        itemsize,
+        how,
     )
 
     dw = _rules.weight_grad(inner)
@@ -663,7 +705,7 @@ def _conv_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         False,
         notes,
         macs,
-        itemsize,
+        how,
     )
     return {"forward": forward, "input_grad": input_grad, "weight_grad": weight_grad}
 
@@ -672,7 +714,7 @@ def _dilated(values) -> str:
     return "adjacent" if all(v == 1 for v in values) else f"{values} apart"
 
 
-def _transposed_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
+def _transposed_passes(spec: ConvSpec, how: _How) -> dict[str, Pass]:
     """A transposed layer O = X ⋆ᵀ F is the input-gradient rule of the convolution ``spec``
     (which maps Y's layout to X's); its dE/dX is that convolution's forward rule and its dE/dW
     that convolution's weight rule with the roles of X and dE/dO swapped."""
@@ -702,7 +744,7 @@ def _transposed_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
             "the transposed convolution is that convolution's backward pass run forward"
         ],
         macs,
-        itemsize,
+        how,
     )
     bwd = _rules.forward(spec)
     input_grad = _make_pass(
@@ -721,7 +763,7 @@ def _transposed_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         False,
         [],
         macs,
-        itemsize,
+        how,
     )
     wg = _rules.weight_grad(spec)
     weight_grad = _make_pass(
@@ -740,7 +782,7 @@ def _transposed_passes(spec: ConvSpec, itemsize: int) -> dict[str, Pass]:
         False,
         [f"one correlation per pair (c, k), {cx * ky * g} pairs in all"],
         macs,
-        itemsize,
+        how,
     )
     return {"forward": forward, "input_grad": input_grad, "weight_grad": weight_grad}
 
