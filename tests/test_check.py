@@ -241,3 +241,35 @@ def test_float32_implementation_is_graded_at_float32_precision():
 
     assert check(single).ok
     assert check(single_wrong).failures[0] == "basic"  # a 0.1 % error is still caught
+
+
+def _no_groups(x, w, gy, stride, padding, dilation, groups):
+    if groups != 1:
+        raise NotImplementedError("groups")  # the line the report must point at
+    return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+
+def test_a_raising_function_gets_one_targeted_hint():
+    report = check(_no_groups)
+    groups = report["groups"]
+    assert report.failures == ["groups", "combined"]
+    line = _no_groups.__code__.co_firstlineno + 2
+    assert f"NotImplementedError: groups (at test_check.py:{line})" in groups.message
+    # one hint, telling how to declare the feature, not three generic gradient hints
+    assert groups.hint.count("\n") == 0 and "skip" in groups.hint and "groups" in groups.hint
+    assert check(_no_groups, skip={"groups"}).ok
+
+
+def _square_only(x, w, gy, stride, padding, dilation, groups):
+    """Planted mistake: dX and dW left at zero unless images and kernels are square."""
+    dx, dw, db = hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+    if x.shape[2] != x.shape[3] or w.shape[2] != w.shape[3]:
+        return np.zeros_like(dx), np.zeros_like(dw), db
+    return dx, dw, db
+
+
+def test_gradients_sharing_a_hint_are_named_together():
+    hint = check(_square_only, features=["basic", "channels", "non_square"])["non_square"].hint
+    lines = hint.splitlines()
+    assert len(lines) == 1, hint
+    assert lines[0].startswith("dX and dW pass the earlier features but not non_square")

@@ -313,10 +313,17 @@ def _arrays(case: _Case, rng: np.random.Generator):
 
 
 class _CaseFailure(Exception):
-    def __init__(self, message: str, bad: tuple[str, ...] = (), errors: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        bad: tuple[str, ...] = (),
+        errors: dict | None = None,
+        raised: bool = False,
+    ):
         super().__init__(message)
         self.bad = bad
         self.errors = errors or {}
+        self.raised = raised  # fn raised: there are no results to give hints about
 
 
 def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
@@ -327,7 +334,10 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
     try:
         got = fn(*args, case.stride, case.padding, case.dilation, case.groups)
     except Exception as exc:  # noqa: BLE001 - any error of the user's function is a failure
-        raise _CaseFailure(f"raised {type(exc).__name__}: {exc}", _GRADS) from None
+        where = _user_frame(exc.__traceback__)
+        raise _CaseFailure(
+            f"raised {type(exc).__name__}: {exc}{where}", _GRADS, raised=True
+        ) from None
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         raise _CaseFailure(f"must return (dx, dw, db), got {type(got).__name__}", _GRADS)
     errors, bad, problems = {}, [], []
@@ -362,6 +372,23 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
     return errors
 
 
+def _user_frame(tb) -> str:
+    """' (at file.py:line)': the innermost frame of a traceback that is the user's code, not
+    an installed library's or Python's own ('' if there is none)."""
+    import sysconfig
+    import traceback
+
+    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
+    frames = [
+        f
+        for f in traceback.extract_tb(tb)
+        if f.filename != __file__ and not any(f.filename.startswith(lib) for lib in libraries)
+    ]
+    if not frames:
+        return ""
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
+
+
 def _close(a, b, rtol, atol) -> bool:
     try:
         a = np.asarray(a, dtype=np.float64)
@@ -394,27 +421,48 @@ def _diagnose(got, x, w, gy, case: _Case, bad, rtol, atol) -> str:
     return "; ".join(found)
 
 
-def _hint(feature: str, bad: tuple[str, ...], case: _Case, history: dict[str, set]) -> str:
+def _hint(
+    feature: str,
+    bad: tuple[str, ...],
+    case: _Case,
+    history: dict[str, set],
+    raised: bool = False,
+) -> str:
+    """One line per distinct piece of advice; gradients that share one are named together."""
     s, p, d, g = case.stride, case.padding, case.dilation, case.groups
+    if raised:
+        if feature == "basic":
+            return "fn fails on the simplest case: fix the error above first"
+        if feature == "tuples":
+            return "fn does not take (h, w) tuples: leave out tuples=True (--tuples)"
+        return (
+            f"if fn does not support {feature}, declare it: check(fn, skip={{{feature!r}}}) "
+            f"or convgrad check --skip {feature}; it is then skipped, not failed"
+        )
     good_before = (
         {gr for gr in _GRADS if all(gr in ok for ok in history.values())} if history else set()
     )
-    hints = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for gr in bad:
-        name = _PRETTY[gr]
         lead = ""
         if feature == "stride" and gr in good_before:
-            lead = f"{name} is right at stride 1 but not at stride {s}: "
+            lead = f"{{names}} right at stride 1 but not at stride {s}: "
         elif feature == "stride_remainder" and gr in good_before:
-            lead = f"{name} is right when the stride divides the input, but not at {case.hw}: "
+            lead = f"{{names}} right when the stride divides the input, but not at {case.hw}: "
         elif feature not in ("basic",) and gr in good_before:
-            lead = f"{name} passes the earlier features but not {feature}: "
+            lead = f"{{names}} the earlier features but not {feature}: "
         text = _HINTS.get((feature, gr)) or _HINTS.get((feature, "*")) or ""
         if feature == "combined" and gr not in good_before:
-            text = "fix the failing features above first: this case mixes them all"
+            text, lead = "fix the failing features above first: this case mixes them all", ""
         if text:
-            hints.append(lead + text.format(s=s, p=p, d=d, g=g))
-    return "\n".join(dict.fromkeys(hints))
+            grouped.setdefault((lead, text.format(s=s, p=p, d=d, g=g)), []).append(_PRETTY[gr])
+    hints = []
+    for (lead, text), names in grouped.items():
+        many = len(names) > 1
+        joined = " and ".join([", ".join(names[:-1]), names[-1]] if many else names)
+        verb = ("are" if many else "is") if "right" in lead else ("pass" if many else "passes")
+        hints.append(lead.format(names=f"{joined} {verb}") + text)
+    return "\n".join(hints)
 
 
 _HINTS = {
@@ -551,7 +599,7 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> 
                 if here:
                     result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
-                result.hint = _hint(result.feature, failure.bad, case, history)
+                result.hint = _hint(result.feature, failure.bad, case, history, failure.raised)
             good -= set(failure.bad)
         for g in _GRADS:
             value = errs.get(g, math.nan)
