@@ -273,3 +273,16 @@ def test_gradients_sharing_a_hint_are_named_together():
     lines = hint.splitlines()
     assert len(lines) == 1, hint
     assert lines[0].startswith("dX and dW pass the earlier features but not non_square")
+
+
+def _writes_into_x(x, w, gy, stride, padding, dilation, groups):
+    grads = hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+    x *= 0  # a classic: reusing an input as scratch space
+    return grads
+
+
+def test_writing_into_an_input_fails():
+    report = check(_writes_into_x)
+    assert not report.ok and report.failures[0] == "basic"
+    assert "wrote into its input x" in report["basic"].message
+    assert "copy" in report["basic"].hint

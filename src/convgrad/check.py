@@ -14,6 +14,7 @@ Protocol of ``fn``::
   with ``tuples=True`` stride, padding and dilation may also be (h, w) tuples;
 * returns ``dx`` (N, C, H, W), ``dw`` (K, C // groups, R, S) and ``db`` (K,) (``db`` may be
   None if the layer has no bias; it is then not graded). Anything array-like is accepted.
+* must not write into ``x``, ``weight`` or ``grad_output`` (a case where it does fails).
 
 Features, in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
 dilation, groups, combined, tuples. Declare what ``fn`` does not support with
@@ -319,11 +320,13 @@ class _CaseFailure(Exception):
         bad: tuple[str, ...] = (),
         errors: dict | None = None,
         raised: bool = False,
+        written: bool = False,
     ):
         super().__init__(message)
         self.bad = bad
         self.errors = errors or {}
         self.raised = raised  # fn raised: there are no results to give hints about
+        self.written = written  # fn wrote into an input array
 
 
 def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
@@ -340,6 +343,18 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
         ) from None
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         raise _CaseFailure(f"must return (dx, dw, db), got {type(got).__name__}", _GRADS)
+    written = [
+        name
+        for name, before, after in zip(("x", "weight", "grad_output"), (x, w, gy), args)
+        if not np.array_equal(before, after)
+    ]
+    if written:  # the caller's arrays would be corrupted: a bug even if the gradients are right
+        raise _CaseFailure(
+            f"fn wrote into its input {', '.join(written)}: a backward pass must leave x, "
+            "weight and grad_output unchanged (copy before modifying)",
+            (),
+            written=True,
+        )
     errors, bad, problems = {}, [], []
     for name, value, ref in zip(_GRADS, got, want):
         if value is None and name == "db":
@@ -427,9 +442,14 @@ def _hint(
     case: _Case,
     history: dict[str, set],
     raised: bool = False,
+    written: bool = False,
 ) -> str:
     """One line per distinct piece of advice; gradients that share one are named together."""
     s, p, d, g = case.stride, case.padding, case.dilation, case.groups
+    if written:
+        return (
+            "copy an input before changing it in place (x = x.copy()); np.pad returns a new array"
+        )
     if raised:
         if feature == "basic":
             return "fn fails on the simplest case: fix the error above first"
@@ -599,7 +619,9 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> 
                 if here:
                     result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
-                result.hint = _hint(result.feature, failure.bad, case, history, failure.raised)
+                result.hint = _hint(
+                    result.feature, failure.bad, case, history, failure.raised, failure.written
+                )
             good -= set(failure.bad)
         for g in _GRADS:
             value = errs.get(g, math.nan)
