@@ -468,3 +468,37 @@ def test_cli_algorithm_and_workspace_limit():
     assert proc.returncode == 2 and "algorithm" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run("explain", "--workspace-limit", "1048576")
     assert proc.returncode == 0 and "1.0 MiB limit" in proc.stdout
+
+
+def _figure_texts(report) -> list[str]:
+    fig = report.figure()
+    return [t.get_text() for t in fig.texts] + [t.get_text() for a in fig.axes for t in a.texts]
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((2, 6, 6), (3, 2, 3, 3), {"stride": 2, "padding": "same"}),
+        ((2, 6, 6), (3, 2, 3, 3), {}),
+        ((3, 5, 5), (3, 2, 3, 3), {"stride": 2, "transposed": True}),
+        ((3, 5, 5), (3, 2, 3, 3), {"transposed": True}),
+    ],
+)
+def test_figure_formulas_spread_the_map_exactly_when_strided(input_shape, weight_shape, options):
+    pytest.importorskip("matplotlib")
+    report = explain(input_shape, weight_shape, **options)
+    formulas = [t for t in _figure_texts(report) if "Σ" in t]
+    assert len(formulas) == 2  # the title and the highlighted pair
+    strided = options.get("stride", 1) > 1
+    for text in formulas:
+        assert ("dilate_s(" in text) is strided, text
+        # the spread map is dE/dO for a convolution and X for a transposed one
+        if strided:
+            spread = "X[n" if options.get("transposed") else "dE/dO[n"
+            assert f"dilate_s({spread}" in text, text
+
+
+def test_depthwise_figure_says_one_tile():
+    pytest.importorskip("matplotlib")
+    texts = _figure_texts(explain((4, 10, 10), (4, 1, 3, 3), groups=4))
+    assert any("stacks its 1 tile into" in t for t in texts)
