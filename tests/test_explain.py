@@ -502,3 +502,33 @@ def test_depthwise_figure_says_one_tile():
     pytest.importorskip("matplotlib")
     texts = _figure_texts(explain((4, 10, 10), (4, 1, 3, 3), groups=4))
     assert any("stacks its 1 tile into" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((3, 5, 5), (3, 2, 3, 3), {"stride": 2, "padding": (1, 0), "output_padding": (1, 0)}),
+        ((2, 3, 7), (3, 2, 3), {"stride": 3, "padding": 1, "output_padding": 2, "dilation": 2}),
+        ((2, 3, 7), (3, 2, 3), {"stride": 2, "padding": 2}),
+    ],
+)
+def test_transposed_padding_lines_give_the_padding_that_runs(input_shape, weight_shape, options):
+    import re
+
+    report = explain(input_shape, weight_shape, transposed=True, **options)
+    rows = [line for line in report.padding_text if line.startswith("  ")]
+    pairs = []
+    for line in rows:
+        numbers = [int(v) for v in re.findall(r"= (-?\d+)", line)]
+        pairs.append((numbers[0], numbers[-1]))  # low, and high (= low without output_padding)
+    assert tuple(pairs) == report.passes["forward"].corr.padding
+    # the spread input, padded so, gives the output size conv_transpose returns
+    x, w = _arrays(input_shape, weight_shape)
+    y = convgrad.conv_transpose(x, w, **options)
+    nd = len(weight_shape) - 2
+    s = convgrad._spec.int_tuple(options.get("stride", 1), nd, "s", 1)
+    d = convgrad._spec.int_tuple(options.get("dilation", 1), nd, "d", 1)
+    for size, out, (lo, hi), k, si, di in zip(
+        input_shape[-nd:], y.shape[-nd:], pairs, weight_shape[2:], s, d
+    ):
+        assert (size - 1) * si + 1 + lo + hi - di * (k - 1) == out

@@ -51,17 +51,19 @@ def _remainders(spec: ConvSpec) -> list[int]:
     ]
 
 
-def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad) -> list[str]:
+def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad=None) -> list[str]:
     names = _dim_names(spec.nd)
     if transposed:
+        out_pad = out_pad or (0,) * spec.nd
         lines = [f"padding {tpad} (PyTorch's meaning): each side of the output is cropped by p;"]
+        extra = " (the high end also gets output_padding more)" if any(out_pad) else ""
         lines.append(
-            "equivalently the input, spread out by the stride, gets d·(k−1)−p zeros per side: "
-            + ", ".join(
-                f"{n}: {d}·({k}−1)−{p} = {d * (k - 1) - p}"
-                for n, d, k, p in zip(names, spec.dilation, spec.kernel, tpad)
-            )
+            f"equivalently the input, spread out by the stride, gets d·(k−1)−p zeros per side{extra}"
         )
+        for n, d, k, p, op in zip(names, spec.dilation, spec.kernel, tpad, out_pad):
+            low = d * (k - 1) - p
+            high = f", high {low} + {op} = {low + op}" if any(out_pad) else ""
+            lines.append(f"  {n}: {d}·({k}−1)−{p} = {low}{high}")
         return lines
     if isinstance(padding, str) and padding == "same":
         lines = [

@@ -298,7 +298,7 @@ def explain(
         options=options,
         shapes=shapes,
         padding=spec.pads,
-        padding_text=tuple(_padding_lines(spec, padding, transposed, tpad)),
+        padding_text=tuple(_padding_lines(spec, padding, transposed, tpad, out_pad)),
         output_formula=tuple(_output_lines(spec, transposed, tpad, out_pad)),
         passes=passes,
         depth_note=depth,
