@@ -532,3 +532,14 @@ def test_transposed_padding_lines_give_the_padding_that_runs(input_shape, weight
         input_shape[-nd:], y.shape[-nd:], pairs, weight_shape[2:], s, d
     ):
         assert (size - 1) * si + 1 + lo + hi - di * (k - 1) == out
+
+
+def test_cli_worked_needs_a_figure():
+    proc = _run("explain", "--worked")
+    assert proc.returncode == 2 and "--figure" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_per_group_is_said_only_with_groups():
+    plain = str(explain((3, 5, 5), (3, 2, 3, 3), transposed=True))
+    grouped = str(explain((4, 5, 5), (4, 1, 3, 3), transposed=True, groups=2))
+    assert "per group" not in plain and "(2 per group)" in grouped

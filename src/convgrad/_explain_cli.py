@@ -129,6 +129,8 @@ def main(argv: list[str]) -> int:
                 else parse_ints(args.workspace_limit, "workspace_limit")
             ),
         )
+        if args.worked and not args.figure:
+            raise ValueError("--worked adds to the figure: give --figure out.png too")
         if args.figure and Path(args.figure).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
     except (_ArgumentError, ValueError, TypeError) as exc:

@@ -292,7 +292,7 @@ def _transposed_passes(spec: ConvSpec, how: _How) -> dict[str, Pass]:
         spec.input_shape,
         f"each flipped filter ({_x(k)}, taps {_dilated(dil)}) slides in steps of 1 over X spread "
         f"by the stride {st} (s − 1 zeros between samples), padded {_pad_text(fwd.padding)}",
-        f"c over the input channels ({cx} per group) and the kernel taps",
+        f"c over the input channels ({cx}{' per group' if g > 1 else ''}) and the kernel taps",
         True,
         [
             "this is exactly dE/dX of the convolution with filters F mapping O's shape to X's shape: "
@@ -314,7 +314,7 @@ def _transposed_passes(spec: ConvSpec, how: _How) -> dict[str, Pass]:
         spec.output_shape,
         f"each filter F[c] ({_x(k)}, taps {_dilated(dil)}) slides over dE/dO padded {_pad_text(bwd.padding)} in steps "
         f"of {st}",
-        f"k over the output channels ({ky} per group) and the kernel taps",
+        f"k over the output channels ({ky}{' per group' if g > 1 else ''}) and the kernel taps",
         False,
         [],
         macs,
