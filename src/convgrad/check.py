@@ -295,15 +295,14 @@ def _reference(x, w, gy, case: _Case):
     return conv_backward(gy, x, w, bias, case.stride, case.padding, case.dilation, case.groups)
 
 
-def _output_hw(case: _Case) -> tuple[int, int]:
-    def two(v):
-        return tuple(v) if isinstance(v, tuple) else (v, v)
+def _output_hw(case: _Case) -> tuple[int, ...]:
+    """PyTorch's output size of the case, from the one place convgrad computes it."""
+    from ._spec import conv_spec
 
-    s, p, d = two(case.stride), two(case.padding), two(case.dilation)
-    return tuple(
-        (n + 2 * pp - dd * (k - 1) - 1) // ss + 1
-        for n, k, ss, pp, dd in zip(case.hw, case.rs, s, p, d)
-    )
+    x_shape = (case.n, case.c, *case.hw)
+    w_shape = (case.k, case.c // case.groups, *case.rs)
+    spec = conv_spec(x_shape, w_shape, case.stride, case.padding, case.dilation, case.groups)
+    return spec.out_spatial
 
 
 def _arrays(case: _Case, rng: np.random.Generator):
