@@ -355,12 +355,14 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
         )
         name = _tile_name(report, kh, ch, cg, kg)
         note = f"dE/dF{name}{_pair_formula(report, kh, ch)}"
+        # one short line each, so the note stays left of the first column
+        lines = note.replace(" = ", " =\n").replace(" dilate_s(", "\ndilate_s(")
         ax.text(
             -0.7,
-            0.62,
-            "highlighted:\n" + note.replace(" = ", " =\n"),
+            0.62 if "dilate_s" not in lines else 0.72,
+            "highlighted:\n" + lines,
             ha="left",
-            va="center",
+            va="center" if "dilate_s" not in lines else "top",
             fontsize=8,
             color=_HIGHLIGHT,
             linespacing=1.4,
