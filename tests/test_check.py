@@ -286,3 +286,20 @@ def test_writing_into_an_input_fails():
     assert not report.ok and report.failures[0] == "basic"
     assert "wrote into its input x" in report["basic"].message
     assert "copy" in report["basic"].hint
+
+
+def test_gradcheck_failure_in_float32_says_why():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+
+    def fn(x, w):  # computes in float32: eps=1e-6 is below its resolution
+        return convgrad.conv(x.astype(np.float32), w.astype(np.float32))
+
+    def backward(g, x, w):
+        return convgrad.conv_backward(g, x, w)[:2]
+
+    with pytest.raises(GradcheckError, match="float32.*float64"):
+        gradcheck(fn, x, w, backward=backward)
+    # the advice works
+    assert gradcheck(fn, x, w, backward=backward, eps=1e-3, rtol=1e-2, atol=1e-3).ok
