@@ -543,3 +543,22 @@ def test_per_group_is_said_only_with_groups():
     plain = str(explain((3, 5, 5), (3, 2, 3, 3), transposed=True))
     grouped = str(explain((4, 5, 5), (4, 1, 3, 3), transposed=True, groups=2))
     assert "per group" not in plain and "(2 per group)" in grouped
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_worked_example_shows_the_mode_padded_input(mode):
+    """The figure says the middle map slides over the left one: with a padding mode the left
+    one must be X padded in that mode, and sliding over it must give the tile shown."""
+    from convgrad._figure import _layout, _worked_numbers
+
+    report = explain((1, 1, 6, 5), (1, 1, 3, 3), stride=2, padding=(2, 1), padding_mode=mode)
+    x_shown, dy, gw = _worked_numbers(report, _layout(report))
+    assert x_shown.shape == (6 + 4, 5 + 2)
+    want = reference.conv_grads(x_shown[None, None], np.zeros((1, 1, 3, 3)), dy[None, None], 2)[1]
+    np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
+    # the interior is X itself, the border copies of it (numpy's names for the modes)
+    inner = x_shown[2:-2, 1:-1]
+    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    np.testing.assert_array_equal(np.pad(inner, ((2, 2), (1, 1)), mode=numpy_mode), x_shown)
+    pytest.importorskip("matplotlib")
+    assert any(f"padding_mode '{mode}'" in t for t in _figure_texts(report))

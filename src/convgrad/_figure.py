@@ -187,6 +187,8 @@ def _titles(report, lay):
         f"padding {report.options['padding']!r}"
         + ("" if report.transposed else f" = {tuple(report.padding)}"),
     ]
+    if spec.padding_mode != "zeros":
+        parts.append(f"padding_mode {spec.padding_mode!r}")
     if any(d > 1 for d in spec.dilation):
         parts.append(f"dilation {spec.dilation}")
     if lay["G"] > 1:
@@ -428,6 +430,9 @@ def _worked_numbers(report, lay):
         gw = functional.conv_weight_grad(
             x, dy, k_shape, spec.stride, spec.pads, spec.dilation, 1, spec.padding_mode
         )
+        if spec.padding_mode != "zeros":  # show the array the window really slides over
+            mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+            x = np.pad(x, ((0, 0), (0, 0), *spec.pads), mode=mode[spec.padding_mode])
     return x[0, 0], dy[0, 0], gw[0, 0]
 
 
@@ -501,10 +506,14 @@ def _worked_plan(report, lay) -> dict:
         what = "dE/dO"
     else:
         pads = spec.pads if spec.padding_mode == "zeros" else ones
+        if spec.padding_mode != "zeros":  # x is shown already padded with its own border
+            x_title = f"X[0, c] padded in '{spec.padding_mode}' mode"
+        else:
+            x_title = "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else "")
         mats = [
             (
                 x,
-                "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else ""),
+                x_title,
                 pads,
                 (1,) * lay["nd"],
             ),
