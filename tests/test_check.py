@@ -303,3 +303,18 @@ def test_gradcheck_failure_in_float32_says_why():
         gradcheck(fn, x, w, backward=backward)
     # the advice works
     assert gradcheck(fn, x, w, backward=backward, eps=1e-3, rtol=1e-2, atol=1e-3).ok
+
+
+def test_cli_features_runs_only_those(tmp_path):
+    module = tmp_path / "mine2.py"
+    module.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "import functools, _backwards as hand\n"
+        "bad = functools.partial(hand.scatter_backward, ignore_groups=True)\n"
+    )
+    only = _run(f"{module}:bad", "--features", "basic,channels,stride")
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert "passes all 3 checked features" in only.stdout
+    wrong = _run(f"{module}:bad", "--features", "basic,nonsense")
+    assert wrong.returncode == 2 and "nonsense" in wrong.stderr

@@ -684,6 +684,9 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("target", help="module:function or path/to/file.py:function")
     parser.add_argument("--skip", default="", help=f"comma-separated features from {FEATURES}")
+    parser.add_argument(
+        "--features", default="", help="comma-separated: run only these features (default: all)"
+    )
     parser.add_argument("--tuples", action="store_true", help="fn accepts (h, w) tuples")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-9)
@@ -691,7 +694,10 @@ def cli_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         skip = [s.strip() for s in args.skip.split(",") if s.strip()]
         fn = _load(args.target)
-        report = check(fn, skip=skip, tuples=args.tuples, rtol=args.rtol, atol=args.atol)
+        only = [s.strip() for s in args.features.split(",") if s.strip()] or None
+        report = check(
+            fn, skip=skip, features=only, tuples=args.tuples, rtol=args.rtol, atol=args.atol
+        )
     except (_ArgumentError, ValueError, TypeError, ImportError, SyntaxError) as exc:
         print(f"convgrad check: error: {exc}", file=sys.stderr)
         return 2
