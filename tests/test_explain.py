@@ -562,3 +562,14 @@ def test_worked_example_shows_the_mode_padded_input(mode):
     np.testing.assert_array_equal(np.pad(inner, ((2, 2), (1, 1)), mode=numpy_mode), x_shown)
     pytest.importorskip("matplotlib")
     assert any(f"padding_mode '{mode}'" in t for t in _figure_texts(report))
+
+
+def test_cli_says_when_the_worked_example_cannot_be_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    big = _run("explain", "--worked", "--figure", str(tmp_path / "big.png"))
+    assert big.returncode == 0 and "no worked example" in big.stderr
+    small = _run(
+        "explain", "--input", "1x6x6", "--weight", "1x1x3x3", "--worked",
+        "--figure", str(tmp_path / "small.png"),
+    )  # fmt: skip
+    assert small.returncode == 0 and "no worked example" not in small.stderr

@@ -144,4 +144,12 @@ def main(argv: list[str]) -> int:
             print(f"convgrad explain: error: cannot write figure: {exc}", file=sys.stderr)
             return 2
         print(f"figure written to {args.figure}")
+        from ._figure import _layout, _worked_possible
+
+        if args.worked and not _worked_possible(_layout(report)):
+            print(
+                "note: no worked example: it is drawn for 1-D and 2-D layers whose input and "
+                "output are at most 12 per side",
+                file=sys.stderr,
+            )
     return 0
