@@ -568,8 +568,6 @@ def test_cli_says_when_the_worked_example_cannot_be_drawn(tmp_path):
     pytest.importorskip("matplotlib")
     big = _run("explain", "--worked", "--figure", str(tmp_path / "big.png"))
     assert big.returncode == 0 and "no worked example" in big.stderr
-    small = _run(
-        "explain", "--input", "1x6x6", "--weight", "1x1x3x3", "--worked",
-        "--figure", str(tmp_path / "small.png"),
-    )  # fmt: skip
+    args = ["--input", "1x6x6", "--weight", "1x1x3x3", "--worked"]
+    small = _run("explain", *args, "--figure", str(tmp_path / "small.png"))
     assert small.returncode == 0 and "no worked example" not in small.stderr
