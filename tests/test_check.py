@@ -241,3 +241,80 @@ def test_float32_implementation_is_graded_at_float32_precision():
 
     assert check(single).ok
     assert check(single_wrong).failures[0] == "basic"  # a 0.1 % error is still caught
+
+
+def _no_groups(x, w, gy, stride, padding, dilation, groups):
+    if groups != 1:
+        raise NotImplementedError("groups")  # the line the report must point at
+    return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+
+def test_a_raising_function_gets_one_targeted_hint():
+    report = check(_no_groups)
+    groups = report["groups"]
+    assert report.failures == ["groups", "combined"]
+    line = _no_groups.__code__.co_firstlineno + 2
+    assert f"NotImplementedError: groups (at test_check.py:{line})" in groups.message
+    # one hint, telling how to declare the feature, not three generic gradient hints
+    assert groups.hint.count("\n") == 0 and "skip" in groups.hint and "groups" in groups.hint
+    assert check(_no_groups, skip={"groups"}).ok
+
+
+def _square_only(x, w, gy, stride, padding, dilation, groups):
+    """Planted mistake: dX and dW left at zero unless images and kernels are square."""
+    dx, dw, db = hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+    if x.shape[2] != x.shape[3] or w.shape[2] != w.shape[3]:
+        return np.zeros_like(dx), np.zeros_like(dw), db
+    return dx, dw, db
+
+
+def test_gradients_sharing_a_hint_are_named_together():
+    hint = check(_square_only, features=["basic", "channels", "non_square"])["non_square"].hint
+    lines = hint.splitlines()
+    assert len(lines) == 1, hint
+    assert lines[0].startswith("dX and dW pass the earlier features but not non_square")
+
+
+def _writes_into_x(x, w, gy, stride, padding, dilation, groups):
+    grads = hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+    x *= 0  # a classic: reusing an input as scratch space
+    return grads
+
+
+def test_writing_into_an_input_fails():
+    report = check(_writes_into_x)
+    assert not report.ok and report.failures[0] == "basic"
+    assert "wrote into its input x" in report["basic"].message
+    assert "copy" in report["basic"].hint
+
+
+def test_gradcheck_failure_in_float32_says_why():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+
+    def fn(x, w):  # computes in float32: eps=1e-6 is below its resolution
+        return convgrad.conv(x.astype(np.float32), w.astype(np.float32))
+
+    def backward(g, x, w):
+        return convgrad.conv_backward(g, x, w)[:2]
+
+    with pytest.raises(GradcheckError, match="float32.*float64"):
+        gradcheck(fn, x, w, backward=backward)
+    # the advice works
+    assert gradcheck(fn, x, w, backward=backward, eps=1e-3, rtol=1e-2, atol=1e-3).ok
+
+
+def test_cli_features_runs_only_those(tmp_path):
+    module = tmp_path / "mine2.py"
+    module.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "import functools, _backwards as hand\n"
+        "bad = functools.partial(hand.scatter_backward, ignore_groups=True)\n"
+    )
+    only = _run(f"{module}:bad", "--features", "basic,channels,stride")
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert "passes all 3 checked features" in only.stdout
+    wrong = _run(f"{module}:bad", "--features", "basic,nonsense")
+    assert wrong.returncode == 2 and "nonsense" in wrong.stderr

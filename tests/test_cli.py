@@ -33,3 +33,12 @@ def test_help_and_unknown_command():
     result = _run("-m", "convgrad", "no-such-command")
     assert result.returncode == 2
     assert "unknown command" in result.stderr
+
+
+def test_no_arguments_separates_explain_from_demo(capsys):
+    from convgrad import cli
+
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    explain_part, _, demo_part = out.partition("\n== convgrad demo ==\n")
+    assert "== Cost ==" in explain_part and "origin layer" in demo_part and "OK" in demo_part

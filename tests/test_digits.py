@@ -115,3 +115,27 @@ def test_runnable_from_the_shell(command):
     )
     assert result.returncode == 0, result.stderr
     assert "--epochs" in result.stdout and "--plot" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--plot", "{tmp}/no/such/folder/curves.png"], "--plot: folder"),
+        (["--plot", "{tmp}/curves.jpeg2"], "--plot must end in"),
+        (["--no-plot", "--save", "{tmp}/missing/params.npz"], "--save: folder"),
+        (["--no-plot", "--lr", "-1"], "--lr must be > 0"),
+    ],
+)
+def test_bad_output_paths_are_refused_before_training(
+    tmp_path, monkeypatch, capsys, extra, message
+):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the arguments are bad")
+
+    monkeypatch.setattr(digits, "train", no_training)
+    argv = ["--epochs", "1", "--no-progress", *[a.format(tmp=tmp_path) for a in extra]]
+    with pytest.raises(SystemExit) as exc:
+        digits.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

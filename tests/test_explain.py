@@ -412,3 +412,162 @@ def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, o
             options.get("dilation", 1),
         )[1]
     np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "int8"}, TypeError, "dtype"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "complex128"}, TypeError, "dtype"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"dtype": "foo"}, TypeError, "dtype"),
+        ((5, (10, 5, 5, 5)), {"batch": 3}, TypeError, "input_shape"),
+        (((5, 100, 100), "abc"), {"batch": 3}, TypeError, "weight_shape"),
+        (((5, 100, 100), (10, 5)), {"batch": 3}, ValueError, "weight_shape"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"batch": 2.0}, TypeError, "batch"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"algorithm": "fft2000"}, ValueError, "algorithm"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"workspace_limit": 0}, ValueError, "workspace_limit"),
+    ],
+)
+def test_bad_options_name_the_argument(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        explain(*args, **kwargs)
+
+
+def test_explain_takes_every_option_of_the_functions():
+    import inspect
+
+    params = inspect.signature(explain).parameters
+    for fn in (convgrad.conv, convgrad.conv_transpose, convgrad.conv_backward):
+        names = set(inspect.signature(fn).parameters) - {"x", "weight", "bias", "grad_output"}
+        assert names <= set(params), (fn.__name__, names - set(params))
+
+
+def test_float16_workspace_is_counted_in_float32():
+    # API.md: float16 is computed with float32 accumulation, so its buffers are float32
+    half, single = (explain((4, 20, 20), (6, 4, 3, 3), dtype=d) for d in ("float16", "float32"))
+    assert half.workspace_bytes == single.workspace_bytes
+    assert single.passes["forward"].workspace_bytes == 4 * 9 * 18 * 18 * 4  # C·k·out·4 bytes
+
+
+def test_algorithm_and_workspace_limit_options():
+    name = convgrad._primitive.algorithm_names()[0]
+    report = explain((5, 100, 100), (10, 5, 5, 5), algorithm=name, workspace_limit=2**20)
+    assert set(report.algorithms.values()) == {name}
+    assert report.options["algorithm"] == name and report.options["workspace_limit"] == 2**20
+    text = str(report)
+    # the forward columns (5·25 x 96·96 float64 = 8.8 MiB) exceed 1 MiB: they are chunked
+    forward = text.split("== Forward")[1].split("==")[1]
+    assert "8.8 MiB" in forward and "chunks" in forward and "1.0 MiB" in forward
+    assert "within" not in forward
+    small = str(explain((5, 100, 100), (10, 5, 5, 5)))
+    assert "within the 256.0 MiB workspace limit" in small
+
+
+def test_cli_algorithm_and_workspace_limit():
+    proc = _run("explain", "--algorithm", "nope")
+    assert proc.returncode == 2 and "algorithm" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run("explain", "--workspace-limit", "1048576")
+    assert proc.returncode == 0 and "1.0 MiB limit" in proc.stdout
+
+
+def _figure_texts(report) -> list[str]:
+    fig = report.figure()
+    return [t.get_text() for t in fig.texts] + [t.get_text() for a in fig.axes for t in a.texts]
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((2, 6, 6), (3, 2, 3, 3), {"stride": 2, "padding": "same"}),
+        ((2, 6, 6), (3, 2, 3, 3), {}),
+        ((3, 5, 5), (3, 2, 3, 3), {"stride": 2, "transposed": True}),
+        ((3, 5, 5), (3, 2, 3, 3), {"transposed": True}),
+    ],
+)
+def test_figure_formulas_spread_the_map_exactly_when_strided(input_shape, weight_shape, options):
+    pytest.importorskip("matplotlib")
+    report = explain(input_shape, weight_shape, **options)
+    formulas = [t for t in _figure_texts(report) if "Σ" in t]
+    assert len(formulas) == 2  # the title and the highlighted pair
+    strided = options.get("stride", 1) > 1
+    for text in formulas:
+        assert ("dilate_s(" in text) is strided, text
+        # the spread map is dE/dO for a convolution and X for a transposed one
+        if strided:
+            spread = "X[n" if options.get("transposed") else "dE/dO[n"
+            assert f"dilate_s({spread}" in text, text
+
+
+def test_depthwise_figure_says_one_tile():
+    pytest.importorskip("matplotlib")
+    texts = _figure_texts(explain((4, 10, 10), (4, 1, 3, 3), groups=4))
+    assert any("stacks its 1 tile into" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    "input_shape, weight_shape, options",
+    [
+        ((3, 5, 5), (3, 2, 3, 3), {"stride": 2, "padding": (1, 0), "output_padding": (1, 0)}),
+        ((2, 3, 7), (3, 2, 3), {"stride": 3, "padding": 1, "output_padding": 2, "dilation": 2}),
+        ((2, 3, 7), (3, 2, 3), {"stride": 2, "padding": 2}),
+    ],
+)
+def test_transposed_padding_lines_give_the_padding_that_runs(input_shape, weight_shape, options):
+    import re
+
+    report = explain(input_shape, weight_shape, transposed=True, **options)
+    rows = [line for line in report.padding_text if line.startswith("  ")]
+    pairs = []
+    for line in rows:
+        numbers = [int(v) for v in re.findall(r"= (-?\d+)", line)]
+        pairs.append((numbers[0], numbers[-1]))  # low, and high (= low without output_padding)
+    assert tuple(pairs) == report.passes["forward"].corr.padding
+    # the spread input, padded so, gives the output size conv_transpose returns
+    x, w = _arrays(input_shape, weight_shape)
+    y = convgrad.conv_transpose(x, w, **options)
+    nd = len(weight_shape) - 2
+    s = convgrad._spec.int_tuple(options.get("stride", 1), nd, "s", 1)
+    d = convgrad._spec.int_tuple(options.get("dilation", 1), nd, "d", 1)
+    for size, out, (lo, hi), k, si, di in zip(
+        input_shape[-nd:], y.shape[-nd:], pairs, weight_shape[2:], s, d
+    ):
+        assert (size - 1) * si + 1 + lo + hi - di * (k - 1) == out
+
+
+def test_cli_worked_needs_a_figure():
+    proc = _run("explain", "--worked")
+    assert proc.returncode == 2 and "--figure" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_per_group_is_said_only_with_groups():
+    plain = str(explain((3, 5, 5), (3, 2, 3, 3), transposed=True))
+    grouped = str(explain((4, 5, 5), (4, 1, 3, 3), transposed=True, groups=2))
+    assert "per group" not in plain and "(2 per group)" in grouped
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_worked_example_shows_the_mode_padded_input(mode):
+    """The figure says the middle map slides over the left one: with a padding mode the left
+    one must be X padded in that mode, and sliding over it must give the tile shown."""
+    from convgrad._figure import _layout, _worked_numbers
+
+    report = explain((1, 1, 6, 5), (1, 1, 3, 3), stride=2, padding=(2, 1), padding_mode=mode)
+    x_shown, dy, gw = _worked_numbers(report, _layout(report))
+    assert x_shown.shape == (6 + 4, 5 + 2)
+    want = reference.conv_grads(x_shown[None, None], np.zeros((1, 1, 3, 3)), dy[None, None], 2)[1]
+    np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
+    # the interior is X itself, the border copies of it (numpy's names for the modes)
+    inner = x_shown[2:-2, 1:-1]
+    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    np.testing.assert_array_equal(np.pad(inner, ((2, 2), (1, 1)), mode=numpy_mode), x_shown)
+    pytest.importorskip("matplotlib")
+    assert any(f"padding_mode '{mode}'" in t for t in _figure_texts(report))
+
+
+def test_cli_says_when_the_worked_example_cannot_be_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    big = _run("explain", "--worked", "--figure", str(tmp_path / "big.png"))
+    assert big.returncode == 0 and "no worked example" in big.stderr
+    args = ["--input", "1x6x6", "--weight", "1x1x3x3", "--worked"]
+    small = _run("explain", *args, "--figure", str(tmp_path / "small.png"))
+    assert small.returncode == 0 and "no worked example" not in small.stderr

@@ -21,6 +21,7 @@ from convgrad.layers import (
     ConvTranspose2d,
     ConvTranspose3d,
 )
+from convgrad.nn import Linear
 
 # (class, constructor args, constructor kwargs, input shape)
 CONV_CASES = [
@@ -416,3 +417,15 @@ def test_dask_input_passes_through_when_supported():
     np.testing.assert_allclose(np.asarray(y), ref(x), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(gx), ref.backward(np.ones(y.shape)), rtol=1e-12)
     np.testing.assert_allclose(dask_w, ref.weight_grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda d: Conv2d(2, 3, 3, dtype=d), lambda d: Linear(4, 2, dtype=d)]
+)
+def test_dtype_is_validated_and_none_means_float32(make):
+    for bad in ("foo", "int8", object):
+        with pytest.raises(TypeError, match="dtype"):
+            make(bad)
+    # PyTorch: dtype=None is the default dtype, float32
+    assert make(None).weight.dtype == np.float32
+    assert make("float64").weight.dtype == np.float64

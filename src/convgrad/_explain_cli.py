@@ -93,6 +93,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output-padding", default="0", help="transposed only: int or per dim")
     parser.add_argument("--batch", default=None, help="batch size for an unbatched --input")
     parser.add_argument("--dtype", default="float64", choices=("float16", "float32", "float64"))
+    parser.add_argument(
+        "--algorithm", default="auto", help="the functions' algorithm option (default: auto)"
+    )
+    parser.add_argument(
+        "--workspace-limit", default=None, help="workspace limit in bytes (default: 256 MiB)"
+    )
     parser.add_argument("--figure", default=None, help="also draw the tiling to this PNG/SVG")
     parser.add_argument(
         "--worked",
@@ -116,7 +122,15 @@ def main(argv: list[str]) -> int:
             output_padding=parse_ints(args.output_padding, "output_padding"),
             batch=None if args.batch is None else parse_ints(args.batch, "batch"),
             dtype=args.dtype,
+            algorithm=args.algorithm,
+            workspace_limit=(
+                None
+                if args.workspace_limit is None
+                else parse_ints(args.workspace_limit, "workspace_limit")
+            ),
         )
+        if args.worked and not args.figure:
+            raise ValueError("--worked adds to the figure: give --figure out.png too")
         if args.figure and Path(args.figure).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
     except (_ArgumentError, ValueError, TypeError) as exc:
@@ -130,4 +144,12 @@ def main(argv: list[str]) -> int:
             print(f"convgrad explain: error: cannot write figure: {exc}", file=sys.stderr)
             return 2
         print(f"figure written to {args.figure}")
+        from ._figure import _layout, _worked_possible
+
+        if args.worked and not _worked_possible(_layout(report)):
+            print(
+                "note: no worked example: it is drawn for 1-D and 2-D layers whose input and "
+                "output are at most 12 per side",
+                file=sys.stderr,
+            )
     return 0

@@ -102,6 +102,22 @@ def _layout(report):
     )
 
 
+def _pair_formula(report, k, c) -> str:
+    """' = Σₙ A ⋆ B' for the pair (k, c); the sliding map is spread by the stride (s − 1 zeros
+    between samples) when the stride is > 1, as in the report's equations."""
+    spread = any(s > 1 for s in report.spec.stride)
+    sep = "," if isinstance(k, int) else ", "
+    if report.transposed:
+        a, b = f"dE/dO[n{sep}{k}]", f"X[n{sep}{c}]"
+        head = f"[{c}{sep}{k}]" if not isinstance(k, int) else ""
+    else:
+        a, b = f"X[n{sep}{c}]", f"dE/dO[n{sep}{k}]"
+        head = f"[{k}{sep}{c}]" if not isinstance(k, int) else ""
+    if spread:
+        b = f"dilate_s({b})"
+    return f"{head} = Σₙ {a} $\\star$ {b}"
+
+
 def _tile_name(report, k: int, c: int, cg: int, kg: int) -> str:
     if report.transposed:
         return f"[{c},{k % kg}]"
@@ -162,10 +178,7 @@ def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 1
 
 def _titles(report, lay):
     spec = report.spec
-    if report.transposed:
-        title = "dE/dF[c, k] = Σₙ dE/dO[n, k] $\\star$ dilate_s(X[n, c]): one tile per pair"
-    else:
-        title = "dE/dF[k, c] = Σₙ X[n, c] $\\star$ dE/dO[n, k]: one tile per pair"
+    title = f"dE/dF{_pair_formula(report, 'k', 'c')}: one tile per pair"
     parts = [
         f"X {_x(report.shapes['input'])}",
         f"dE/dO {_x(report.shapes['grad_output'])}",
@@ -174,6 +187,8 @@ def _titles(report, lay):
         f"padding {report.options['padding']!r}"
         + ("" if report.transposed else f" = {tuple(report.padding)}"),
     ]
+    if spec.padding_mode != "zeros":
+        parts.append(f"padding_mode {spec.padding_mode!r}")
     if any(d > 1 for d in spec.dilation):
         parts.append(f"dilation {spec.dilation}")
     if lay["G"] > 1:
@@ -341,17 +356,15 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
             zorder=1,
         )
         name = _tile_name(report, kh, ch, cg, kg)
-        note = (
-            f"dE/dF{name} = Σₙ X[n,{ch}] $\\star$ dE/dO[n,{kh}]"
-            if not report.transposed
-            else f"dE/dF{name} = Σₙ dE/dO[n,{kh}] $\\star$ X[n,{ch}]"
-        )
+        note = f"dE/dF{name}{_pair_formula(report, kh, ch)}"
+        # one short line each, so the note stays left of the first column
+        lines = note.replace(" = ", " =\n").replace(" dilate_s(", "\ndilate_s(")
         ax.text(
             -0.7,
-            0.62,
-            "highlighted:\n" + note.replace(" = ", " =\n"),
+            0.62 if "dilate_s" not in lines else 0.72,
+            "highlighted:\n" + lines,
             ha="left",
-            va="center",
+            va="center" if "dilate_s" not in lines else "top",
             fontsize=8,
             color=_HIGHLIGHT,
             linespacing=1.4,
@@ -359,12 +372,12 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
     kernel = _x(lay["k_sp"])
     if report.transposed:
         stack = (
-            f"each row c stacks its {kg} tiles into dE/dF[c] ({kg}×{kernel}): its depth "
+            f"each row c stacks its {kg} tile{'s' if kg > 1 else ''} into dE/dF[c] ({kg}×{kernel}): its depth "
             "comes from the output channels k"
         )
     else:
         stack = (
-            f"each column k stacks its {cg} tiles into dE/dF[k] ({cg}×{kernel}): its depth "
+            f"each column k stacks its {cg} tile{'s' if cg > 1 else ''} into dE/dF[k] ({cg}×{kernel}): its depth "
             "comes from the input channels c, not from dE/dO[k]"
         )
     import textwrap
@@ -417,6 +430,9 @@ def _worked_numbers(report, lay):
         gw = functional.conv_weight_grad(
             x, dy, k_shape, spec.stride, spec.pads, spec.dilation, 1, spec.padding_mode
         )
+        if spec.padding_mode != "zeros":  # show the array the window really slides over
+            mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+            x = np.pad(x, ((0, 0), (0, 0), *spec.pads), mode=mode[spec.padding_mode])
     return x[0, 0], dy[0, 0], gw[0, 0]
 
 
@@ -490,10 +506,14 @@ def _worked_plan(report, lay) -> dict:
         what = "dE/dO"
     else:
         pads = spec.pads if spec.padding_mode == "zeros" else ones
+        if spec.padding_mode != "zeros":  # x is shown already padded with its own border
+            x_title = f"X[0, c] padded in '{spec.padding_mode}' mode"
+        else:
+            x_title = "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else "")
         mats = [
             (
                 x,
-                "X[0, c]" + (" (zero padding grey)" if any(map(any, pads)) else ""),
+                x_title,
                 pads,
                 (1,) * lay["nd"],
             ),

@@ -68,7 +68,8 @@ def gradcheck(
         raise ValueError(f"eps must be > 0, got {eps!r}")
     xs = [np.array(a, dtype=np.float64) for a in arrays]
     rng = np.random.default_rng(seed)
-    y = np.asarray(fn(*xs), dtype=np.float64)
+    y_raw = np.asarray(fn(*xs))
+    y = y_raw.astype(np.float64)
     g = rng.standard_normal(y.shape) if grad_output is None else np.asarray(grad_output, float)
     if g.shape != y.shape:
         raise ValueError(f"grad_output must have shape {y.shape}, got {g.shape}")
@@ -113,5 +114,11 @@ def gradcheck(
         max_error.append(biggest)
     result = GradcheckResult(worst_ratio <= 1.0, max_error, worst, checked)
     if not result.ok and raise_exception:
-        raise GradcheckError(str(result))
+        message = str(result)
+        if y_raw.dtype.kind == "f" and y_raw.dtype.itemsize < 8:
+            message += (
+                f"; fn returns {y_raw.dtype}: finite differences with eps={eps:g} drown in its "
+                "rounding, compute fn in float64 (or raise eps to ~1e-3 and rtol to ~1e-2)"
+            )
+        raise GradcheckError(message)
     return result

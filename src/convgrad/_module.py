@@ -18,12 +18,17 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 
 def float_dtype(dtype: Any) -> np.dtype:
-    """np.dtype(dtype) if it is float16, float32 or float64, else TypeError."""
+    """np.dtype(dtype) if it is float16, float32 or float64, else TypeError.
+
+    None means float32, PyTorch's default (``np.dtype(None)`` would be float64)."""
+    if dtype is None:
+        return np.dtype(np.float32)
     try:
         result = np.dtype(dtype)
     except TypeError:
         result = None
-    if result not in FLOAT_DTYPES:
+    # not ``result in FLOAT_DTYPES``: a dtype compares equal to None (np.dtype(None) is float64)
+    if result is None or not any(result == d for d in FLOAT_DTYPES):
         raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
     return result
 

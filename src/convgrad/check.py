@@ -14,6 +14,7 @@ Protocol of ``fn``::
   with ``tuples=True`` stride, padding and dilation may also be (h, w) tuples;
 * returns ``dx`` (N, C, H, W), ``dw`` (K, C // groups, R, S) and ``db`` (K,) (``db`` may be
   None if the layer has no bias; it is then not graded). Anything array-like is accepted.
+* must not write into ``x``, ``weight`` or ``grad_output`` (a case where it does fails).
 
 Features, in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
 dilation, groups, combined, tuples. Declare what ``fn`` does not support with
@@ -294,15 +295,14 @@ def _reference(x, w, gy, case: _Case):
     return conv_backward(gy, x, w, bias, case.stride, case.padding, case.dilation, case.groups)
 
 
-def _output_hw(case: _Case) -> tuple[int, int]:
-    def two(v):
-        return tuple(v) if isinstance(v, tuple) else (v, v)
+def _output_hw(case: _Case) -> tuple[int, ...]:
+    """PyTorch's output size of the case, from the one place convgrad computes it."""
+    from ._spec import conv_spec
 
-    s, p, d = two(case.stride), two(case.padding), two(case.dilation)
-    return tuple(
-        (n + 2 * pp - dd * (k - 1) - 1) // ss + 1
-        for n, k, ss, pp, dd in zip(case.hw, case.rs, s, p, d)
-    )
+    x_shape = (case.n, case.c, *case.hw)
+    w_shape = (case.k, case.c // case.groups, *case.rs)
+    spec = conv_spec(x_shape, w_shape, case.stride, case.padding, case.dilation, case.groups)
+    return spec.out_spatial
 
 
 def _arrays(case: _Case, rng: np.random.Generator):
@@ -313,10 +313,19 @@ def _arrays(case: _Case, rng: np.random.Generator):
 
 
 class _CaseFailure(Exception):
-    def __init__(self, message: str, bad: tuple[str, ...] = (), errors: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        bad: tuple[str, ...] = (),
+        errors: dict | None = None,
+        raised: bool = False,
+        written: bool = False,
+    ):
         super().__init__(message)
         self.bad = bad
         self.errors = errors or {}
+        self.raised = raised  # fn raised: there are no results to give hints about
+        self.written = written  # fn wrote into an input array
 
 
 def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
@@ -327,9 +336,24 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
     try:
         got = fn(*args, case.stride, case.padding, case.dilation, case.groups)
     except Exception as exc:  # noqa: BLE001 - any error of the user's function is a failure
-        raise _CaseFailure(f"raised {type(exc).__name__}: {exc}", _GRADS) from None
+        where = _user_frame(exc.__traceback__)
+        raise _CaseFailure(
+            f"raised {type(exc).__name__}: {exc}{where}", _GRADS, raised=True
+        ) from None
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         raise _CaseFailure(f"must return (dx, dw, db), got {type(got).__name__}", _GRADS)
+    written = [
+        name
+        for name, before, after in zip(("x", "weight", "grad_output"), (x, w, gy), args)
+        if not np.array_equal(before, after)
+    ]
+    if written:  # the caller's arrays would be corrupted: a bug even if the gradients are right
+        raise _CaseFailure(
+            f"fn wrote into its input {', '.join(written)}: a backward pass must leave x, "
+            "weight and grad_output unchanged (copy before modifying)",
+            (),
+            written=True,
+        )
     errors, bad, problems = {}, [], []
     for name, value, ref in zip(_GRADS, got, want):
         if value is None and name == "db":
@@ -360,6 +384,23 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
         msg = "; ".join(problems)
         raise _CaseFailure(msg + (f" — {extra}" if extra else ""), tuple(bad), errors)
     return errors
+
+
+def _user_frame(tb) -> str:
+    """' (at file.py:line)': the innermost frame of a traceback that is the user's code, not
+    an installed library's or Python's own ('' if there is none)."""
+    import sysconfig
+    import traceback
+
+    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
+    frames = [
+        f
+        for f in traceback.extract_tb(tb)
+        if f.filename != __file__ and not any(f.filename.startswith(lib) for lib in libraries)
+    ]
+    if not frames:
+        return ""
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
 
 
 def _close(a, b, rtol, atol) -> bool:
@@ -394,27 +435,53 @@ def _diagnose(got, x, w, gy, case: _Case, bad, rtol, atol) -> str:
     return "; ".join(found)
 
 
-def _hint(feature: str, bad: tuple[str, ...], case: _Case, history: dict[str, set]) -> str:
+def _hint(
+    feature: str,
+    bad: tuple[str, ...],
+    case: _Case,
+    history: dict[str, set],
+    raised: bool = False,
+    written: bool = False,
+) -> str:
+    """One line per distinct piece of advice; gradients that share one are named together."""
     s, p, d, g = case.stride, case.padding, case.dilation, case.groups
+    if written:
+        return (
+            "copy an input before changing it in place (x = x.copy()); np.pad returns a new array"
+        )
+    if raised:
+        if feature == "basic":
+            return "fn fails on the simplest case: fix the error above first"
+        if feature == "tuples":
+            return "fn does not take (h, w) tuples: leave out tuples=True (--tuples)"
+        return (
+            f"if fn does not support {feature}, declare it: check(fn, skip={{{feature!r}}}) "
+            f"or convgrad check --skip {feature}; it is then skipped, not failed"
+        )
     good_before = (
         {gr for gr in _GRADS if all(gr in ok for ok in history.values())} if history else set()
     )
-    hints = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for gr in bad:
-        name = _PRETTY[gr]
         lead = ""
         if feature == "stride" and gr in good_before:
-            lead = f"{name} is right at stride 1 but not at stride {s}: "
+            lead = f"{{names}} right at stride 1 but not at stride {s}: "
         elif feature == "stride_remainder" and gr in good_before:
-            lead = f"{name} is right when the stride divides the input, but not at {case.hw}: "
+            lead = f"{{names}} right when the stride divides the input, but not at {case.hw}: "
         elif feature not in ("basic",) and gr in good_before:
-            lead = f"{name} passes the earlier features but not {feature}: "
+            lead = f"{{names}} the earlier features but not {feature}: "
         text = _HINTS.get((feature, gr)) or _HINTS.get((feature, "*")) or ""
         if feature == "combined" and gr not in good_before:
-            text = "fix the failing features above first: this case mixes them all"
+            text, lead = "fix the failing features above first: this case mixes them all", ""
         if text:
-            hints.append(lead + text.format(s=s, p=p, d=d, g=g))
-    return "\n".join(dict.fromkeys(hints))
+            grouped.setdefault((lead, text.format(s=s, p=p, d=d, g=g)), []).append(_PRETTY[gr])
+    hints = []
+    for (lead, text), names in grouped.items():
+        many = len(names) > 1
+        joined = " and ".join([", ".join(names[:-1]), names[-1]] if many else names)
+        verb = ("are" if many else "is") if "right" in lead else ("pass" if many else "passes")
+        hints.append(lead.format(names=f"{joined} {verb}") + text)
+    return "\n".join(hints)
 
 
 _HINTS = {
@@ -551,7 +618,9 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> 
                 if here:
                     result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
-                result.hint = _hint(result.feature, failure.bad, case, history)
+                result.hint = _hint(
+                    result.feature, failure.bad, case, history, failure.raised, failure.written
+                )
             good -= set(failure.bad)
         for g in _GRADS:
             value = errs.get(g, math.nan)
@@ -615,6 +684,9 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("target", help="module:function or path/to/file.py:function")
     parser.add_argument("--skip", default="", help=f"comma-separated features from {FEATURES}")
+    parser.add_argument(
+        "--features", default="", help="comma-separated: run only these features (default: all)"
+    )
     parser.add_argument("--tuples", action="store_true", help="fn accepts (h, w) tuples")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-9)
@@ -622,7 +694,10 @@ def cli_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         skip = [s.strip() for s in args.skip.split(",") if s.strip()]
         fn = _load(args.target)
-        report = check(fn, skip=skip, tuples=args.tuples, rtol=args.rtol, atol=args.atol)
+        only = [s.strip() for s in args.features.split(",") if s.strip()] or None
+        report = check(
+            fn, skip=skip, features=only, tuples=args.tuples, rtol=args.rtol, atol=args.atol
+        )
     except (_ArgumentError, ValueError, TypeError, ImportError, SyntaxError) as exc:
         print(f"convgrad check: error: {exc}", file=sys.stderr)
         return 2

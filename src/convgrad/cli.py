@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         command, rest = DEFAULT_COMMAND, argv
     if not argv:
-        return max(_run(name, []) for name in NO_ARGUMENT_COMMANDS)
+        codes = []
+        for i, name in enumerate(NO_ARGUMENT_COMMANDS):
+            if i:  # a heading between the commands' outputs
+                print(f"\n== convgrad {name} ==", flush=True)
+            codes.append(_run(name, []))
+        return max(codes)
     return _run(command, rest)
 
 

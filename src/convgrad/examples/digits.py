@@ -20,6 +20,7 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -201,6 +202,20 @@ def plot_history(history: dict[str, Any], path: str, target: float | None = None
     fig.savefig(path, dpi=100)
 
 
+_PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_output_path(parser, option: str, path: str, suffixes) -> None:
+    """parser.error (one line, exit 2) if ``path`` cannot be written: a missing folder or,
+    given ``suffixes``, an extension not among them."""
+    target = Path(path)
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        parser.error(f"{option} must end in {', '.join(suffixes)}, got {path!r}")
+    folder = target.parent
+    if not folder.is_dir():
+        parser.error(f"{option}: folder {str(folder)!r} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="convgrad train-digits",
@@ -232,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    # check the output paths before training, not after a minute of it
+    if not args.no_plot:
+        _check_output_path(parser, "--plot", args.plot, _PLOT_SUFFIXES)
+    if args.save:
+        _check_output_path(parser, "--save", args.save, None)
 
     history = train(args.epochs, args.batch_size, args.lr, args.seed, not args.no_progress)
     acc = history["test_acc"][-1]
@@ -239,11 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         f"test accuracy {acc:.2%} ({len(history['test_acc'])} epochs, seed {args.seed}) "
         f"in {history['seconds']:.1f} s"
     )
-    if not args.no_plot:
-        plot_history(history, args.plot, args.target)
-        print(f"plot saved to {args.plot}")
-    if args.save:
-        print(f"parameters saved to {nn.save(history['model'], args.save)}")
+    try:
+        if not args.no_plot:
+            plot_history(history, args.plot, args.target)
+            print(f"plot saved to {args.plot}")
+        if args.save:
+            print(f"parameters saved to {nn.save(history['model'], args.save)}")
+    except OSError as exc:
+        print(f"convgrad train-digits: error: cannot write: {exc}", file=sys.stderr)
+        return 2
     if acc < args.target:
         print(f"test accuracy {acc:.2%} is below the target {args.target:.2%}", file=sys.stderr)
         return 1
