@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _primitive
+from ._checks import check_options
 from ._explain_passes import Pass, _conv_passes, _How, _transposed_passes
 from ._explain_text import (
     _bytes,
@@ -237,9 +238,7 @@ def explain(
     """
     compute = float_dtype(dtype)
     itemsize = max(compute.itemsize, 4)  # float16 is computed with float32 accumulation
-    from .functional import _options
-
-    run_options = _options(algorithm, workspace_limit)
+    run_options = check_options(algorithm, workspace_limit)
     input_shape = _shape_tuple(input_shape, "input_shape")
     weight_shape = _shape_tuple(weight_shape, "weight_shape")
     _weight_nd(weight_shape, "weight_shape")
