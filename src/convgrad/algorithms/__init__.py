@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from . import gemm
+from . import gemm, scatter
 
-REGISTRY = {gemm.name: gemm}
+REGISTRY = {module.name: module for module in (gemm, scatter)}
