@@ -43,6 +43,22 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * b * (c * padded + c * prod(rhs_shape[3:]) * length + o * length) * itemsize
 
 
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+    """Machine-free work: the GEMM, the padding / column copies and the product's transpose."""
+    from .._plan import Counts
+
+    g, b, c = lhs_shape[:3]
+    o, taps = rhs_shape[1], prod(rhs_shape[3:])
+    length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    flops = 2.0 * g * b * o * c * taps * length
+    if _pointwise(rhs_shape, corr):
+        return Counts(flops, min(o, c, length), calls=3)
+    padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+    moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
+    chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
+    return Counts(flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks)
+
+
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
     g, b, c = lhs.shape[:3]

@@ -23,14 +23,29 @@ from ._common import chunk, prod, result_dtype
 name = "scatter"
 
 
+MAX_TAPS = 512  # one numpy call per tap: long kernels (weight-gradient maps) belong to gemm
+
+
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return all(s == 1 for s in corr.window_strides)
+    return all(s == 1 for s in corr.window_strides) and prod(rhs_shape[3:]) <= MAX_TAPS
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the full product Z (G, B, taps*O, S)."""
     g, b = lhs_shape[:2]
     return g * b * rhs_shape[1] * prod(rhs_shape[3:]) * prod(lhs_shape[3:]) * itemsize
+
+
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+    """Machine-free work: one GEMM over the undilated lhs, then one strided add per tap."""
+    from .._plan import Counts
+
+    g, b, c = lhs_shape[:3]
+    o, taps, length = rhs_shape[1], prod(rhs_shape[3:]), prod(lhs_shape[3:])
+    z = g * b * o * taps * length * itemsize
+    out = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * itemsize
+    flops = 2.0 * g * b * o * c * taps * length
+    return Counts(flops, min(o * taps, c, length), bytes=4 * z + out, calls=2 * taps + 8)
 
 
 def _tap_slices(tap, lhs_spatial, out_spatial, corr: Correlation):

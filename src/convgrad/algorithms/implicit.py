@@ -1,0 +1,126 @@
+"""Implicit GEMM over kernel taps: no column matrix at all (window stride 1).
+
+The padded lhs is laid out once as (G, C, B*P) (P = flattened padded spatial grid).
+For kernel tap j with flat offset s_j = sum_d j_d * rd_d * stride_d, the samples under
+that tap for every output position are the same buffer shifted by s_j, so
+
+    full[g, o, q] = sum_j  W[g, j] (O x C)  @  lhs_flat[g, :, q + s_j] (C x Q)
+
+is one BLAS call per (group, tap) reading a shifted view with a leading dimension and
+accumulating with beta = 1 (``_blas``). ``full`` lives on the padded grid; the output is
+its [:S_out] corner of each image. Columns off that corner read across image borders and
+are discarded; no valid column ever does. Chunked over B (then groups) under the limit.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .._rules import Correlation
+from . import _blas
+from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+
+name = "implicit"
+
+
+def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    return all(s == 1 for s in corr.window_strides)
+
+
+def _geometry(lhs_shape, rhs_shape, corr: Correlation):
+    padded = padded_shape(lhs_shape[3:], corr)
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    flat = [prod(padded[d + 1 :]) for d in range(len(padded))]  # flat stride of each dim
+    return padded, out, flat
+
+
+def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the padded lhs and the full-grid product for the whole batch."""
+    g, b, c = lhs_shape[:3]
+    padded = prod(padded_shape(lhs_shape[3:], corr))
+    return g * b * (c + rhs_shape[1]) * padded * itemsize
+
+
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+    """Machine-free work: GEMMs on the padded grid, the padding copy and the output crop."""
+    from .._plan import Counts
+
+    g, b, c = lhs_shape[:3]
+    o, taps = rhs_shape[1], prod(rhs_shape[3:])
+    padded = prod(padded_shape(lhs_shape[3:], corr))
+    flops = 2.0 * g * b * o * c * taps * padded
+    moved = g * b * (2 * c * padded + 2 * o * padded) * itemsize
+    # each (group, tap) GEMM re-reads the lhs and the accumulator
+    moved += g * taps * b * padded * (c + 2 * o) * itemsize * (o * c < 64)
+    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=4 * g * taps + 10)
+
+
+def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
+    """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
+    g, b, c = lhs.shape[:3]
+    o = rhs.shape[1]
+    kernel = rhs.shape[3:]
+    dtype = result_dtype(lhs, rhs)
+    compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
+    padded, out_spatial, flat = _geometry(lhs.shape, rhs.shape, corr)
+    plane = prod(padded)
+    taps = prod(kernel)
+    shifts = [
+        sum(j * rd * f for j, rd, f in zip(tap, corr.rhs_dilation, flat))
+        for tap in itertools.product(*(range(k) for k in kernel))
+    ]
+    # last full-grid column that holds a valid output of the last image, plus one
+    tail = sum((n - 1) * f for n, f in zip(out_spatial, flat)) + 1
+    # (G, taps, O, C) contiguous: W[g, j] is a row-major O x C block
+    weights = np.ascontiguousarray(
+        np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
+    )
+    result = np.empty((g, b, o, *out_spatial), dtype=dtype)
+    per_image = (c + o) * plane * compute.itemsize  # one (g, b)
+    target = min(workspace_limit, 8 * 2**20)  # keep a chunk cache-sized when allowed
+    if g * per_image <= target:
+        g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
+    else:
+        g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
+    crop = tuple(slice(0, n) for n in out_spatial)
+    lhs_buffer = np.empty(g_chunk * b_chunk * c * plane, dtype=compute)
+    full_buffer = np.empty(g_chunk * b_chunk * o * plane, dtype=compute)
+
+    for g0 in range(0, g, g_chunk):
+        gn = min(g, g0 + g_chunk) - g0
+        for b0 in range(0, b, b_chunk):
+            n = min(b, b0 + b_chunk) - b0
+            part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
+            # (gn, C, n, *P): the C rows of one group are one flat buffer each
+            flat_lhs = lhs_buffer[: gn * c * n * plane]
+            laid = flat_lhs.reshape(gn, c, n, *padded).swapaxes(1, 2)
+            dilate_and_pad_into(part, corr, laid)
+            full = full_buffer[: gn * o * n * plane]
+            width = (n - 1) * plane + tail  # columns computed per group
+            for gi in range(gn):
+                w_base = (g0 + gi) * taps * o * c
+                for t, shift in enumerate(shifts):
+                    _blas.gemm(
+                        weights.reshape(-1),
+                        w_base + t * o * c,
+                        c,
+                        flat_lhs,
+                        gi * c * n * plane + shift,
+                        n * plane,
+                        full,
+                        gi * o * n * plane,
+                        n * plane,
+                        o,
+                        width,
+                        c,
+                        0.0 if t == 0 else 1.0,
+                    )
+            grid = full.reshape(gn, o, n, *padded)[(Ellipsis, *crop)]
+            np.copyto(
+                result[g0 : g0 + gn, b0 : b0 + n],
+                grid.transpose(0, 2, 1, *range(3, grid.ndim)),
+                casting="unsafe",
+            )
+    return result
