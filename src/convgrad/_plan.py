@@ -29,11 +29,11 @@ from .algorithms import REGISTRY
 # Fitted on a 2-core AVX-512 machine (float32, 2 threads); only ratios between the terms
 # matter for choosing, so a different machine mostly shifts every estimate alike.
 MACHINE = {
-    "GEMM_FLOPS": 180e9,  # large sgemm, flop/s
-    "GEMM_HALF_DIM": 24.0,  # GEMM smallest dimension at which half the rate is reached
+    "GEMM_FLOPS": 200e9,  # large sgemm, flop/s
+    "GEMM_HALF_DIM": 8.0,  # GEMM smallest dimension at which half that rate is reached
     "FFT_FLOPS": 6e9,  # scipy.fft real transforms + complex products, flop/s
-    "BYTES_PER_S": 6e9,  # strided copies / elementwise numpy passes, bytes/s
-    "CALL_S": 4e-6,  # fixed cost of one numpy call
+    "BYTES_PER_S": 12e9,  # copies / elementwise passes (reads + writes both counted), bytes/s
+    "CALL_S": 5e-6,  # fixed cost of one numpy or BLAS call
 }
 
 

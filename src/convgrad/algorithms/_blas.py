@@ -1,5 +1,5 @@
-"""Raw BLAS ?gemm through SciPy's ``cython_blas`` capsules: offsets, leading dimensions
-and ``beta`` that ``np.matmul`` cannot express, so shifted views of one padded buffer
+"""Raw BLAS ?gemm (NumPy's own OpenBLAS via ctypes, else SciPy's cython_blas): offsets,
+leading dimensions and ``beta`` that ``np.matmul`` cannot express, so shifted views of one padded buffer
 feed the GEMM without any copy and products accumulate in place.
 
 ``gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False)``
@@ -15,20 +15,46 @@ import ctypes
 import numpy as np
 
 _FUNCS: dict = {}
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
-def _load(name: str):
+def _numpy_cblas(prefix: str):
+    """(function, int type) of ``cblas_?gemm`` in the OpenBLAS that NumPy itself loaded, so
+    there is one BLAS thread pool, not two; None if it cannot be found."""
+    import glob
+    import os
+
+    base = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(base, "lib*openblas*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol, int_type in (
+            (f"scipy_cblas_{prefix}gemm64_", ctypes.c_int64),
+            (f"cblas_{prefix}gemm64_", ctypes.c_int64),
+            (f"scipy_cblas_{prefix}gemm", ctypes.c_int),
+            (f"cblas_{prefix}gemm", ctypes.c_int),
+        ):
+            func = getattr(lib, symbol, None)
+            if func is not None:
+                func.restype = None
+                return func, int_type
+    return None
+
+
+def _scipy_blas(prefix: str):
+    """Fortran ``?gemm`` from SciPy's cython_blas capsule (fallback)."""
     from scipy.linalg import cython_blas
 
-    capsule = cython_blas.__pyx_capi__[name]
+    capsule = cython_blas.__pyx_capi__[f"{prefix}gemm"]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
     address = get_pointer(capsule, get_name(capsule))
-    pint = ctypes.POINTER(ctypes.c_int)
-    ptr = ctypes.c_void_p
+    pint, ptr = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
     proto = ctypes.CFUNCTYPE(
         None,
         ctypes.c_char_p,
@@ -49,10 +75,11 @@ def _load(name: str):
 
 
 def _func(dtype: np.dtype):
-    name = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}[np.dtype(dtype)]
-    if name not in _FUNCS:
-        _FUNCS[name] = _load(name)
-    return _FUNCS[name]
+    prefix = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}[np.dtype(dtype)]
+    if prefix not in _FUNCS:
+        found = _numpy_cblas(prefix)
+        _FUNCS[prefix] = ("cblas", *found) if found else ("fortran", _scipy_blas(prefix), None)
+    return _FUNCS[prefix]
 
 
 def supported(dtype) -> bool:
@@ -87,21 +114,44 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
         _check(b, b_off, k, n, ldb, "B")
     _check(c, c_off, m, n, ldc, "C")
     scalar = np.ctypeslib.as_ctypes_type(dtype)
-    one, beta_ = scalar(1.0), scalar(beta)
     isz = dtype.itemsize
+    kind, func, int_type = _func(dtype)
+    pa = ctypes.c_void_p(a.ctypes.data + a_off * isz)
+    pb = ctypes.c_void_p(b.ctypes.data + b_off * isz)
+    pc = ctypes.c_void_p(c.ctypes.data + c_off * isz)
+    if kind == "cblas":
+        i = int_type
+        func(
+            ROW_MAJOR,
+            NO_TRANS,
+            TRANS if trans_b else NO_TRANS,
+            i(m),
+            i(n),
+            i(k),
+            scalar(1.0),
+            pa,
+            i(lda),
+            pb,
+            i(ldb),
+            scalar(beta),
+            pc,
+            i(ldc),
+        )
+        return
+    one, beta_ = scalar(1.0), scalar(beta)
     # column-major: C^T[n, m] = op(B)^T[n, k] @ A^T[k, m]
-    _func(dtype)(
+    func(
         b"T" if trans_b else b"N",
         b"N",
         ctypes.byref(ctypes.c_int(n)),
         ctypes.byref(ctypes.c_int(m)),
         ctypes.byref(ctypes.c_int(k)),
         ctypes.byref(one),
-        ctypes.c_void_p(b.ctypes.data + b_off * isz),
+        pb,
         ctypes.byref(ctypes.c_int(ldb)),
-        ctypes.c_void_p(a.ctypes.data + a_off * isz),
+        pa,
         ctypes.byref(ctypes.c_int(lda)),
         ctypes.byref(beta_),
-        ctypes.c_void_p(c.ctypes.data + c_off * isz),
+        pc,
         ctypes.byref(ctypes.c_int(ldc)),
     )

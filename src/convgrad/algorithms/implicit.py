@@ -52,9 +52,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     padded = prod(padded_shape(lhs_shape[3:], corr))
     flops = 2.0 * g * b * o * c * taps * padded
     moved = g * b * (2 * c * padded + 2 * o * padded) * itemsize
-    # each (group, tap) GEMM re-reads the lhs and the accumulator
-    moved += g * taps * b * padded * (c + 2 * o) * itemsize * (o * c < 64)
-    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=4 * g * taps + 10)
+    if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
+        moved += g * taps * b * padded * (c + 2 * o) * itemsize
+    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=g * taps + 10)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
