@@ -168,16 +168,15 @@ BIG_DX = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
-@pytest.mark.parametrize("which", ["fwd", "dx"])
+@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise"])
 def test_workspace_limit_bounds_peak_memory(name, which):
-    spec = BIG if which == "fwd" else BIG_DX
-    if which == "fwd":
-        lhs_shape = (1, 16, 16, 32, 32)
-        corr = _rules.forward(spec)
-    else:
-        lhs_shape = (1, 16, 16, *spec.out_spatial)
-        corr = _rules.input_grad(spec)
     rhs_shape = (1, 16, 16, 3, 3)
+    if which == "fwd":
+        lhs_shape, corr = (1, 16, 16, 32, 32), _rules.forward(BIG)
+    elif which == "dx":
+        lhs_shape, corr = (1, 16, 16, *BIG_DX.out_spatial), _rules.input_grad(BIG_DX)
+    else:  # 64 depthwise channels, batch 16
+        lhs_shape, rhs_shape, corr = (64, 16, 1, 32, 32), (64, 1, 1, 3, 3), _rules.forward(BIG)
     algorithm = REGISTRY[name]
     if not algorithm.supports(lhs_shape, rhs_shape, corr):
         pytest.skip(f"{name} does not support this case")

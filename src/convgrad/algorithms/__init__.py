@@ -6,6 +6,6 @@ counts / run``.
 
 from __future__ import annotations
 
-from . import gemm, implicit, scatter
+from . import direct, gemm, implicit, scatter
 
-REGISTRY = {module.name: module for module in (gemm, implicit, scatter)}
+REGISTRY = {module.name: module for module in (gemm, implicit, scatter, direct)}

@@ -76,50 +76,55 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
-    per_channel = g * (padded + taps * length) * isz  # one (b, c) pair
-    per_batch = per_channel * c + g * o * length * isz
-    if per_batch <= workspace_limit:
-        b_chunk, c_chunk = chunk(b, per_batch, workspace_limit), c
+    unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
+    unit_o = o * length * isz  # one (g, b): product
+    per_gb = c * unit_c + unit_o
+    if g * per_gb <= workspace_limit:
+        g_chunk, b_chunk, c_chunk = g, chunk(b, g * per_gb, workspace_limit), c
+    elif per_gb <= workspace_limit:
+        g_chunk, b_chunk, c_chunk = chunk(g, per_gb, workspace_limit), 1, c
     else:
-        b_chunk = 1
-        c_chunk = chunk(c, per_channel, workspace_limit - g * o * length * isz)
+        g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, workspace_limit - unit_o)
     kernel_matrix = rhs.reshape(g, o, c * taps)
     # layout A: cols (G, C*K, B*L), copy runs along output positions;
     # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
     layout_a = out_spatial[-1] >= kernel[-1]
     spatial_axes = tuple(range(3, 3 + nd))
     kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
-    buffer = np.empty(g * c_chunk * taps * b_chunk * length, dtype=dtype)
-    product = np.empty(g * o * b_chunk * length, dtype=dtype)
+    buffer = np.empty(g_chunk * c_chunk * taps * b_chunk * length, dtype=dtype)
+    product = np.empty(g_chunk * o * b_chunk * length, dtype=dtype)
 
-    for b0 in range(0, b, b_chunk):
-        n = min(b, b0 + b_chunk) - b0
-        target = result[:, b0 : b0 + n]
-        for c0 in range(0, c, c_chunk):
-            m = min(c, c0 + c_chunk) - c0
-            part = dilate_and_pad(lhs[:, b0 : b0 + n, c0 : c0 + m], corr)
-            windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
-            weights = kernel_matrix[:, :, c0 * taps : (c0 + m) * taps]
-            if layout_a:
-                cols = buffer[: g * m * taps * n * length].reshape(g, m, *kernel, n, *out_spatial)
-                np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
-                cols = cols.reshape(g, m * taps, n * length)
-                if n == 1 and m == c:  # straight into the result
-                    np.matmul(weights, cols, out=target[:, 0])
-                    continue
-                out = product[: g * o * n * length].reshape(g, o, n * length)
-                prod_ = np.matmul(weights, cols, out=out)
-                prod_ = prod_.reshape(g, o, n, length).transpose(0, 2, 1, 3)
-            else:
-                cols = buffer[: g * n * length * m * taps].reshape(g, n, *out_spatial, m, *kernel)
-                np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
-                out = product[: g * n * length * o].reshape(g, n * length, o)
-                prod_ = np.matmul(
-                    cols.reshape(g, n * length, m * taps), weights.swapaxes(1, 2), out=out
-                )
-                prod_ = prod_.reshape(g, n, length, o).transpose(0, 1, 3, 2)
-            if c0 == 0:
-                np.copyto(target, prod_)
-            else:
-                target += prod_
+    for g0 in range(0, g, g_chunk):
+        gn = min(g, g0 + g_chunk) - g0
+        for b0 in range(0, b, b_chunk):
+            n = min(b, b0 + b_chunk) - b0
+            target = result[g0 : g0 + gn, b0 : b0 + n]
+            for c0 in range(0, c, c_chunk):
+                m = min(c, c0 + c_chunk) - c0
+                part = dilate_and_pad(lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m], corr)
+                windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
+                weights = kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
+                size = gn * m * taps * n * length
+                if layout_a:
+                    cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)
+                    np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
+                    cols = cols.reshape(gn, m * taps, n * length)
+                    if n == 1 and m == c:  # straight into the result
+                        np.matmul(weights, cols, out=target[:, 0])
+                        continue
+                    out = product[: gn * o * n * length].reshape(gn, o, n * length)
+                    prod_ = np.matmul(weights, cols, out=out)
+                    prod_ = prod_.reshape(gn, o, n, length).transpose(0, 2, 1, 3)
+                else:
+                    cols = buffer[:size].reshape(gn, n, *out_spatial, m, *kernel)
+                    np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
+                    out = product[: gn * n * length * o].reshape(gn, n * length, o)
+                    prod_ = np.matmul(
+                        cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out
+                    )
+                    prod_ = prod_.reshape(gn, n, length, o).transpose(0, 1, 3, 2)
+                if c0 == 0:
+                    np.copyto(target, prod_)
+                else:
+                    target += prod_
     return result.reshape(g, b, o, *out_spatial)

@@ -36,6 +36,19 @@ def _geometry(lhs_shape, rhs_shape, corr: Correlation):
     return padded, out, flat
 
 
+def _shifts(kernel, corr: Correlation, flat) -> list[int]:
+    """Flat offset of each kernel tap (C order) on the padded grid."""
+    return [
+        sum(j * rd * f for j, rd, f in zip(tap, corr.rhs_dilation, flat))
+        for tap in itertools.product(*(range(k) for k in kernel))
+    ]
+
+
+def _tail(out_spatial, flat) -> int:
+    """Columns of one image's full grid up to and including its last valid output."""
+    return sum((n - 1) * f for n, f in zip(out_spatial, flat)) + 1
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the padded lhs and the full-grid product for the whole batch."""
     g, b, c = lhs_shape[:3]
@@ -67,12 +80,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     padded, out_spatial, flat = _geometry(lhs.shape, rhs.shape, corr)
     plane = prod(padded)
     taps = prod(kernel)
-    shifts = [
-        sum(j * rd * f for j, rd, f in zip(tap, corr.rhs_dilation, flat))
-        for tap in itertools.product(*(range(k) for k in kernel))
-    ]
-    # last full-grid column that holds a valid output of the last image, plus one
-    tail = sum((n - 1) * f for n, f in zip(out_spatial, flat)) + 1
+    shifts = _shifts(kernel, corr, flat)
+    tail = _tail(out_spatial, flat)
     # (G, taps, O, C) contiguous: W[g, j] is a row-major O x C block
     weights = np.ascontiguousarray(
         np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
