@@ -6,6 +6,6 @@ counts / run``.
 
 from __future__ import annotations
 
-from . import direct, gemm, implicit, scatter
+from . import direct, gemm, implicit, implicit_dw, scatter
 
-REGISTRY = {module.name: module for module in (gemm, implicit, scatter, direct)}
+REGISTRY = {module.name: module for module in (gemm, implicit, implicit_dw, scatter, direct)}
