@@ -23,7 +23,11 @@ MAX_PRODUCTS = 16  # O*C per group; beyond this a GEMM wins
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return all(s == 1 for s in corr.window_strides) and rhs_shape[1] * rhs_shape[2] <= MAX_PRODUCTS
+    return (
+        all(s == 1 for s in corr.window_strides)
+        and rhs_shape[1] * rhs_shape[2] <= MAX_PRODUCTS
+        and prod(rhs_shape[3:]) <= 512
+    )
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:

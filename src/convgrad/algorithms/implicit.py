@@ -25,8 +25,11 @@ from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
 name = "implicit"
 
 
+MAX_TAPS = 512  # one BLAS call per (group, tap): long kernels (dW maps) belong elsewhere
+
+
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return all(s == 1 for s in corr.window_strides)
+    return all(s == 1 for s in corr.window_strides) and prod(rhs_shape[3:]) <= MAX_TAPS
 
 
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
@@ -94,42 +97,35 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     else:
         g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
     crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = np.empty(g_chunk * b_chunk * c * plane, dtype=compute)
-    full_buffer = np.empty(g_chunk * b_chunk * o * plane, dtype=compute)
+    lhs_buffer = np.empty(g_chunk * c * (b_chunk * plane + 16), dtype=compute)
+    full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
 
     for g0 in range(0, g, g_chunk):
         gn = min(g, g0 + g_chunk) - g0
         for b0 in range(0, b, b_chunk):
             n = min(b, b0 + b_chunk) - b0
             part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
+            # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
+            row = n * plane + (16 if (n * plane * compute.itemsize) % 1024 == 0 else 0)
             # (gn, C, n, *P): the C rows of one group are one flat buffer each
-            flat_lhs = lhs_buffer[: gn * c * n * plane]
-            laid = flat_lhs.reshape(gn, c, n, *padded).swapaxes(1, 2)
-            dilate_and_pad_into(part, corr, laid)
-            full = full_buffer[: gn * o * n * plane]
+            flat_lhs = lhs_buffer[: gn * c * row]
+            laid = flat_lhs.reshape(gn, c, row)[..., : n * plane].reshape(gn, c, n, *padded)
+            dilate_and_pad_into(part, corr, laid.swapaxes(1, 2))
+            full = full_buffer[: gn * o * row]
             width = (n - 1) * plane + tail  # columns computed per group
             for gi in range(gn):
                 w_base = (g0 + gi) * taps * o * c
                 for t, shift in enumerate(shifts):
                     _blas.gemm(
-                        weights.reshape(-1),
-                        w_base + t * o * c,
-                        c,
-                        flat_lhs,
-                        gi * c * n * plane + shift,
-                        n * plane,
-                        full,
-                        gi * o * n * plane,
-                        n * plane,
-                        o,
-                        width,
-                        c,
-                        0.0 if t == 0 else 1.0,
-                    )
-            grid = full.reshape(gn, o, n, *padded)[(Ellipsis, *crop)]
+                        weights.reshape(-1), w_base + t * o * c, c,
+                        flat_lhs, gi * c * row + shift, row,
+                        full, gi * o * row, row,
+                        o, width, c, 0.0 if t == 0 else 1.0,
+                    )  # fmt: skip
+            grid = full.reshape(gn, o, row)[..., : n * plane].reshape(gn, o, n, *padded)
             np.copyto(
                 result[g0 : g0 + gn, b0 : b0 + n],
-                grid.transpose(0, 2, 1, *range(3, grid.ndim)),
+                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, grid.ndim)),
                 casting="unsafe",
             )
     return result

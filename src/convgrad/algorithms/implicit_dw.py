@@ -25,11 +25,12 @@ from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
 
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position
+L2_BYTES = 1 << 20
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
-    return prod(out) <= MAX_OUTPUTS
+    out = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])  # weight-gradient shaped
 
 
 def _flat(padded) -> list[int]:
@@ -55,8 +56,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     outs = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     flops = 2.0 * g * b * o * c * plane * outs
     moved = g * c * (b + o) * plane * 2 * itemsize
-    if b * o < 16:  # tiny GEMMs (dot products) run at memory speed
-        moved += g * outs * c * (b + o) * plane * itemsize
+    operands = c * (b + o) * plane * itemsize  # what one GEMM streams
+    if b * o < 16 or operands > L2_BYTES:  # each GEMM re-reads both operands from memory
+        moved += g * outs * operands
     return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs + 10)
 
 
@@ -88,8 +90,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         g_chunk, c_chunk = g, max(1, min(c, budget // per_c))
     else:
         g_chunk, c_chunk = max(1, min(g, budget // ((b + o) * plane * isz))), 1
-    lhs_buffer = np.empty(g_chunk * b * c_chunk * plane, dtype=compute)
-    rhs_buffer = np.empty(g_chunk * o * c_chunk * plane, dtype=compute)
+    lhs_buffer = np.empty(g_chunk * b * (c_chunk * plane + 16), dtype=compute)
+    rhs_buffer = np.empty(g_chunk * o * (c_chunk * plane + 16), dtype=compute)
     acc = np.empty(g * i_chunk * b * o, dtype=compute)  # (G, positions, B, O)
     result = np.empty((g, b, o, outs), dtype=dtype)
 
@@ -100,18 +102,19 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
             gn = min(g, g0 + g_chunk) - g0
             for c0 in range(0, c, c_chunk):
                 m = min(c, c0 + c_chunk) - c0
-                flat_lhs = lhs_buffer[: gn * b * m * plane]
+                # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
+                row = m * plane + (16 if (m * plane * isz) % 1024 == 0 else 0)
+                flat_lhs = lhs_buffer[: gn * b * row]
                 dilate_and_pad_into(
                     lhs[g0 : g0 + gn, :, c0 : c0 + m].astype(compute, copy=False),
                     corr,
-                    flat_lhs.reshape(gn, b, m, *padded),
+                    flat_lhs.reshape(gn, b, row)[..., : m * plane].reshape(gn, b, m, *padded),
                 )
-                grid = rhs_buffer[: gn * o * m * plane]
-                laid = grid.reshape(gn, o, m, *padded)
+                grid = rhs_buffer[: gn * o * row]
+                laid = grid.reshape(gn, o, row)[..., : m * plane].reshape(gn, o, m, *padded)
                 laid[...] = 0
                 laid[(Ellipsis, *grid_index)] = rhs[g0 : g0 + gn, :, c0 : c0 + m]
                 depth = (m - 1) * plane + last  # contraction length
-                row = m * plane
                 for gi in range(gn):
                     for i, shift in enumerate(part_shifts):
                         _blas.gemm(
