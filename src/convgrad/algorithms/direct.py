@@ -45,7 +45,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     o, taps = rhs_shape[1], prod(rhs_shape[3:])
     padded = prod(padded_shape(lhs_shape[3:], corr))
     elements = g * b * o * padded
-    moved = taps * c * elements * 2 * itemsize + g * b * (2 * c + 2 * o) * padded * itemsize
+    moved = (
+        taps * c * elements * itemsize
+    )  # in-cache passes: ~1 byte-pass per product + g * b * (2 * c + 2 * o) * padded * itemsize
     chunks = -(-elements * itemsize // CHUNK)
     return Counts(bytes=moved, calls=chunks * (2 * taps * c + 3) + 10)
 

@@ -76,6 +76,9 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
+    kernel_matrix = rhs.reshape(g, o, c * taps)  # a copy when rhs is a strided view
+    if not np.shares_memory(kernel_matrix, rhs):
+        workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product
     per_gb = c * unit_c + unit_o
@@ -85,7 +88,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         g_chunk, b_chunk, c_chunk = chunk(g, per_gb, workspace_limit), 1, c
     else:
         g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, workspace_limit - unit_o)
-    kernel_matrix = rhs.reshape(g, o, c * taps)
     # layout A: cols (G, C*K, B*L), copy runs along output positions;
     # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
     layout_a = out_spatial[-1] >= kernel[-1]
