@@ -6,6 +6,8 @@ counts / run``.
 
 from __future__ import annotations
 
-from . import direct, gemm, implicit, implicit_dw, scatter
+from . import direct, gemm, implicit, implicit_dw, scatter, winograd
 
-REGISTRY = {module.name: module for module in (gemm, implicit, implicit_dw, scatter, direct)}
+REGISTRY = {
+    module.name: module for module in (gemm, implicit, implicit_dw, scatter, direct, winograd)
+}

@@ -77,7 +77,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
     kernel_matrix = rhs.reshape(g, o, c * taps)  # a copy when rhs is a strided view
-    if not np.shares_memory(kernel_matrix, rhs):
+    if not np.may_share_memory(kernel_matrix, rhs):
         workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product
