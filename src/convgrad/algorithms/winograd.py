@@ -14,13 +14,13 @@ Chunked over B under the workspace limit (V, M and the padded input count).
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .._rules import Correlation
-from ._common import chunk, dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._common import chunk, dilate_and_pad_into, padded_shape, result_dtype
 
 name = "winograd"
 G_MAT = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+KRON = np.kron(G_MAT, G_MAT)  # (16, 9): U[ab] = sum_ij G[a, i] G[b, j] w[i, j]
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -50,8 +50,8 @@ def _bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> tuple[int,
     g, _, c = lhs_shape[:3]
     o = rhs_shape[1]
     _, th, tw = _tiles(lhs_shape, corr)
-    image = g * c * prod(padded_shape(lhs_shape[3:], corr)) * itemsize
-    row = g * (4 * (2 * tw + 2) * c + 16 * tw * (4 * c + 2 * o)) * itemsize
+    image = g * c * (2 * th + 2) * (2 * tw + 2) * itemsize
+    row = g * (6 * (2 * tw + 2) * c + 16 * tw * (2 * c + 2 * o)) * itemsize
     return image, row
 
 
@@ -64,8 +64,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     _, th, tw = _tiles(lhs_shape, corr)
     tiles = b * th * tw
     flops = 2.0 * g * 16 * o * c * tiles
-    # input transform ~ 12 passes over C x 16 x tiles, output ~ 6 over O x 16 x tiles
-    moved = g * tiles * 16 * (12 * c + 6 * o) * itemsize
+    # input transform ~ 4 passes over C x 16 x tiles, output ~ 2 over O x 16 x tiles
+    moved = g * tiles * 16 * (4 * c + 2 * o) * itemsize
     return Counts(flops, min(o, c, tiles), bytes=moved, calls=60)
 
 
@@ -81,11 +81,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     o = rhs.shape[1]
     dtype = result_dtype(lhs, rhs)
     out, th, tw = _tiles(lhs.shape, corr)
-    wp = 2 * tw + 2
     isz = dtype.itemsize
-    # U[a, b', g, o, c] = (G w G^T)[a, b']
-    u = np.einsum("ai,goci j,bj->abgoc".replace(" ", ""), G_MAT, rhs.astype(np.float64), G_MAT)
-    u = np.ascontiguousarray(u.reshape(16, g, o, c).astype(dtype))
+    # U[ab, g, c, o] = (G w G^T)[a, b] for filter w = rhs[g, o, c]
+    taps = np.ascontiguousarray(rhs.astype(dtype, copy=False).transpose(3, 4, 0, 2, 1))
+    u = (KRON.astype(dtype) @ taps.reshape(9, -1)).reshape(16, g, c, o)
     image, row = _bytes(lhs.shape, rhs.shape, corr, isz)
     if image + th * row <= workspace_limit:
         b_chunk, band = chunk(b, image + th * row, workspace_limit), th
@@ -95,42 +94,47 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     result = np.empty((g, b, o, *out), dtype=dtype)
     for b0 in range(0, b, b_chunk):
         n = min(b, b0 + b_chunk) - b0
-        inner = np.empty((g, n, c, *padded), dtype=dtype)
+        # channels-last padded input, zero-extended to whole tiles: (G, n, hp, wp, C)
+        grid = np.zeros((g, n, 2 * th + 2, 2 * tw + 2, c), dtype=dtype)
+        inner = grid[:, :, : padded[0], : padded[1]].transpose(0, 1, 4, 2, 3)
         dilate_and_pad_into(lhs[:, b0 : b0 + n].astype(dtype, copy=False), corr, inner)
         for r0 in range(0, th, band):
             tr = min(th, r0 + band) - r0
-            # rows 2*r0 .. 2*(r0+tr)+2 of the padded input, zero-extended to whole tiles
-            grid = np.zeros((g, c, n, 2 * tr + 2, wp), dtype=dtype)
-            top, bottom = 2 * r0, min(padded[0], 2 * (r0 + tr) + 2)
-            pw = min(padded[1], wp)
-            if bottom > top:
-                grid[..., : bottom - top, :pw] = inner[..., top:bottom, :pw].transpose(
-                    0, 2, 1, 3, 4
-                )
-            y = _band(grid, u, g, c, o, n, tr, tw)
+            y = _band(grid[:, :, 2 * r0 : 2 * (r0 + tr) + 2], u, tr, tw)
             rows = min(out[0] - 2 * r0, 2 * tr)
-            result[:, b0 : b0 + n, :, 2 * r0 : 2 * r0 + rows] = y[..., :rows, : out[1]]
+            target = result[:, b0 : b0 + n, :, 2 * r0 : 2 * r0 + rows]
+            np.copyto(target, y[:, :, :rows, : out[1]].transpose(0, 1, 4, 2, 3))
     return result
 
 
-def _band(grid, u, g, c, o, n, th, tw):
-    """Winograd of one band: grid (G, C, n, 2*th+2, 2*tw+2) -> (G, n, O, 2*th, 2*tw)."""
-    s = grid.strides
-    # d: (G, C, n, th, tw, 4, 4) overlapping 4x4 tiles with step 2
-    d = as_strided(
-        grid,
-        (g, c, n, th, tw, 4, 4),
-        (s[0], s[1], s[2], 2 * s[3], 2 * s[4], s[3], s[4]),
-        writeable=False,
-    )
-    v = _bt(_bt(d, 5), 6)  # (G, C, n, th, tw, 4, 4)
-    v = np.ascontiguousarray(v.transpose(5, 6, 0, 1, 2, 3, 4)).reshape(16, g, c, n * th * tw)
-    m = np.matmul(u, v)  # (16, G, O, tiles)
+def _band(grid, u, th, tw):
+    """Winograd of one band, channels last: grid (G, n, 2*th+2, 2*tw+2, C), u (16, G, C, O)
+    -> y (G, n, 2*th, 2*tw, O). Every elementwise op runs along the channels."""
+    g, n, _, _, c = grid.shape
+    o = u.shape[-1]
+    rows = [grid[:, :, a : a + 2 * th : 2] for a in range(4)]  # (G, n, th, wp, C)
+    t = [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]
+    v = np.empty((16, g, n, th, tw, c), dtype=grid.dtype)
+    for a, ta in enumerate(t):
+        cols = [ta[:, :, :, b : b + 2 * tw : 2] for b in range(4)]  # (G, n, th, tw, C)
+        np.subtract(cols[0], cols[2], out=v[4 * a])
+        np.add(cols[1], cols[2], out=v[4 * a + 1])
+        np.subtract(cols[2], cols[1], out=v[4 * a + 2])
+        np.subtract(cols[1], cols[3], out=v[4 * a + 3])
+    del t, rows
+    m = np.matmul(v.reshape(16, g, n * th * tw, c), u).reshape(4, 4, g, n, th, tw, o)
     del v
-    m = m.reshape(4, 4, g, o, n, th, tw)
-    # A^T along a then b: (m0 + m1 + m2, m1 - m2 - m3)
-    r = np.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])  # (2, 4, G, O, n, th, tw)
+    # A^T along a: r0 = m0 + m1 + m2, r1 = m1 - m2 - m3 (each (4, G, n, th, tw, O) over b)
+    r0 = m[0] + m[1]
+    r0 += m[2]
+    r1 = m[1] - m[2]
+    r1 -= m[3]
     del m
-    y = np.stack([r[:, 0] + r[:, 1] + r[:, 2], r[:, 1] - r[:, 2] - r[:, 3]], axis=1)
-    # y[i, j, g, o, n, th, tw] -> (G, n, O, th, i, tw, j)
-    return y.transpose(2, 4, 3, 5, 0, 6, 1).reshape(g, n, o, 2 * th, 2 * tw)
+    y = np.empty((g, n, 2 * th, 2 * tw, o), dtype=grid.dtype)
+    for i, r in enumerate((r0, r1)):
+        even, odd = y[:, :, i::2, 0::2], y[:, :, i::2, 1::2]  # (G, n, th, tw, O)
+        np.add(r[0], r[1], out=even)
+        even += r[2]
+        np.subtract(r[1], r[2], out=odd)
+        odd -= r[3]
+    return y
