@@ -1,15 +1,17 @@
-"""Implicit GEMM over kernel taps: no column matrix at all (window stride 1).
+"""Implicit GEMM over kernel taps: no column matrix at all.
 
-The padded lhs is laid out once as (G, C, B*P) (P = flattened padded spatial grid).
-For kernel tap j with flat offset s_j = sum_d j_d * rd_d * stride_d, the samples under
-that tap for every output position are the same buffer shifted by s_j, so
+The padded lhs is laid out once as flat rows (G, C, phases*B*Q): with window strides s
+the padded grid is split into its s^d phases (P[t*s + r] = phase_r[t], each of grid
+Q = ceil(P / s)), so every output position i reads phase r(j) at i + q(j) for the tap
+offset j*rd = q(j)*s + r(j). The samples under tap j for all outputs are then the same
+rows shifted by one flat offset s_j, and
 
-    full[g, o, q] = sum_j  W[g, j] (O x C)  @  lhs_flat[g, :, q + s_j] (C x Q)
+    full[g, o, i] = sum_j  W[g, j] (O x C)  @  lhs_flat[g, :, i + s_j] (C x B*Q)
 
 is one BLAS call per (group, tap) reading a shifted view with a leading dimension and
-accumulating with beta = 1 (``_blas``). ``full`` lives on the padded grid; the output is
-its [:S_out] corner of each image. Columns off that corner read across image borders and
-are discarded; no valid column ever does. Chunked over B (then groups) under the limit.
+accumulating with beta = 1 (``_blas``). ``full`` lives on the phase grid; the output is
+its [:S_out] corner of each image. Columns off that corner read across image or phase
+borders and are discarded; no valid column ever does. Chunked over B (then groups).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ MAX_TAPS = 512  # one BLAS call per (group, tap): long kernels (dW maps) belong 
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return all(s == 1 for s in corr.window_strides) and prod(rhs_shape[3:]) <= MAX_TAPS
+    return prod(rhs_shape[3:]) <= MAX_TAPS
 
 
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
@@ -52,11 +54,33 @@ def _tail(out_spatial, flat) -> int:
     return sum((n - 1) * f for n, f in zip(out_spatial, flat)) + 1
 
 
+def _phase_geometry(lhs_shape, rhs_shape, corr: Correlation):
+    """(padded P, phase grid Q, output, flat strides on Q, phase list, tap shifts as
+    (phase index, flat offset on Q))."""
+    padded = padded_shape(lhs_shape[3:], corr)
+    strides = corr.window_strides
+    grid = tuple(-(-p // s) for p, s in zip(padded, strides))
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    flat = [prod(grid[d + 1 :]) for d in range(len(grid))]
+    phases = list(itertools.product(*(range(s) for s in strides)))
+    index = {r: k for k, r in enumerate(phases)}
+    taps = []
+    for tap in itertools.product(*(range(k) for k in rhs_shape[3:])):
+        offsets = [j * rd for j, rd in zip(tap, corr.rhs_dilation)]
+        r = tuple(x % s for x, s in zip(offsets, strides))
+        q = sum((x // s) * f for x, s, f in zip(offsets, strides, flat))
+        taps.append((index[r], q))
+    return padded, grid, out, flat, phases, taps
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the padded lhs and the full-grid product for the whole batch."""
+    """Bytes of the phase-split padded lhs and the full-grid product for the whole batch
+    (plus the padded chunk it is split from, when strided)."""
     g, b, c = lhs_shape[:3]
-    padded = prod(padded_shape(lhs_shape[3:], corr))
-    return g * b * (c + rhs_shape[1]) * padded * itemsize
+    padded, grid, *_ = _phase_geometry(lhs_shape, rhs_shape, corr)
+    split = prod(padded) * c if any(s > 1 for s in corr.window_strides) else 0
+    rows = c * prod(grid) * prod(corr.window_strides)
+    return g * b * (split + rows + rhs_shape[1] * prod(grid)) * itemsize
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
@@ -65,11 +89,13 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 
     g, b, c = lhs_shape[:3]
     o, taps = rhs_shape[1], prod(rhs_shape[3:])
-    padded = prod(padded_shape(lhs_shape[3:], corr))
-    flops = 2.0 * g * b * o * c * taps * padded
-    moved = g * b * (2 * c * padded + 2 * o * padded) * itemsize
+    _, grid_shape, *_ = _phase_geometry(lhs_shape, rhs_shape, corr)
+    grid, nph = prod(grid_shape), prod(corr.window_strides)
+    flops = 2.0 * g * b * o * c * taps * grid
+    moved = g * b * (2 * c * grid * nph * (1 + (nph > 1)) + 2 * o * grid) * itemsize
     if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
-        moved += g * taps * b * padded * (c + 2 * o) * itemsize
+        moved += g * taps * b * grid * (c + 2 * o) * itemsize
+    padded = grid
     return Counts(flops, min(o, c, b * padded), bytes=moved, calls=g * taps + 10)
 
 
@@ -78,54 +104,74 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
+    nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
     compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
-    padded, out_spatial, flat = _geometry(lhs.shape, rhs.shape, corr)
-    plane = prod(padded)
-    taps = prod(kernel)
-    shifts = _shifts(kernel, corr, flat)
+    padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
+        lhs.shape, rhs.shape, corr
+    )
+    strided = len(phases) > 1
+    plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
     tail = _tail(out_spatial, flat)
     # (G, taps, O, C) contiguous: W[g, j] is a row-major O x C block
     weights = np.ascontiguousarray(
         np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
-    )
+    ).reshape(-1)
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
-    per_image = (c + o) * plane * compute.itemsize  # one (g, b)
+    isz = compute.itemsize
+    # one (g, b): phase rows, product grid, and the padded image it is split from
+    per_image = ((c * nph + o) * plane + (c * prod(padded) if strided else 0)) * isz
     target = min(workspace_limit, 8 * 2**20)  # keep a chunk cache-sized when allowed
     if g * per_image <= target:
         g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
     else:
         g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
     crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = np.empty(g_chunk * c * (b_chunk * plane + 16), dtype=compute)
+    lhs_buffer = np.empty(g_chunk * c * (nph * b_chunk * plane + 16), dtype=compute)
     full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
+    split_buffer = (
+        np.empty(g_chunk * b_chunk * c * prod(padded), dtype=compute) if strided else None
+    )
 
     for g0 in range(0, g, g_chunk):
         gn = min(g, g0 + g_chunk) - g0
         for b0 in range(0, b, b_chunk):
             n = min(b, b0 + b_chunk) - b0
             part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
+            span = nph * n * plane  # one channel's row: its phases, each over n images
             # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
-            row = n * plane + (16 if (n * plane * compute.itemsize) % 1024 == 0 else 0)
-            # (gn, C, n, *P): the C rows of one group are one flat buffer each
+            row = span + (16 if (span * isz) % 1024 == 0 else 0)
             flat_lhs = lhs_buffer[: gn * c * row]
-            laid = flat_lhs.reshape(gn, c, row)[..., : n * plane].reshape(gn, c, n, *padded)
-            dilate_and_pad_into(part, corr, laid.swapaxes(1, 2))
-            full = full_buffer[: gn * o * row]
+            laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
+            if not strided:
+                dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
+            else:
+                whole = split_buffer[: gn * n * c * prod(padded)].reshape(gn, n, c, *padded)
+                dilate_and_pad_into(part, corr, whole)
+                for k, r in enumerate(phases):
+                    src = whole[
+                        (Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))
+                    ]
+                    dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
+                    fill = tuple(slice(0, m) for m in src.shape[3:])
+                    dst[...] = 0
+                    dst[(Ellipsis, *fill)] = src
+            full = full_buffer[: gn * o * (n * plane + 16)]
+            out_row = n * plane + 16
             width = (n - 1) * plane + tail  # columns computed per group
             for gi in range(gn):
                 w_base = (g0 + gi) * taps * o * c
-                for t, shift in enumerate(shifts):
+                for t, (k, shift) in enumerate(tap_list):
                     _blas.gemm(
-                        weights.reshape(-1), w_base + t * o * c, c,
-                        flat_lhs, gi * c * row + shift, row,
-                        full, gi * o * row, row,
+                        weights, w_base + t * o * c, c,
+                        flat_lhs, gi * c * row + k * n * plane + shift, row,
+                        full, gi * o * out_row, out_row,
                         o, width, c, 0.0 if t == 0 else 1.0,
                     )  # fmt: skip
-            grid = full.reshape(gn, o, row)[..., : n * plane].reshape(gn, o, n, *padded)
+            grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
             np.copyto(
                 result[g0 : g0 + gn, b0 : b0 + n],
-                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, grid.ndim)),
+                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
                 casting="unsafe",
             )
     return result
