@@ -56,10 +56,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     outs = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     flops = 2.0 * g * b * o * c * plane * outs
     moved = g * c * (b + o) * plane * 2 * itemsize
-    operands = c * (b + o) * plane * itemsize  # what one GEMM streams
-    if b * o < 16 or operands > L2_BYTES:  # each GEMM re-reads both operands from memory
-        moved += g * outs * operands
-    return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs + 10)
+    if b * o < 16:  # tiny GEMMs (dot products) run at cache speed: operands re-read per call
+        moved += g * outs * c * (b + o) * plane * itemsize // 4
+    blocks = -(-c * plane * (b + o) * itemsize // (L2_BYTES // 2))
+    return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -115,14 +115,19 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                 laid[...] = 0
                 laid[(Ellipsis, *grid_index)] = rhs[g0 : g0 + gn, :, c0 : c0 + m]
                 depth = (m - 1) * plane + last  # contraction length
+                # contraction in cache-sized blocks: all output positions reuse a block
+                block = max(256, L2_BYTES // 2 // ((b + o) * isz))
                 for gi in range(gn):
-                    for i, shift in enumerate(part_shifts):
-                        _blas.gemm(
-                            flat_lhs, gi * b * row + shift, row,
-                            grid, gi * o * row, row,
-                            acc, ((g0 + gi) * npos + i) * b * o, o,
-                            b, o, depth, 0.0 if c0 == 0 else 1.0, trans_b=True,
-                        )  # fmt: skip
+                    for k0 in range(0, depth, block):
+                        kn = min(block, depth - k0)
+                        beta = 0.0 if c0 == 0 and k0 == 0 else 1.0
+                        for i, shift in enumerate(part_shifts):
+                            _blas.gemm(
+                                flat_lhs, gi * b * row + shift + k0, row,
+                                grid, gi * o * row + k0, row,
+                                acc, ((g0 + gi) * npos + i) * b * o, o,
+                                b, o, kn, beta, trans_b=True,
+                            )  # fmt: skip
         done = acc[: g * npos * b * o].reshape(g, npos, b, o)
         np.copyto(result[..., i0 : i0 + npos], done.transpose(0, 2, 3, 1), casting="unsafe")
     return result.reshape(g, b, o, *out_spatial)
