@@ -6,8 +6,9 @@ counts / run``.
 
 from __future__ import annotations
 
-from . import direct, gemm, implicit, implicit_dw, scatter, winograd
+from . import direct, gemm, implicit, implicit_dw, phase, scatter, winograd
 
 REGISTRY = {
-    module.name: module for module in (gemm, implicit, implicit_dw, scatter, direct, winograd)
+    module.name: module
+    for module in (gemm, implicit, implicit_dw, scatter, phase, direct, winograd)
 }

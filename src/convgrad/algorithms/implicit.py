@@ -95,6 +95,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = g * b * (2 * c * grid * nph * (1 + (nph > 1)) + 2 * o * grid) * itemsize
     if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
         moved += g * taps * b * grid * (c + 2 * o) * itemsize
+    elif o < 8:  # skinny GEMMs stream their operand per call
+        moved += 4 * g * taps * b * grid * (c + 2 * o) * itemsize
     padded = grid
     return Counts(flops, min(o, c, b * padded), bytes=moved, calls=g * taps + 10)
 
