@@ -66,6 +66,7 @@ CONVS = [
     ((2, 6, 9, 9), (12, 1, 5, 5), dict(padding=2, stride=2, groups=6)),  # depthwise x2
     ((1, 2, 12, 11), (3, 2, 7, 7), dict(padding=3)),  # large kernel, few channels
     ((2, 8, 6, 6), (4, 8, 1, 1), {}),  # pointwise
+    ((1, 24, 6, 7), (4, 24, 3, 3), dict(padding=1)),  # C*kw > 64: no row merge in implicit
     ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),  # strided pointwise
     ((2, 4, 6, 6), (4, 4, 3, 3), dict(dilation=2, padding=2)),
     ((1, 2, 5, 6, 4), (3, 2, 3, 3, 2), dict(padding=1)),

@@ -18,6 +18,7 @@ The default workspace limit (256 MiB) is settable with ``set_workspace_limit``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 
@@ -114,10 +115,15 @@ def estimates(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> dict[st
     }
 
 
-def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
-    """The algorithm 'auto' picks: the lowest estimate of the cost model."""
+@functools.lru_cache(maxsize=4096)
+def _choose(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int) -> str:
     est = estimates(lhs_shape, rhs_shape, corr, itemsize)
     return min(est, key=est.get)
+
+
+def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
+    """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised)."""
+    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize))
 
 
 _tuned: dict[tuple, str] = {}

@@ -28,6 +28,7 @@ name = "implicit"
 
 
 MAX_TAPS = 512  # one BLAS call per (group, tap): long kernels (dW maps) belong elsewhere
+MERGE_MAX = 64  # C*kw up to which a row's kw shifts are copied to lengthen each GEMM
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -114,6 +115,9 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     )
     strided = len(phases) > 1
     plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
+    kw, rdw = kernel[-1], corr.rhs_dilation[-1]
+    # few channels: copy the kw shifts of each row once so each GEMM contracts C*kw
+    merge = not strided and kw > 1 and c * kw <= MERGE_MAX
     tail = _tail(out_spatial, flat)
     # (G, taps, O, C) contiguous: W[g, j] is a row-major O x C block
     weights = np.ascontiguousarray(
@@ -123,6 +127,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     isz = compute.itemsize
     # one (g, b): phase rows, product grid, and the padded image it is split from
     per_image = ((c * nph + o) * plane + (c * prod(padded) if strided else 0)) * isz
+    per_image += c * kw * plane * isz if merge else 0
     target = min(workspace_limit, 8 * 2**20)  # keep a chunk cache-sized when allowed
     if g * per_image <= target:
         g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
@@ -131,6 +136,15 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     crop = tuple(slice(0, n) for n in out_spatial)
     lhs_buffer = np.empty(g_chunk * c * (nph * b_chunk * plane + 16), dtype=compute)
     full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
+    merge_buffer = (
+        np.empty(g_chunk * c * kw * (b_chunk * plane + 16), dtype=compute) if merge else None
+    )
+    if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
+        rest = taps // kw
+        merged_w = np.ascontiguousarray(
+            rhs.astype(compute, copy=False).reshape(g, o, c, rest, kw).transpose(0, 3, 1, 2, 4)
+        ).reshape(-1)
+        rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as merged_w
     split_buffer = (
         np.empty(g_chunk * b_chunk * c * prod(padded), dtype=compute) if strided else None
     )
@@ -161,7 +175,23 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
             full = full_buffer[: gn * o * (n * plane + 16)]
             out_row = n * plane + 16
             width = (n - 1) * plane + tail  # columns computed per group
-            for gi in range(gn):
+            if merge:
+                m_len = span - (kw - 1) * rdw
+                m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
+                merged = merge_buffer[: gn * c * kw * m_row]
+                src = np.lib.stride_tricks.as_strided(
+                    flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
+                )
+                np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
+                for gi in range(gn):
+                    for t, shift in enumerate(rest_shifts):
+                        _blas.gemm(
+                            merged_w, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
+                            merged, gi * c * kw * m_row + shift, m_row,
+                            full, gi * o * out_row, out_row,
+                            o, width, c * kw, 0.0 if t == 0 else 1.0,
+                        )  # fmt: skip
+            for gi in range(gn if not merge else 0):
                 w_base = (g0 + gi) * taps * o * c
                 for t, (k, shift) in enumerate(tap_list):
                     _blas.gemm(
