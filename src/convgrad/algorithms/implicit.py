@@ -96,10 +96,16 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = g * b * (2 * c * grid * nph * (1 + (nph > 1)) + 2 * o * grid) * itemsize
     if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
         moved += g * taps * b * grid * (c + 2 * o) * itemsize
-    elif o < 8:  # skinny GEMMs stream their operand per call
+    elif o < 8 and c >= 32:  # skinny GEMMs over long contractions stream their operand
         moved += 4 * g * taps * b * grid * (c + 2 * o) * itemsize
     padded = grid
-    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=g * taps + 10)
+    kw = rhs_shape[-1]
+    merged = nph == 1 and kw > 1 and c * kw <= MERGE_MAX
+    if merged:  # the kw-shift copy, and kw times fewer calls
+        moved += g * b * c * kw * grid * 2 * itemsize
+    return Counts(
+        flops, min(o, c, b * padded), bytes=moved, calls=g * (taps // kw if merged else taps) + 10
+    )
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

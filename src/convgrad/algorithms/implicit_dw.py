@@ -56,8 +56,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     outs = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     flops = 2.0 * g * b * o * c * plane * outs
     moved = g * c * (b + o) * plane * 2 * itemsize
-    if b * o < 16:  # tiny GEMMs (dot products) run at cache speed: operands re-read per call
-        moved += g * outs * c * (b + o) * plane * itemsize // 4
+    # every call re-reads (and BLAS re-packs) both operands: from cache for small b x o
+    operands = g * outs * c * (b + o) * plane * itemsize
+    moved += operands // 4 if b * o < 64 else operands
     blocks = -(-c * plane * (b + o) * itemsize // (L2_BYTES // 2))
     return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10)
 

@@ -80,7 +80,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     live = sum(len(p[2]) for p in phases)
     flops = 2.0 * g * b * o * c * plane * live
     moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
-    if o * c < 16 or o < 8:  # tiny or skinny GEMMs stream their operands per call
+    if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
     return Counts(flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases))
 
