@@ -198,3 +198,17 @@ def test_workspace_limit_bounds_peak_memory(name, which):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     # limit + output + small temporaries (kernel copies, ufunc buffers of 8192 items)
     assert peak <= limit + out_bytes + 256 * 1024, (peak, limit, out_bytes)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_non_finite_values_reach_only_their_windows(name):
+    # a NaN in the lhs must reach exactly the outputs whose windows contain it
+    for _, lhs_shape, rhs_shape, corr in CASES:
+        if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
+            continue
+        rng = np.random.default_rng(3)
+        lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+        lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = np.nan
+        expected = np.isnan(direct_correlation(lhs, rhs, corr))
+        got = np.isnan(correlate(lhs, rhs, corr, algorithm=name))
+        np.testing.assert_array_equal(got, expected)

@@ -9,8 +9,9 @@ lhs samples under output position i are then the same flat rows shifted by s_i:
 
 one BLAS call per (group, output position), contracting over C and the whole map at
 once. Reads stay inside each row's own image; off-sample grid points multiply zeros,
-so a non-finite lhs value can reach outputs whose windows do not contain it (finite
-input is exact). Chunked over C (accumulating with beta = 1) and groups.
+which is exact for finite input; lhs with inf/NaN is handed to ``gemm`` so that such
+values reach only the outputs whose windows contain them. Chunked over C (accumulating
+with beta = 1) and groups.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
+    if not np.isfinite(lhs).all():  # off-window grid points would multiply inf/NaN by 0
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]

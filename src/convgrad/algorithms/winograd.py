@@ -8,6 +8,7 @@ With input tiles d (4x4, overlapping by 2) and filters g (3x3):
     Y = A^T M A  (2x2 outputs per tile).
 
 Exact in real arithmetic; in floating point the error is a small multiple of GEMM's.
+Input with inf/NaN goes to ``gemm`` (a tile transform would spread it across the tile).
 Chunked over B under the workspace limit (V, M and the padded input count).
 """
 
@@ -77,6 +78,10 @@ def _bt(d, axis):
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, H, W), rhs (G, O, C, 3, 3) -> (G, B, O, H', W')."""
+    if not np.isfinite(lhs).all():  # a tile transform would spread inf/NaN to 2x2 outputs
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     dtype = result_dtype(lhs, rhs)
