@@ -10,21 +10,14 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": (
-        "convgrad._demo:main",
-        "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
-        "and backward and compare with the slow reference",
-    ),
+    "demo": ("convgrad._demo:main", "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
+             "and backward and compare with the slow reference"),
 }
 DEFAULT_COMMAND = "demo"
 
 
 def _usage() -> str:
-    lines = [
-        "usage: convgrad [COMMAND] [OPTIONS]   (no command: convgrad " + DEFAULT_COMMAND + ")",
-        "",
-        "commands:",
-    ]
+    lines = ["usage: convgrad [COMMAND] [OPTIONS]   (no command: convgrad " + DEFAULT_COMMAND + ")", "", "commands:"]
     lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "convgrad COMMAND --help shows a command's options."]
     return "\n".join(lines)
