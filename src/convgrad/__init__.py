@@ -4,6 +4,7 @@ Every gradient of a convolution is itself a convolution with the roles of the
 axes swapped; convgrad computes them all on one correlation primitive.
 """
 
+from ._plan import get_workspace_limit, set_workspace_limit
 from .check import check, gradcheck
 from .explain import explain
 from .functional import (
@@ -36,4 +37,6 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_backward",
     "conv_weight_grad",
+    "get_workspace_limit",
+    "set_workspace_limit",
 ]

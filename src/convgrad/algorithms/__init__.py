@@ -1,10 +1,14 @@
-"""Correlation algorithms, each a module with the same ``supports / workspace_bytes / run``.
+"""Correlation algorithms, each a module with the same ``supports / workspace_bytes /
+counts / run``.
 
 ``run(lhs (G, B, C, *S), rhs (G, O, C, *K), corr, workspace_limit) -> (G, B, O, *S')``.
 """
 
 from __future__ import annotations
 
-from . import gemm
+from . import direct, gemm, implicit, implicit_dw, phase, scatter, winograd
 
-REGISTRY = {gemm.name: gemm}
+REGISTRY = {
+    module.name: module
+    for module in (gemm, implicit, implicit_dw, scatter, phase, direct, winograd)
+}

@@ -1,4 +1,4 @@
-"""Helpers shared by the algorithms: input dilation + padding, and window views."""
+"""Helpers shared by the algorithms: input dilation + padding, window views, chunking."""
 
 from __future__ import annotations
 
@@ -10,28 +10,48 @@ from numpy.lib.stride_tricks import as_strided
 from .._rules import Correlation
 
 
+def padded_shape(spatial: tuple[int, ...], corr: Correlation) -> tuple[int, ...]:
+    """Spatial shape of pad(dilate(lhs)) (negative padding crops)."""
+    return tuple(
+        max((s - 1) * ld + 1 + lo + hi, 0)
+        for s, ld, (lo, hi) in zip(spatial, corr.lhs_dilation, corr.padding)
+    )
+
+
 def dilate_and_pad(lhs: np.ndarray, corr: Correlation) -> np.ndarray:
     """(G, B, C, *S) -> (G, B, C, *P): insert lhs_dilation-1 zeros between samples, then
     pad (lo, hi) zeros per spatial dim (negative values crop). Returns lhs itself (no copy)
     when there is nothing to do."""
-    spatial = lhs.shape[3:]
     if all(ld == 1 for ld in corr.lhs_dilation) and all(p == (0, 0) for p in corr.padding):
         return lhs
-    lead = lhs.shape[:3]
-    padded_shape, src, dst = [], [], []
-    for size, ld, (lo, hi) in zip(spatial, corr.lhs_dilation, corr.padding):
+    out = np.empty((*lhs.shape[:3], *padded_shape(lhs.shape[3:], corr)), dtype=lhs.dtype)
+    return dilate_and_pad_into(lhs, corr, out)
+
+
+def dilate_and_pad_into(lhs: np.ndarray, corr: Correlation, out: np.ndarray) -> np.ndarray:
+    """dilate_and_pad written into ``out`` (G, B, C, *P), any strides (e.g. a transposed
+    view of a buffer laid out for BLAS). Returns out."""
+    src, dst = [], []
+    for size, ld, (lo, hi) in zip(lhs.shape[3:], corr.lhs_dilation, corr.padding):
         length = (size - 1) * ld + 1 + lo + hi
         # input sample j lands at j*ld + lo; keep those inside [0, length)
         first = -(-max(0, -lo) // ld)  # ceil(max(0, -lo) / ld)
         last = min(size - 1, (length - 1 - lo) // ld) if length - 1 - lo >= 0 else -1
-        padded_shape.append(max(length, 0))
         if last < first:
-            src.append(slice(0, 0))
-            dst.append(slice(0, 0))
-        else:
-            src.append(slice(first, last + 1))
-            dst.append(slice(first * ld + lo, last * ld + lo + 1, ld))
-    out = np.zeros((*lead, *padded_shape), dtype=lhs.dtype)
+            out[...] = 0
+            return out
+        src.append(slice(first, last + 1))
+        dst.append(slice(first * ld + lo, last * ld + lo + 1, ld))
+    dense = all(ld == 1 for ld in corr.lhs_dilation)
+    if dense:  # zero only the borders
+        for axis, sl in enumerate(dst, start=3):
+            index = [slice(None)] * out.ndim
+            index[axis] = slice(0, sl.start)
+            out[tuple(index)] = 0
+            index[axis] = slice(sl.stop, None)
+            out[tuple(index)] = 0
+    else:
+        out[...] = 0
     out[(Ellipsis, *dst)] = lhs[(Ellipsis, *src)]
     return out
 
@@ -53,6 +73,15 @@ def window_view(
         *(st * d for st, d in zip(sp, dilation)),
     )
     return as_strided(padded, shape=shape, strides=strides_, writeable=False)
+
+
+def chunk(total: int, per_item: int, budget: int) -> int:
+    """How many items (>= 1) of ``per_item`` bytes fit in ``budget`` bytes."""
+    return max(1, min(total, budget // max(per_item, 1)))
+
+
+def result_dtype(lhs: np.ndarray, rhs: np.ndarray) -> np.dtype:
+    return np.result_type(lhs, rhs)
 
 
 def prod(values) -> int:

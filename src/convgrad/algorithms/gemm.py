@@ -2,8 +2,12 @@
 
 The windows of the padded lhs are copied into a contiguous column matrix in whichever
 layout keeps the copy's inner loop long, in chunks over B (and C, if needed) that stay
-under the workspace limit, and multiplied with the kernel matrix; groups ride on
-``np.matmul``'s leading (batch) axis. A 1x1 kernel needs no column matrix at all.
+under the workspace limit (padding, columns and the product all count), and multiplied
+with the kernel matrix; groups ride on ``np.matmul``'s leading (batch) axis. A 1x1
+kernel with stride 1 and no padding needs no column matrix at all.
+
+Inserted zeros (lhs_dilation > 1) are multiplied like any sample: ``scatter`` is the
+algorithm that avoids them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._rules import Correlation
-from ._common import dilate_and_pad, prod, window_view
+from ._common import chunk, dilate_and_pad, padded_shape, prod, result_dtype, window_view
 
 name = "gemm"
 
@@ -20,11 +24,39 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     return True
 
 
+def _plain(corr: Correlation) -> bool:
+    return all(ld == 1 for ld in corr.lhs_dilation) and all(p == (0, 0) for p in corr.padding)
+
+
+def _pointwise(rhs_shape, corr: Correlation) -> bool:
+    return prod(rhs_shape[3:]) == 1 and _plain(corr) and all(s == 1 for s in corr.window_strides)
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the full (unchunked) column matrix."""
+    """Bytes of the full (unchunked) padded input, column matrix and product."""
+    if _pointwise(rhs_shape, corr):
+        return 0
     g, b, c = lhs_shape[:3]
-    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
-    return g * b * c * prod(rhs_shape[3:]) * prod(out) * itemsize
+    o = rhs_shape[1]
+    length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+    return g * b * (c * padded + c * prod(rhs_shape[3:]) * length + o * length) * itemsize
+
+
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+    """Machine-free work: the GEMM, the padding / column copies and the product's transpose."""
+    from .._plan import Counts
+
+    g, b, c = lhs_shape[:3]
+    o, taps = rhs_shape[1], prod(rhs_shape[3:])
+    length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    flops = 2.0 * g * b * o * c * taps * length
+    if _pointwise(rhs_shape, corr):
+        return Counts(flops, min(o, c, length), calls=3)
+    padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+    moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
+    chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
+    return Counts(flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -33,50 +65,68 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
     nd = len(kernel)
-    windows = window_view(dilate_and_pad(lhs, corr), kernel, corr.window_strides, corr.rhs_dilation)
-    out_spatial = windows.shape[3 : 3 + nd]
+    out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     length, taps = prod(out_spatial), prod(kernel)
-    result = np.empty((g, b, o, length), dtype=np.result_type(lhs, rhs))
-
-    if taps == 1:  # 1x1: the windows are a (strided) view of lhs itself
-        samples = windows.reshape(g, b, c, length)
-        np.matmul(rhs.reshape(g, 1, o, c), samples, out=result)
+    dtype = result_dtype(lhs, rhs)
+    lhs, rhs = lhs.astype(dtype, copy=False), rhs.astype(dtype, copy=False)
+    result = np.empty((g, b, o, length), dtype=dtype)
+    if _pointwise(rhs.shape, corr):
+        np.matmul(rhs.reshape(g, 1, o, c), lhs.reshape(g, b, c, length), out=result)
         return result.reshape(g, b, o, *out_spatial)
 
-    itemsize = result.itemsize
-    per_channel = taps * length * itemsize  # column bytes of one (b, c) pair
-    c_chunk = max(1, min(c, workspace_limit // per_channel))
-    b_chunk = max(1, min(b, workspace_limit // (per_channel * c)) if c_chunk == c else 1)
-    buffer = np.empty(g * c_chunk * taps * b_chunk * length, dtype=result.dtype)
-    kernel_matrix = rhs.reshape(g, o, c * taps)
+    isz = dtype.itemsize
+    padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
+    kernel_matrix = rhs.reshape(g, o, c * taps)  # a copy when rhs is a strided view
+    if not np.may_share_memory(kernel_matrix, rhs):
+        workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
+    unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
+    unit_o = o * length * isz  # one (g, b): product
+    per_gb = c * unit_c + unit_o
+    if g * per_gb <= workspace_limit:
+        g_chunk, b_chunk, c_chunk = g, chunk(b, g * per_gb, workspace_limit), c
+    elif per_gb <= workspace_limit:
+        g_chunk, b_chunk, c_chunk = chunk(g, per_gb, workspace_limit), 1, c
+    else:
+        g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, workspace_limit - unit_o)
     # layout A: cols (G, C*K, B*L), copy runs along output positions;
     # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
     layout_a = out_spatial[-1] >= kernel[-1]
     spatial_axes = tuple(range(3, 3 + nd))
     kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
+    buffer = np.empty(g_chunk * c_chunk * taps * b_chunk * length, dtype=dtype)
+    product = np.empty(g_chunk * o * b_chunk * length, dtype=dtype)
 
-    for b0 in range(0, b, b_chunk):
-        b1 = min(b, b0 + b_chunk)
-        n = b1 - b0
-        acc = None
-        for c0 in range(0, c, c_chunk):
-            c1 = min(c, c0 + c_chunk)
-            m = c1 - c0
-            part = windows[:, b0:b1, c0:c1]
-            weights = kernel_matrix[:, :, c0 * taps : c1 * taps]
-            if layout_a:
-                cols = buffer[: g * m * taps * n * length].reshape(g, m, *kernel, n, *out_spatial)
-                np.copyto(cols, part.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
-                prod_ = np.matmul(weights, cols.reshape(g, m * taps, n * length))
-                prod_ = prod_.reshape(g, o, n, length).transpose(0, 2, 1, 3)
-            else:
-                cols = buffer[: g * n * length * m * taps].reshape(g, n, *out_spatial, m, *kernel)
-                np.copyto(cols, part.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
-                prod_ = np.matmul(cols.reshape(g, n * length, m * taps), weights.transpose(0, 2, 1))
-                prod_ = prod_.reshape(g, n, length, o).transpose(0, 1, 3, 2)
-            if acc is None:
-                acc = prod_ if c_chunk == c else prod_.copy()
-            else:
-                acc += prod_
-        result[:, b0:b1] = acc
+    for g0 in range(0, g, g_chunk):
+        gn = min(g, g0 + g_chunk) - g0
+        for b0 in range(0, b, b_chunk):
+            n = min(b, b0 + b_chunk) - b0
+            target = result[g0 : g0 + gn, b0 : b0 + n]
+            for c0 in range(0, c, c_chunk):
+                m = min(c, c0 + c_chunk) - c0
+                part = dilate_and_pad(lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m], corr)
+                windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
+                weights = kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
+                size = gn * m * taps * n * length
+                if layout_a:
+                    cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)
+                    np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
+                    cols = cols.reshape(gn, m * taps, n * length)
+                    if n == 1 and m == c:  # straight into the result
+                        np.matmul(weights, cols, out=target[:, 0])
+                        continue
+                    out = product[: gn * o * n * length].reshape(gn, o, n * length)
+                    prod_ = np.matmul(weights, cols, out=out)
+                    prod_ = prod_.reshape(gn, o, n, length).transpose(0, 2, 1, 3)
+                else:
+                    cols = buffer[:size].reshape(gn, n, *out_spatial, m, *kernel)
+                    np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
+                    out = product[: gn * n * length * o].reshape(gn, n * length, o)
+                    prod_ = np.matmul(
+                        cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out
+                    )
+                    prod_ = prod_.reshape(gn, n, length, o).transpose(0, 1, 3, 2)
+                if c0 == 0:
+                    np.copyto(target, prod_)
+                else:
+                    target += prod_
     return result.reshape(g, b, o, *out_spatial)

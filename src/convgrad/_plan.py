@@ -1,0 +1,180 @@
+"""The planner: which algorithm runs a correlation, and how much workspace it may use.
+
+``choose`` is a cost model in two separate parts, like ``scipy.signal.choose_conv_method``:
+
+* **counts** (pure, exact, machine-free): each algorithm's ``counts(lhs_shape, rhs_shape,
+  corr, itemsize)`` returns a :class:`Counts` of GEMM flops (with the GEMM's smallest
+  dimension), FFT flops, bytes moved by copies / elementwise passes, and numpy calls;
+* **MACHINE** (one small table of fitted constants): sustained rates of this machine.
+
+    seconds = gemm_flops / (GEMM_FLOPS * m / (m + GEMM_HALF_DIM)) + fft_flops / FFT_FLOPS
+              + bytes / BYTES_PER_S + calls * CALL_S
+
+``algorithm="autotune"`` times every candidate once per shape signature (shapes, dtype,
+correlation, limit) and caches the fastest, like cuDNN's benchmark mode.
+The default workspace limit (256 MiB) is settable with ``set_workspace_limit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._rules import Correlation
+from .algorithms import REGISTRY
+
+# Fitted on a 2-core AVX-512 machine (float32, 2 threads); only ratios between the terms
+# matter for choosing, so a different machine mostly shifts every estimate alike.
+MACHINE = {
+    "GEMM_FLOPS": 200e9,  # large sgemm, flop/s
+    "GEMM_HALF_DIM": 8.0,  # GEMM smallest dimension at which half that rate is reached
+    "FFT_FLOPS": 6e9,  # scipy.fft real transforms + complex products, flop/s
+    "BYTES_PER_S": 12e9,  # copies / elementwise passes (reads + writes both counted), bytes/s
+    "CALL_S": 5e-6,  # fixed cost of one numpy or BLAS call
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Machine-free work of one correlation by one algorithm."""
+
+    gemm_flops: float = 0.0
+    gemm_min_dim: int = 1 << 30
+    fft_flops: float = 0.0
+    bytes: float = 0.0
+    calls: int = 0
+
+
+def seconds(counts: Counts, machine: dict | None = None) -> float:
+    """Estimated run time of ``counts`` on ``machine`` (default MACHINE)."""
+    m = MACHINE if machine is None else machine
+    dim = counts.gemm_min_dim
+    rate = m["GEMM_FLOPS"] * dim / (dim + m["GEMM_HALF_DIM"])
+    return (
+        counts.gemm_flops / rate
+        + counts.fft_flops / m["FFT_FLOPS"]
+        + counts.bytes / m["BYTES_PER_S"]
+        + counts.calls * m["CALL_S"]
+    )
+
+
+# ------------------------------------------------------------------ workspace limit
+
+DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
+_state = {"limit": DEFAULT_WORKSPACE_LIMIT}
+
+
+class _Restore:
+    """Returned by set_workspace_limit; as a context manager it restores the old limit."""
+
+    def __init__(self, previous: int):
+        self.previous = previous
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _state["limit"] = self.previous
+        return False
+
+
+def set_workspace_limit(nbytes: int) -> _Restore:
+    """Set the default workspace limit (bytes) of every call without ``workspace_limit``.
+
+    Use plainly, or as ``with convgrad.set_workspace_limit(64 * 2**20): ...`` to restore the
+    previous limit on exit.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
+        raise ValueError(f"workspace limit must be a positive int (bytes), got {nbytes!r}")
+    previous = _state["limit"]
+    _state["limit"] = int(nbytes)
+    return _Restore(previous)
+
+
+def get_workspace_limit() -> int:
+    """The default workspace limit in bytes (256 MiB unless set)."""
+    return _state["limit"]
+
+
+# ------------------------------------------------------------------------- choosing
+
+
+def candidates(lhs_shape, rhs_shape, corr: Correlation) -> list[str]:
+    return [name for name, impl in REGISTRY.items() if impl.supports(lhs_shape, rhs_shape, corr)]
+
+
+def estimates(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> dict[str, float]:
+    """{algorithm: estimated seconds} for every algorithm that supports the correlation."""
+    return {
+        name: seconds(REGISTRY[name].counts(lhs_shape, rhs_shape, corr, itemsize))
+        for name in candidates(lhs_shape, rhs_shape, corr)
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _choose(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int) -> str:
+    est = estimates(lhs_shape, rhs_shape, corr, itemsize)
+    return min(est, key=est.get)
+
+
+def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
+    """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised)."""
+    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize))
+
+
+_tuned: dict[tuple, str] = {}
+
+
+def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:
+    """Hashable cache key of one correlation call."""
+    return (lhs.shape, rhs.shape, np.result_type(lhs, rhs).str, corr, limit)
+
+
+def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
+    """(algorithm, result or None): the cached winner, or time each candidate once (those
+    the cost model puts within 20x of its best) and return the fastest and its result."""
+    key = signature(lhs, rhs, corr, limit)
+    if key in _tuned:
+        return _tuned[key], None
+    est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize)
+    best_est = min(est.values())
+    best, best_time, best_result = None, float("inf"), None
+    for name in sorted(est, key=est.get):
+        if est[name] > 20 * best_est:
+            continue
+        t0 = time.perf_counter()
+        result = REGISTRY[name].run(lhs, rhs, corr, limit)
+        elapsed = time.perf_counter() - t0
+        if elapsed < best_time:
+            best, best_time, best_result = name, elapsed, result
+    _tuned[key] = best
+    return best, best_result
+
+
+def clear_autotune_cache() -> None:
+    _tuned.clear()
+
+
+# ---------------------------------------------------------------------- recording
+
+_recorders: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the name of every algorithm that runs inside the block (for tools)."""
+    names: list[str] = []
+    _recorders.append(names)
+    try:
+        yield names
+    finally:
+        _recorders.remove(names)
+
+
+def record(name: str) -> None:
+    for names in _recorders:
+        names.append(name)

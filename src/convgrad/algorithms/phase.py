@@ -1,0 +1,150 @@
+"""Stride phases: lhs-dilated correlations (strided input gradients, transposed convs)
+as one dense stride-1 correlation per output phase, never touching inserted zeros.
+
+With lhs dilation ld, output i = r + ld*m (phase r) only meets real samples through the
+taps j with (r + j*rd - lo) % ld == 0, and then reads lhs[m + e_j], e_j = (r + j*rd - lo)
+// ld. So each phase is ``sum_j W_j @ lhs[m + e_j]``: on the flat padded layout of
+``implicit`` (G, C, B*P) one BLAS call per (group, live tap) with a shifted view, into
+the phase's own grid; the phases are then interleaved into the output. Window stride 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .._rules import Correlation
+from . import _blas
+from ._common import prod, result_dtype
+
+name = "phase"
+
+
+def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    return (
+        all(s == 1 for s in corr.window_strides)
+        and any(ld > 1 for ld in corr.lhs_dilation)
+        and prod(rhs_shape[3:]) <= 512
+    )
+
+
+def _plan(lhs_shape, rhs_shape, corr: Correlation):
+    """(pads lo per dim, padded grid, phases: list of (r, counts m per dim, [(tap index,
+    offsets e)]))."""
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    kernel = rhs_shape[3:]
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    phases = []
+    lo_pad = [0] * len(kernel)
+    hi_pad = [0] * len(kernel)
+    for r in itertools.product(*(range(ld) for ld in corr.lhs_dilation)):
+        counts = tuple(-(-(n - x) // ld) for n, x, ld in zip(out, r, corr.lhs_dilation))
+        if min(counts) <= 0:
+            continue
+        live = []
+        for t, j in enumerate(taps):
+            e = []
+            for x, jj, rd, ld, (lo, _) in zip(
+                r, j, corr.rhs_dilation, corr.lhs_dilation, corr.padding
+            ):
+                v = x + jj * rd - lo
+                if v % ld:
+                    break
+                e.append(v // ld)
+            else:
+                live.append((t, tuple(e)))
+                for d, (ev, m, size) in enumerate(zip(e, counts, lhs_shape[3:])):
+                    lo_pad[d] = max(lo_pad[d], -ev)
+                    hi_pad[d] = max(hi_pad[d], ev + m - size)
+        phases.append((r, counts, live))
+    grid = tuple(s + a + b for s, a, b in zip(lhs_shape[3:], lo_pad, hi_pad))
+    return tuple(lo_pad), grid, phases
+
+
+def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the flat padded lhs and one phase grid of products, whole batch."""
+    g, b, c = lhs_shape[:3]
+    _, grid, _ = _plan(lhs_shape, rhs_shape, corr)
+    return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize
+
+
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+    """Machine-free work: one GEMM per live (phase, tap) over the padded grid."""
+    from .._plan import Counts
+
+    g, b, c = lhs_shape[:3]
+    o = rhs_shape[1]
+    _, grid, phases = _plan(lhs_shape, rhs_shape, corr)
+    plane = prod(grid)
+    live = sum(len(p[2]) for p in phases)
+    flops = 2.0 * g * b * o * c * plane * live
+    moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
+    if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
+        moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
+    return Counts(flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases))
+
+
+def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
+    """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
+    g, b, c = lhs.shape[:3]
+    o = rhs.shape[1]
+    kernel = rhs.shape[3:]
+    nd = len(kernel)
+    dtype = result_dtype(lhs, rhs)
+    compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
+    out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
+    lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
+    plane, taps = prod(grid_shape), prod(kernel)
+    flat = [prod(grid_shape[d + 1 :]) for d in range(nd)]
+    weights = np.ascontiguousarray(
+        np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
+    ).reshape(-1)
+    result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
+    isz = compute.itemsize
+    per_image = (c + o) * plane * isz
+    target = min(workspace_limit, 8 * 2**20)
+    if g * per_image <= target:
+        g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
+    else:
+        g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
+    lhs_buffer = np.empty(g_chunk * c * (b_chunk * plane + 16), dtype=compute)
+    full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
+    inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
+
+    for g0 in range(0, g, g_chunk):
+        gn = min(g, g0 + g_chunk) - g0
+        for b0 in range(0, b, b_chunk):
+            n = min(b, b0 + b_chunk) - b0
+            span = n * plane
+            row = span + (16 if (span * isz) % 1024 == 0 else 0)
+            flat_lhs = lhs_buffer[: gn * c * row]
+            laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
+            laid[...] = 0
+            laid[(Ellipsis, *inner)] = lhs[g0 : g0 + gn, b0 : b0 + n].swapaxes(1, 2)
+            out_row = span + 16
+            full = full_buffer[: gn * o * out_row]
+            for r, counts_, live in phases:
+                if not live:
+                    continue
+                tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
+                width = (n - 1) * plane + tail
+                for gi in range(gn):
+                    w_base = (g0 + gi) * taps * o * c
+                    for k, (t, e) in enumerate(live):
+                        shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
+                        _blas.gemm(
+                            weights, w_base + t * o * c, c,
+                            flat_lhs, gi * c * row + shift, row,
+                            full, gi * o * out_row, out_row,
+                            o, width, c, 0.0 if k == 0 else 1.0,
+                        )  # fmt: skip
+                grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
+                crop = tuple(slice(0, m) for m in counts_)
+                dst = tuple(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation))
+                np.copyto(
+                    result[g0 : g0 + gn, b0 : b0 + n][(Ellipsis, *dst)],
+                    grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
+                    casting="unsafe",
+                )
+    return result

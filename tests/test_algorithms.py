@@ -1,0 +1,214 @@
+"""Every registered correlation algorithm against a direct float64 evaluation.
+
+Driven by the registry: each algorithm is run, through ``correlate(..., algorithm=name)``,
+on every case its ``supports()`` accepts (so ``supports()`` may only say True where the
+algorithm is exact), over 1/2/3-D and stride, padding, lhs/rhs dilation and groups. The
+cases are the correlations of real forward, input-gradient and weight-gradient passes
+(built by ``_rules``) plus a few raw ones with cropping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from convgrad import _rules
+from convgrad._primitive import correlate
+from convgrad._rules import Correlation
+from convgrad._spec import conv_spec
+from convgrad.algorithms import REGISTRY
+
+# --------------------------------------------------------------------------- reference
+
+
+def direct_correlation(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation) -> np.ndarray:
+    """The primitive's definition evaluated in float64, tap by tap."""
+    lhs, rhs = lhs.astype(np.float64), rhs.astype(np.float64)
+    nd = rhs.ndim - 3
+    dilated = np.zeros(
+        (*lhs.shape[:3], *((s - 1) * d + 1 for s, d in zip(lhs.shape[3:], corr.lhs_dilation)))
+    )
+    dilated[(Ellipsis, *(slice(None, None, d) for d in corr.lhs_dilation))] = lhs
+    for axis, (lo, hi) in enumerate(corr.padding, start=3):
+        widths = [(0, 0)] * dilated.ndim
+        widths[axis] = (max(lo, 0), max(hi, 0))
+        dilated = np.pad(dilated, widths)
+        size = dilated.shape[axis]
+        crop = [slice(None)] * dilated.ndim
+        crop[axis] = slice(max(-lo, 0), size - max(-hi, 0))
+        dilated = dilated[tuple(crop)]
+    out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
+    out = np.zeros((lhs.shape[0], lhs.shape[1], rhs.shape[1], *out_spatial))
+    for tap in itertools.product(*(range(k) for k in rhs.shape[3:])):
+        window = tuple(
+            slice(j * rd, j * rd + (n - 1) * ws + 1, ws)
+            for j, rd, ws, n in zip(tap, corr.rhs_dilation, corr.window_strides, out_spatial)
+        )
+        out += np.einsum("gbc...,goc->gbo...", dilated[(Ellipsis, *window)], rhs[(Ellipsis, *tap)])
+    assert out.ndim == 3 + nd
+    return out
+
+
+# ------------------------------------------------------------------------------- cases
+
+# (input_shape, weight_shape, options) of forward convolutions; each gives three correlations
+CONVS = [
+    ((2, 3, 9), (4, 3, 3), {}),
+    ((2, 4, 11), (6, 2, 4), dict(stride=3, padding=((2, 1),), groups=2)),
+    ((1, 2, 13), (3, 2, 3), dict(dilation=3, padding=4)),
+    ((2, 3, 8, 7), (5, 3, 3, 3), dict(padding=1)),
+    ((2, 3, 9, 8), (4, 3, 3, 2), dict(stride=2, padding=((0, 2), (1, 0)))),
+    ((1, 4, 10, 9), (4, 2, 3, 3), dict(stride=(2, 3), dilation=(1, 2), groups=2)),
+    ((2, 6, 8, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),  # depthwise
+    ((2, 6, 9, 9), (12, 1, 5, 5), dict(padding=2, stride=2, groups=6)),  # depthwise x2
+    ((1, 2, 12, 11), (3, 2, 7, 7), dict(padding=3)),  # large kernel, few channels
+    ((2, 8, 6, 6), (4, 8, 1, 1), {}),  # pointwise
+    ((1, 24, 6, 7), (4, 24, 3, 3), dict(padding=1)),  # C*kw > 64: no row merge in implicit
+    ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),  # strided pointwise
+    ((2, 4, 6, 6), (4, 4, 3, 3), dict(dilation=2, padding=2)),
+    ((1, 2, 5, 6, 4), (3, 2, 3, 3, 2), dict(padding=1)),
+    ((2, 2, 6, 5, 5), (2, 1, 2, 3, 3), dict(stride=(2, 1, 2), dilation=(1, 2, 1), groups=2)),
+]
+
+
+def _cases():
+    cases = []
+    for index, (x_shape, w_shape, options) in enumerate(CONVS):
+        spec = conv_spec(x_shape, w_shape, **options)
+        g, n = spec.groups, spec.batch
+        c, k = spec.in_channels // g, spec.out_channels // g
+        out = spec.out_spatial
+        cases.append(
+            (
+                f"fwd{index}",
+                (g, n, c, *spec.in_spatial),
+                (g, k, c, *spec.kernel),
+                _rules.forward(spec),
+            )
+        )
+        cases.append(
+            (f"dx{index}", (g, n, k, *out), (g, c, k, *spec.kernel), _rules.input_grad(spec))
+        )
+        cases.append(
+            (f"dw{index}", (g, c, n, *spec.in_spatial), (g, k, n, *out), _rules.weight_grad(spec))
+        )
+    # raw correlations: cropping (negative padding), lhs dilation with window strides
+    cases.append(
+        (
+            "crop",
+            (1, 2, 3, 9, 8),
+            (1, 4, 3, 3, 2),
+            Correlation((1, 2), ((-1, 2), (1, -2)), (1, 1), (2, 1)),
+        )
+    )
+    cases.append(
+        (
+            "ld+ws",
+            (2, 1, 2, 6, 5),
+            (2, 3, 2, 3, 3),
+            Correlation((2, 3), ((2, 1), (0, 2)), (3, 2), (1, 2)),
+        )
+    )
+    return cases
+
+
+CASES = _cases()
+ALGORITHMS = tuple(REGISTRY)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_algorithm_matches_direct_evaluation(name, case):
+    _, lhs_shape, rhs_shape, corr = case
+    algorithm = REGISTRY[name]
+    if not algorithm.supports(lhs_shape, rhs_shape, corr):
+        with pytest.raises(ValueError, match="does not support"):
+            correlate(np.zeros(lhs_shape), np.zeros(rhs_shape), corr, algorithm=name)
+        return
+    rng = np.random.default_rng(hash(case[0]) % 2**32)
+    lhs = rng.standard_normal(lhs_shape)
+    rhs = rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    lhs.flags.writeable = False
+    rhs.flags.writeable = False
+    got = correlate(lhs, rhs, corr, algorithm=name)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    got32 = correlate(lhs.astype(np.float32), rhs.astype(np.float32), corr, algorithm=name)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, rtol=0, atol=2e-5 * max(1, np.abs(expected).max()))
+    # a tiny workspace forces every chunking path; results must not change
+    full = algorithm.workspace_bytes(lhs_shape, rhs_shape, corr, 8)
+    for limit in (64, max(64, full // 3 + 8)):
+        small = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)
+        np.testing.assert_allclose(small, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_every_algorithm_supports_something(name):
+    assert any(REGISTRY[name].supports(c[1], c[2], c[3]) for c in CASES)
+
+
+def test_auto_matches_direct_evaluation_everywhere():
+    for _, lhs_shape, rhs_shape, corr in CASES:
+        rng = np.random.default_rng(7)
+        lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+        np.testing.assert_allclose(
+            correlate(lhs, rhs, corr), direct_correlation(lhs, rhs, corr), rtol=1e-9, atol=1e-9
+        )
+
+
+# --------------------------------------------------------------------------- workspace
+
+# a forward 3x3 conv whose unchunked workspace (~ 16 MiB of columns) dwarfs the limit
+BIG = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1)
+BIG_DX = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise"])
+def test_workspace_limit_bounds_peak_memory(name, which):
+    rhs_shape = (1, 16, 16, 3, 3)
+    if which == "fwd":
+        lhs_shape, corr = (1, 16, 16, 32, 32), _rules.forward(BIG)
+    elif which == "dx":
+        lhs_shape, corr = (1, 16, 16, *BIG_DX.out_spatial), _rules.input_grad(BIG_DX)
+    else:  # 64 depthwise channels, batch 16
+        lhs_shape, rhs_shape, corr = (64, 16, 1, 32, 32), (64, 1, 1, 3, 3), _rules.forward(BIG)
+    algorithm = REGISTRY[name]
+    if not algorithm.supports(lhs_shape, rhs_shape, corr):
+        pytest.skip(f"{name} does not support this case")
+    rng = np.random.default_rng(0)
+    lhs = rng.standard_normal(lhs_shape).astype(np.float32)
+    rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    full = algorithm.workspace_bytes(lhs_shape, rhs_shape, corr, 4)
+    limit = min(1024 * 1024, full // 4)
+    expected = correlate(lhs, rhs, corr, algorithm="gemm")
+    out_bytes = expected.nbytes
+    assert full > 2 * limit >= 2 * 64 * 1024  # the limit forces chunking
+    tracemalloc.start()
+    try:
+        got = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # limit + output + small temporaries (kernel copies, ufunc buffers of 8192 items)
+    assert peak <= limit + out_bytes + 256 * 1024, (peak, limit, out_bytes)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_non_finite_values_reach_only_their_windows(name):
+    # a NaN in the lhs must reach exactly the outputs whose windows contain it
+    for _, lhs_shape, rhs_shape, corr in CASES:
+        if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
+            continue
+        rng = np.random.default_rng(3)
+        lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+        lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = np.nan
+        expected = np.isnan(direct_correlation(lhs, rhs, corr))
+        got = np.isnan(correlate(lhs, rhs, corr, algorithm=name))
+        np.testing.assert_array_equal(got, expected)

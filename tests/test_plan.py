@@ -1,0 +1,103 @@
+"""The planner: choice, override, autotune cache, workspace limit setting, and the
+public functions' results through each algorithm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import _plan, reference
+from convgrad._rules import Correlation
+from convgrad.algorithms import REGISTRY
+
+
+def test_choose_returns_a_supporting_algorithm_with_finite_estimates():
+    corr = Correlation((1, 1), ((1, 1), (1, 1)), (2, 2), (1, 1))
+    lhs_shape, rhs_shape = (1, 2, 8, 7, 7), (1, 4, 8, 3, 3)
+    est = _plan.estimates(lhs_shape, rhs_shape, corr, 4)
+    assert set(est) == {n for n, m in REGISTRY.items() if m.supports(lhs_shape, rhs_shape, corr)}
+    assert all(np.isfinite(v) and v > 0 for v in est.values())
+    assert _plan.choose(lhs_shape, rhs_shape, corr, 4) in est
+
+
+def test_cost_model_prefers_no_inserted_zeros_for_strided_input_grad():
+    # dX of a stride-2 3x3 conv: gemm would multiply 3/4 zeros
+    corr = Correlation((1, 1), ((1, 2), (1, 2)), (2, 2), (1, 1))
+    assert _plan.choose((1, 8, 128, 14, 14), (1, 128, 128, 3, 3), corr, 4) in ("scatter", "phase")
+
+
+def test_seconds_is_linear_in_the_counts():
+    c = _plan.Counts(gemm_flops=1e9, gemm_min_dim=64, bytes=1e8, calls=10)
+    double = _plan.Counts(gemm_flops=2e9, gemm_min_dim=64, bytes=2e8, calls=20)
+    assert _plan.seconds(double) == pytest.approx(2 * _plan.seconds(c))
+
+
+def test_set_workspace_limit_plain_and_as_context_manager():
+    before = convgrad.get_workspace_limit()
+    assert before == 256 * 2**20
+    with convgrad.set_workspace_limit(1024):
+        assert convgrad.get_workspace_limit() == 1024
+    assert convgrad.get_workspace_limit() == before
+    token = convgrad.set_workspace_limit(4096)
+    try:
+        assert convgrad.get_workspace_limit() == 4096
+    finally:
+        convgrad.set_workspace_limit(token.previous)
+    assert convgrad.get_workspace_limit() == before
+    for bad in (0, -1, 1.5, "big", True):
+        with pytest.raises(ValueError, match="workspace limit"):
+            convgrad.set_workspace_limit(bad)
+
+
+def test_autotune_caches_the_winner_and_stays_exact():
+    _plan.clear_autotune_cache()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    expected = reference.conv(x, w, stride=1, padding=1)
+    with _plan.recording() as first:
+        y = convgrad.conv(x, w, padding=1, algorithm="autotune")
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
+    assert len(_plan._tuned) == 1
+    (winner,) = _plan._tuned.values()
+    assert first == [winner]
+    with _plan.recording() as second:
+        y2 = convgrad.conv(x, w, padding=1, algorithm="autotune")
+    assert second == [winner]
+    np.testing.assert_allclose(y2, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_unknown_algorithm_is_rejected_by_name():
+    with pytest.raises(ValueError, match="algorithm must be"):
+        convgrad.conv(np.zeros((1, 1, 4)), np.zeros((1, 1, 2)), algorithm="winograd9")
+
+
+OPTIONS = [
+    dict(stride=2, padding=1),
+    dict(padding=2, dilation=2, groups=2),
+    dict(padding=((1, 0), (2, 1))),
+    dict(padding=1, padding_mode="reflect"),
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("name", ["auto", "autotune", *REGISTRY])
+def test_public_functions_through_every_algorithm(name, options):
+    rng = np.random.default_rng(1)
+    groups = options.get("groups", 1)
+    x = rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((6, 4 // groups, 3, 3))
+    y_ref = reference.conv(x, w, **options)
+    gy = rng.standard_normal(y_ref.shape)
+    gx_ref, gw_ref, _ = reference.conv_grads(x, w, gy, **options)
+    kw = dict(options, algorithm=name)
+    try:
+        y = convgrad.conv(x, w, **kw)
+        gx = convgrad.conv_input_grad(gy, w, x.shape, **kw)
+        gw = convgrad.conv_weight_grad(x, gy, w.shape, **kw)
+    except ValueError as exc:  # a named algorithm may not support one of the passes
+        assert name in REGISTRY and "does not support" in str(exc)
+        return
+    for got, want in ((y, y_ref), (gx, gx_ref), (gw, gw_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
