@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("matplotlib", "rich", "tqdm", "dask", "distributed", "torch", "sklearn", "scipy.signal")
+HEAVY = (
+    "matplotlib",
+    "rich",
+    "tqdm",
+    "dask",
+    "distributed",
+    "torch",
+    "sklearn",
+    "scipy.signal",
+    "numba",
+)
 
 
 def _run(*args):
