@@ -212,3 +212,12 @@ def test_non_finite_values_reach_only_their_windows(name):
         expected = np.isnan(direct_correlation(lhs, rhs, corr))
         got = np.isnan(correlate(lhs, rhs, corr, algorithm=name))
         np.testing.assert_array_equal(got, expected)
+
+
+def test_sweep_reaches_both_paths_of_implicit_dw():
+    """The sweep above runs implicit_dw's compiled dot products (B*O small) and its BLAS
+    path; this keeps both in the sweep if the cases change."""
+    from convgrad.algorithms import implicit_dw
+
+    sizes = [lhs[1] * rhs[1] for _, lhs, rhs, corr in CASES if implicit_dw.supports(lhs, rhs, corr)]
+    assert min(sizes) <= implicit_dw.SMALL < max(sizes)

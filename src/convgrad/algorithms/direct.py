@@ -18,6 +18,7 @@ import numpy as np
 
 from .._rules import Correlation
 from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._compiled import JIT_OPTIONS, lazy_kernel
 from .implicit import _geometry, _shifts, _tail
 
 name = "direct"
@@ -59,37 +60,32 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 CHUNK = 8 * 2**20  # bytes per chunk of groups x images (the compiled loop tiles for cache)
 TILE = 2048  # accumulator elements a compiled task keeps in L1 while it runs every tap
 
-_kernel = None
 
-
-def _shift_accumulate():
+@lazy_kernel
+def _shift_accumulate(numba):
     """The compiled loop ``out[g, o, q] = sum_{c, t} w[g, o, c, t] * src[g, c, q + shift_t]``
     for q < width, parallel over (g, o, tile of q); numba is imported on first use only."""
-    global _kernel
-    if _kernel is None:
-        import numba
 
-        @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-        def kernel(src, weights, shifts, width, out):
-            groups, channels = src.shape[0], src.shape[1]
-            outs, taps = weights.shape[1], weights.shape[3]
-            tiles = (width + TILE - 1) // TILE
-            for job in numba.prange(groups * outs * tiles):
-                g = job // (outs * tiles)
-                o = (job // tiles) % outs
-                q0 = (job % tiles) * TILE
-                n = min(TILE, width - q0)
-                acc = out[g, o, q0 : q0 + n]
-                acc[:] = 0
-                for ci in range(channels):
-                    for t in range(taps):
-                        wv = weights[g, o, ci, t]
-                        row = src[g, ci, shifts[t] + q0 : shifts[t] + q0 + n]
-                        for q in range(n):  # a plain counted loop: vectorised by LLVM
-                            acc[q] += wv * row[q]
+    @numba.njit(**JIT_OPTIONS)
+    def kernel(src, weights, shifts, width, out):
+        groups, channels = src.shape[0], src.shape[1]
+        outs, taps = weights.shape[1], weights.shape[3]
+        tiles = (width + TILE - 1) // TILE
+        for job in numba.prange(groups * outs * tiles):
+            g = job // (outs * tiles)
+            o = (job // tiles) % outs
+            q0 = (job % tiles) * TILE
+            n = min(TILE, width - q0)
+            acc = out[g, o, q0 : q0 + n]
+            acc[:] = 0
+            for ci in range(channels):
+                for t in range(taps):
+                    wv = weights[g, o, ci, t]
+                    row = src[g, ci, shifts[t] + q0 : shifts[t] + q0 + n]
+                    for q in range(n):  # a plain counted loop: vectorised by LLVM
+                        acc[q] += wv * row[q]
 
-        _kernel = kernel
-    return _kernel
+    return kernel
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

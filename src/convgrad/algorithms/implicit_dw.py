@@ -23,49 +23,45 @@ import numpy as np
 from .._rules import Correlation
 from . import _blas
 from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position
 L2_BYTES = 1 << 20
 SMALL = 4  # B*O at or below which a BLAS call is a mere dot product: a compiled loop instead
 
-_kernel = None
 
-
-def _dots():
+@lazy_kernel
+def _dots(numba):
     """Compiled ``acc[g, i, b, o] (+)= dot(lhs[g, b, s_i : s_i + depth], grid[g, o, :depth])``,
     parallel over (g, i, b, o), summed in 16 independent lanes so LLVM vectorises it
     (numba, imported on first use, compiled once per dtype and cached on disk)."""
-    global _kernel
-    if _kernel is None:
-        import numba
 
-        @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-        def kernel(lhs, grid, shifts, depth, acc, accumulate):
-            groups, bs = lhs.shape[0], lhs.shape[1]
-            os_, npos = grid.shape[1], shifts.shape[0]
-            for job in numba.prange(groups * npos * bs * os_):
-                g = job // (npos * bs * os_)
-                i = (job // (bs * os_)) % npos
-                bb = (job // os_) % bs
-                oo = job % os_
-                x = lhs[g, bb, shifts[i] : shifts[i] + depth]
-                y = grid[g, oo, :depth]
-                lanes = np.zeros(16, acc.dtype)
-                full = depth // 16 * 16
-                for p0 in range(0, full, 16):
-                    for lane in range(16):
-                        lanes[lane] += x[p0 + lane] * y[p0 + lane]
-                total = lanes.sum()
-                for p in range(full, depth):
-                    total += x[p] * y[p]
-                if accumulate:
-                    acc[g, i, bb, oo] += total
-                else:
-                    acc[g, i, bb, oo] = total
+    @numba.njit(**JIT_OPTIONS)
+    def kernel(lhs, grid, shifts, depth, acc, accumulate):
+        groups, bs = lhs.shape[0], lhs.shape[1]
+        os_, npos = grid.shape[1], shifts.shape[0]
+        for job in numba.prange(groups * npos * bs * os_):
+            g = job // (npos * bs * os_)
+            i = (job // (bs * os_)) % npos
+            bb = (job // os_) % bs
+            oo = job % os_
+            x = lhs[g, bb, shifts[i] : shifts[i] + depth]
+            y = grid[g, oo, :depth]
+            lanes = np.zeros(16, acc.dtype)
+            full = depth // 16 * 16
+            for p0 in range(0, full, 16):
+                for lane in range(16):
+                    lanes[lane] += x[p0 + lane] * y[p0 + lane]
+            total = lanes.sum()
+            for p in range(full, depth):
+                total += x[p] * y[p]
+            if accumulate:
+                acc[g, i, bb, oo] += total
+            else:
+                acc[g, i, bb, oo] = total
 
-        _kernel = kernel
-    return _kernel
+    return kernel
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:

@@ -1,0 +1,32 @@
+"""Compiled loops: numba, imported and compiled on first use only, cached on disk.
+
+``import convgrad`` never imports numba; an algorithm's kernel is built the first time
+it runs (compiled once per dtype, then loaded from numba's cache).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+# parallel loops over independent jobs, no Python error checks in the hot path
+JIT_OPTIONS = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
+
+
+def lazy_kernel(build: Callable) -> Callable[[], Callable]:
+    """Decorator: ``build(numba)`` returns a jitted kernel; the decorated function returns
+    it, built on the first call."""
+
+    @functools.cache
+    def kernel():
+        # GNU OpenMP threads spin for a while after a parallel loop by default and steal the
+        # cores from the BLAS call that follows (6x slower GEMMs measured); waiting passively
+        # avoids that. It must be set before numba starts its OpenMP pool; a user's own
+        # setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import numba
+
+        return build(numba)
+
+    return kernel
