@@ -139,10 +139,14 @@ class Report:
                     if p.gemm_macs != p.macs
                     else ""
                 ),
-                f"workspace: {_bytes(p.workspace_bytes)} im2col columns"
+                f"algorithm: {p.algorithm}; workspace: {_bytes(p.workspace_bytes)}"
+                + (" of im2col columns" if p.algorithm == "gemm" else "")
                 + _limit_text(p.workspace_bytes, self.workspace_limit)
-                + (f" + {_bytes(p.padded_bytes)} padded copy" if p.padded_bytes else "")
-                + f"; algorithm: {p.algorithm}",
+                + (
+                    f" + {_bytes(p.padded_bytes)} padded copy"
+                    if p.padded_bytes and p.algorithm == "gemm"
+                    else ""
+                ),
             ]
             sections.append((p.title, lines))
         sections.append(("Why the channel depths need not match", [self.depth_note]))
