@@ -135,6 +135,16 @@ def _computed(call, *arrays) -> list:
     return [None if a is None else a.astype(call.compute, copy=False) for a in arrays]
 
 
+def _gradients(call, grad_x, grad_w, grad_y, bias) -> tuple:
+    """(grad_input, grad_weight, grad_bias or None) as results of ``call``."""
+    grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
+    return (
+        _result(grad_x, call.spec, call.result),
+        _result(grad_w, None, call.result),
+        None if grad_b is None else _result(grad_b, None, call.result),
+    )
+
+
 def conv(
     x: Any,
     weight: Any,
@@ -242,12 +252,7 @@ def conv_backward(
     grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
     grad_x = _input_grad(grad_y, weight, call.spec, **call.options)
     grad_w = _weight_grad(x, grad_y, call.spec, **call.options)
-    grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
-    return (
-        _result(grad_x, call.spec, call.result),
-        _result(grad_w, None, call.result),
-        None if grad_b is None else _result(grad_b, None, call.result),
-    )
+    return _gradients(call, grad_x, grad_w, grad_y, bias)
 
 
 def conv_transpose(
@@ -302,9 +307,4 @@ def conv_transpose_backward(
     grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
     grad_x = _forward(grad_y, weight, call.spec, **call.options)
     grad_w = _weight_grad(grad_y, x, call.spec, **call.options)
-    grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
-    return (
-        _result(grad_x, call.spec, call.result),
-        _result(grad_w, None, call.result),
-        None if grad_b is None else _result(grad_b, None, call.result),
-    )
+    return _gradients(call, grad_x, grad_w, grad_y, bias)
