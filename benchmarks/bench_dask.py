@@ -18,6 +18,7 @@ mean anything.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -102,8 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             ntasks = _tasks(_lazy_step(xd, w, b, gyd))
 
-            def step(xd=xd, gyd=gyd):
-                results = persist(*_lazy_step(xd, w, b, gyd))
+            repeats = itertools.count()
+
+            def step(xd=xd, gyd=gyd, repeats=repeats):
+                # fresh keys each repeat: a cluster may still hold the last repeat's results
+                # (released asynchronously), which would make a repeat free
+                tag = next(repeats)
+                xs, gs = (a.map_blocks(np.asarray, name=f"{a.name}-{tag}") for a in (xd, gyd))
+                results = persist(*_lazy_step(xs, w, b, gs))
                 del results
 
             rows.append((label, str(rows_per_chunk), _best(step, args.repeat), ntasks))
