@@ -221,3 +221,38 @@ def test_sweep_reaches_both_paths_of_implicit_dw():
 
     sizes = [lhs[1] * rhs[1] for _, lhs, rhs, corr in CASES if implicit_dw.supports(lhs, rhs, corr)]
     assert min(sizes) <= implicit_dw.SMALL < max(sizes)
+
+
+def test_scratch_is_reused_per_thread_and_capped():
+    import threading
+
+    from convgrad.algorithms import _common
+
+    first = _common.scratch("test-slot", 1000, np.float32)
+    again = _common.scratch("test-slot", 500, np.float32)
+    assert np.shares_memory(first, again)  # reused: no fresh pages
+    other = {}
+    thread = threading.Thread(
+        target=lambda: other.setdefault("b", _common.scratch("test-slot", 1000, np.float32))
+    )
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(first, other["b"])  # each thread has its own
+    huge = _common.KEEP_BYTES // 4 + 1
+    big = _common.scratch("test-big", huge, np.float32)
+    assert not np.shares_memory(big, _common.scratch("test-big", huge, np.float32))  # not kept
+
+
+def test_results_never_alias_reused_workspaces():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((6, 4, 3, 3))
+    for name in ALGORITHMS:
+        lhs_shape, rhs_shape = (1, 2, 4, 12, 12), (1, 6, 4, 3, 3)
+        corr = Correlation((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
+        if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
+            continue
+        lhs, rhs = x.reshape(lhs_shape), w.reshape(rhs_shape)
+        first = correlate(lhs, rhs, corr, algorithm=name)
+        kept = first.copy()
+        correlate(lhs * 2, rhs, corr, algorithm=name)  # reuses the same workspaces
+        np.testing.assert_array_equal(first, kept)

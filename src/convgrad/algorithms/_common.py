@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -86,3 +87,29 @@ def result_dtype(lhs: np.ndarray, rhs: np.ndarray) -> np.dtype:
 
 def prod(values) -> int:
     return math.prod(values)
+
+
+# ------------------------------------------------------------------ reusable workspaces
+
+KEEP_BYTES = 128 * 2**20  # workspace kept between calls, per thread
+_kept = threading.local()
+
+
+def scratch(slot: str, size: int, dtype) -> np.ndarray:
+    """A flat workspace of ``size`` elements, reused between calls of this thread.
+
+    Fresh large buffers cost a page fault per 4 KiB on first touch, on every call (about a
+    third of a big weight gradient's time); workspaces that fit under ``KEEP_BYTES`` in all
+    are kept per thread (so concurrent dask threads never share one) and reused. ``slot``
+    names one live buffer of an algorithm: two buffers in use at once need two slots.
+    Contents are undefined; never return a workspace (or a view of it) as a result.
+    """
+    dtype = np.dtype(dtype)
+    kept = _kept.__dict__.setdefault("buffers", {})
+    buffer = kept.get(slot)
+    if buffer is None or buffer.dtype != dtype or buffer.size < size:
+        kept.pop(slot, None)
+        buffer = np.empty(size, dtype=dtype)
+        if sum(b.nbytes for b in kept.values()) + buffer.nbytes <= KEEP_BYTES:
+            kept[slot] = buffer
+    return buffer[:size]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._rules import Correlation
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from .implicit import _geometry, _shifts, _tail
 
@@ -108,8 +108,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         b_chunk = max(1, min(b, target // per_image))
         g_chunk = max(1, min(g, target // (b_chunk * per_image)))
     crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = np.empty(g_chunk * b_chunk * c * plane, dtype=dtype)
-    full_buffer = np.empty(g_chunk * b_chunk * o * plane, dtype=dtype)
+    lhs_buffer = scratch("direct-lhs", g_chunk * b_chunk * c * plane, dtype)
+    full_buffer = scratch("direct-full", g_chunk * b_chunk * o * plane, dtype)
     accumulate = _shift_accumulate()
     shift_array = np.asarray(shifts, dtype=np.int64)
 

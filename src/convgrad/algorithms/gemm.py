@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._rules import Correlation
-from ._common import chunk, dilate_and_pad, padded_shape, prod, result_dtype, window_view
+from ._common import chunk, dilate_and_pad, padded_shape, prod, result_dtype, scratch, window_view
 
 name = "gemm"
 
@@ -93,8 +93,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     layout_a = out_spatial[-1] >= kernel[-1]
     spatial_axes = tuple(range(3, 3 + nd))
     kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
-    buffer = np.empty(g_chunk * c_chunk * taps * b_chunk * length, dtype=dtype)
-    product = np.empty(g_chunk * o * b_chunk * length, dtype=dtype)
+    buffer = scratch("gemm-columns", g_chunk * c_chunk * taps * b_chunk * length, dtype)
+    product = scratch("gemm-product", g_chunk * o * b_chunk * length, dtype)
 
     for g0 in range(0, g, g_chunk):
         gn = min(g, g0 + g_chunk) - g0

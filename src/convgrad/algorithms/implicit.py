@@ -22,7 +22,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
 
 name = "implicit"
 
@@ -140,8 +140,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     else:
         g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
     crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = np.empty(g_chunk * c * (nph * b_chunk * plane + 16), dtype=compute)
-    full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
+    lhs_buffer = scratch("implicit-lhs", g_chunk * c * (nph * b_chunk * plane + 16), compute)
+    full_buffer = scratch("implicit-full", g_chunk * o * (b_chunk * plane + 16), compute)
     merge_buffer = (
         np.empty(g_chunk * c * kw * (b_chunk * plane + 16), dtype=compute) if merge else None
     )

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype
+from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "implicit_dw"
@@ -133,8 +133,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         g_chunk, c_chunk = g, max(1, min(c, budget // per_c))
     else:
         g_chunk, c_chunk = max(1, min(g, budget // ((b + o) * plane * isz))), 1
-    lhs_buffer = np.empty(g_chunk * b * (c_chunk * plane + 16), dtype=compute)
-    rhs_buffer = np.empty(g_chunk * o * (c_chunk * plane + 16), dtype=compute)
+    lhs_buffer = scratch("implicit_dw-lhs", g_chunk * b * (c_chunk * plane + 16), compute)
+    rhs_buffer = scratch("implicit_dw-rhs", g_chunk * o * (c_chunk * plane + 16), compute)
     acc = np.empty(g * i_chunk * b * o, dtype=compute)  # (G, positions, B, O)
     result = np.empty((g, b, o, outs), dtype=dtype)
 

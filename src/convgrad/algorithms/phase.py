@@ -16,7 +16,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import prod, result_dtype
+from ._common import prod, result_dtype, scratch
 
 name = "phase"
 
@@ -108,8 +108,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
     else:
         g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
-    lhs_buffer = np.empty(g_chunk * c * (b_chunk * plane + 16), dtype=compute)
-    full_buffer = np.empty(g_chunk * o * (b_chunk * plane + 16), dtype=compute)
+    lhs_buffer = scratch("phase-lhs", g_chunk * c * (b_chunk * plane + 16), compute)
+    full_buffer = scratch("phase-full", g_chunk * o * (b_chunk * plane + 16), compute)
     inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
 
     for g0 in range(0, g, g_chunk):
