@@ -34,10 +34,10 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the padded lhs, the full-grid accumulator and one product, whole batch."""
+    """Bytes of the padded lhs and the full-grid accumulator, whole batch."""
     g, b, c = lhs_shape[:3]
     padded = prod(padded_shape(lhs_shape[3:], corr))
-    return g * b * (c + 2 * rhs_shape[1]) * padded * itemsize
+    return g * b * (c + rhs_shape[1]) * padded * itemsize
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
@@ -100,7 +100,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     tail = _tail(out_spatial, flat)
     weights = rhs.astype(dtype, copy=False).reshape(g, o, c, len(shifts))
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
-    per_image = (c + 2 * o) * plane * dtype.itemsize  # one (g, b)
+    per_image = (c + o) * plane * dtype.itemsize  # one (g, b)
     target = max(1, min(workspace_limit, max(CHUNK, per_image)))
     if g * per_image <= target:
         g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
