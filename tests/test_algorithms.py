@@ -241,6 +241,7 @@ def test_scratch_is_reused_per_thread_and_capped():
     huge = _common.KEEP_BYTES // 4 + 1
     big = _common.scratch("test-big", huge, np.float32)
     assert not np.shares_memory(big, _common.scratch("test-big", huge, np.float32))  # not kept
+    assert 0 < _common._kept_bytes[0] <= _common.KEEP_BYTES  # one budget for all threads
 
 
 def test_results_never_alias_reused_workspaces():

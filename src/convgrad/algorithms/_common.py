@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -91,25 +92,38 @@ def prod(values) -> int:
 
 # ------------------------------------------------------------------ reusable workspaces
 
-KEEP_BYTES = 128 * 2**20  # workspace kept between calls, per thread
+KEEP_BYTES = 128 * 2**20  # workspace kept between calls, all threads together
 _kept = threading.local()
+_kept_lock = threading.Lock()
+_kept_bytes = [0]  # bytes of kept buffers still alive
+
+
+def _forget(nbytes: int) -> None:
+    with _kept_lock:
+        _kept_bytes[0] -= nbytes
 
 
 def scratch(slot: str, size: int, dtype) -> np.ndarray:
     """A flat workspace of ``size`` elements, reused between calls of this thread.
 
     Fresh large buffers cost a page fault per 4 KiB on first touch, on every call (about a
-    third of a big weight gradient's time); workspaces that fit under ``KEEP_BYTES`` in all
-    are kept per thread (so concurrent dask threads never share one) and reused. ``slot``
-    names one live buffer of an algorithm: two buffers in use at once need two slots.
-    Contents are undefined; never return a workspace (or a view of it) as a result.
+    third of a big weight gradient's time); workspaces are therefore kept per thread (so
+    concurrent dask threads never share one) and reused, up to ``KEEP_BYTES`` for all
+    threads together. ``slot`` names one live buffer of an algorithm: two buffers in use at
+    once need two slots. Contents are undefined; never return a workspace (or a view of it)
+    as a result.
     """
     dtype = np.dtype(dtype)
     kept = _kept.__dict__.setdefault("buffers", {})
     buffer = kept.get(slot)
     if buffer is None or buffer.dtype != dtype or buffer.size < size:
-        kept.pop(slot, None)
+        kept.pop(slot, None)  # its finalizer returns its bytes once it is freed
         buffer = np.empty(size, dtype=dtype)
-        if sum(b.nbytes for b in kept.values()) + buffer.nbytes <= KEEP_BYTES:
+        with _kept_lock:
+            keep = _kept_bytes[0] + buffer.nbytes <= KEEP_BYTES
+            if keep:
+                _kept_bytes[0] += buffer.nbytes
+        if keep:
+            weakref.finalize(buffer, _forget, buffer.nbytes)
             kept[slot] = buffer
     return buffer[:size]
