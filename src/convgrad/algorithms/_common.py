@@ -20,6 +20,11 @@ def padded_shape(spatial: tuple[int, ...], corr: Correlation) -> tuple[int, ...]
     )
 
 
+def flat_strides(shape: tuple[int, ...]) -> list[int]:
+    """Element stride of each dim of a C-contiguous array of ``shape``."""
+    return [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+
+
 def dilate_and_pad(lhs: np.ndarray, corr: Correlation) -> np.ndarray:
     """(G, B, C, *S) -> (G, B, C, *P): insert lhs_dilation-1 zeros between samples, then
     pad (lo, hi) zeros per spatial dim (negative values crop). Returns lhs itself (no copy)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
+from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, result_dtype, scratch
 
 name = "implicit"
 
@@ -38,7 +38,7 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
     padded = padded_shape(lhs_shape[3:], corr)
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
-    flat = [prod(padded[d + 1 :]) for d in range(len(padded))]  # flat stride of each dim
+    flat = flat_strides(padded)
     return padded, out, flat
 
 
@@ -62,7 +62,7 @@ def _phase_geometry(lhs_shape, rhs_shape, corr: Correlation):
     strides = corr.window_strides
     grid = tuple(-(-p // s) for p, s in zip(padded, strides))
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
-    flat = [prod(grid[d + 1 :]) for d in range(len(grid))]
+    flat = flat_strides(grid)
     phases = list(itertools.product(*(range(s) for s in strides)))
     index = {r: k for k, r in enumerate(phases)}
     taps = []

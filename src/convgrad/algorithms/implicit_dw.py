@@ -22,7 +22,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
+from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, result_dtype, scratch
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "implicit_dw"
@@ -69,10 +69,6 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])  # weight-gradient shaped
 
 
-def _flat(padded) -> list[int]:
-    return [prod(padded[d + 1 :]) for d in range(len(padded))]
-
-
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the flat padded lhs, the rhs grid and the (small) output buffer."""
     g, b, c = lhs_shape[:3]
@@ -115,7 +111,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     padded = padded_shape(lhs.shape[3:], corr)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     plane, outs = prod(padded), prod(out_spatial)
-    flat = _flat(padded)
+    flat = flat_strides(padded)
     shifts = [
         sum(i * ws * f for i, ws, f in zip(pos, corr.window_strides, flat))
         for pos in itertools.product(*(range(n) for n in out_spatial))

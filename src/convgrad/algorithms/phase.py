@@ -16,7 +16,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import prod, result_dtype, scratch
+from ._common import flat_strides, prod, result_dtype, scratch
 
 name = "phase"
 
@@ -96,7 +96,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
-    flat = [prod(grid_shape[d + 1 :]) for d in range(nd)]
+    flat = flat_strides(grid_shape)
     weights = np.ascontiguousarray(
         np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
     ).reshape(-1)
