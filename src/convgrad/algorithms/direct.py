@@ -1,143 +1,228 @@
-"""Direct shift-accumulate: elementwise multiply-adds on shifted views (window stride 1).
+"""Direct shift-accumulate: one compiled loop, no GEMM, no whole-batch copies (stride 1).
 
-For depthwise and tiny-channel groups a GEMM has nothing to block over; this adds each
-kernel tap's shifted input times the scalar weight, on the same flat padded layout as
-``implicit`` (G, C, B*P):
+For depthwise and tiny-channel groups a GEMM has nothing to block over. This computes
 
-    full[g, o, q] += rhs[g, o, c, j] * lhs_flat[g, c, q + s_j]      for every tap j, c
+    out[g, b, o, i] = sum_{c, j} w[g, o, c, j] * pad(dilate(x))[g, b, c, i + j*rd]
 
-Work is cut into chunks of groups and images (under the limit); inside, each compiled
-task keeps a tile of the accumulator in L1 while it runs every tap. Columns off the valid corner are discarded as in ``implicit``.
-The multiply-adds run in one compiled loop (numba, compiled once per dtype and cached on
-disk): in NumPy every tap would be two full passes over memory.
+reading the caller's arrays in place (any strides with a unit last axis). Each parallel
+job takes one (group, image, outer output row) and a band of output rows: it copies
+the band's input rows (plus the kernel's halo, all C) dilated and padded into a small
+buffer (L2), then adds each tap's shifted, flattened band times the scalar weight into
+an accumulator that stays in L1, four taps per pass, and copies the valid columns out.
+The result is written batch-major (B, G, O, *S') so that merging groups back into
+channels is free. The loop is compiled by numba (once per dtype, cached on disk).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .._rules import Correlation
-from ._common import dilate_and_pad_into, padded_shape, prod, result_dtype, scratch
+from ._common import padded_shape, prod, result_dtype
 from ._compiled import JIT_OPTIONS, lazy_kernel
-from .implicit import _geometry, _shifts, _tail
 
 name = "direct"
 MAX_PRODUCTS = 64  # O*C per group; beyond this a GEMM wins
+MIN_JOBS = 32  # split rows into bands until there are this many parallel jobs
+L2_BYTES = 512 * 1024  # a job's padded input band stays within this
+ACC = 4096  # elements of a job's accumulator (kept in L1)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     return (
-        all(s == 1 for s in corr.window_strides)
+        len(lhs_shape) <= 6
+        and all(s == 1 for s in corr.window_strides)
         and rhs_shape[1] * rhs_shape[2] <= MAX_PRODUCTS
         and prod(rhs_shape[3:]) <= 512
     )
 
 
-def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the padded lhs and the full-grid accumulator, whole batch."""
+def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None) -> tuple[int, int]:
+    """(output rows per job, padded row length): a job's padded input band (all C and
+    outer taps, plus the halo rows) stays within L2 and its accumulator within L1, the
+    bands of all cores within ``limit`` bytes, and there are at least MIN_JOBS jobs."""
     g, b, c = lhs_shape[:3]
-    padded = prod(padded_shape(lhs_shape[3:], corr))
-    return g * b * (c + rhs_shape[1]) * padded * itemsize
+    padded = _as_3d(padded_shape(lhs_shape[3:], corr), 1)
+    kernel = _as_3d(rhs_shape[3:], 1)
+    out = _as_3d(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]), 1)
+    halo = (kernel[1] - 1) * _as_3d(corr.rhs_dilation, 1)[1]
+    row_bytes = c * kernel[0] * padded[2] * itemsize
+    budget = L2_BYTES if limit is None else min(L2_BYTES, limit // (os.cpu_count() or 1))
+    band = max(1, min(out[1], budget // max(row_bytes, 1) - halo, ACC // max(padded[2], 1)))
+    bands = -(-MIN_JOBS // max(g * b * out[0], 1))
+    return min(band, -(-out[1] // bands)), padded[2]
+
+
+def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the jobs' padded input bands and accumulators (one job per core at a
+    time); the input is read in place and the result written directly."""
+    band, padded_w = _band(lhs_shape, rhs_shape, corr, itemsize)
+    kernel = _as_3d(rhs_shape[3:], 1)
+    halo = (kernel[1] - 1) * _as_3d(corr.rhs_dilation, 1)[1]
+    per_job = (lhs_shape[2] * kernel[0] * (band + halo) + band) * padded_w * itemsize
+    return (os.cpu_count() or 1) * per_job
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    """Machine-free work: one multiply-add per tap, channel and padded-grid output in the
-    compiled loop, plus the copies into and out of the flat padded layout."""
+    """Machine-free work: one multiply-add per tap, channel and output in the compiled loop,
+    plus one read of the input per output channel and one write of the result."""
     from .._plan import Counts
 
     g, b, c = lhs_shape[:3]
     o, taps = rhs_shape[1], prod(rhs_shape[3:])
-    padded = prod(padded_shape(lhs_shape[3:], corr))
-    elements = g * b * o * padded
-    chunks = -(-g * b * (c + o) * padded * itemsize // CHUNK)
+    outputs = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    dilated = any(ld > 1 for ld in corr.lhs_dilation[-1:])  # strided (unvectorised) rows
     return Counts(
-        loop_flops=2 * taps * c * elements,
-        bytes=2 * g * b * (c + o) * padded * itemsize,
-        calls=8 * chunks + 10,
+        loop_flops=2 * taps * c * outputs * (4 if dilated else 1),
+        bytes=(g * b * c * prod(lhs_shape[3:]) + outputs) * itemsize,
+        calls=4,
     )
 
 
-CHUNK = 8 * 2**20  # bytes per chunk of groups x images (the compiled loop tiles for cache)
-TILE = 2048  # accumulator elements a compiled task keeps in L1 while it runs every tap
+def _as_3d(shape: tuple[int, ...], fill: int) -> tuple[int, ...]:
+    """Spatial dims padded in front to three (1-D and 2-D run as 3-D)."""
+    return (fill,) * (3 - len(shape)) + tuple(shape)
 
 
 @lazy_kernel
 def _shift_accumulate(numba):
-    """The compiled loop ``out[g, o, q] = sum_{c, t} w[g, o, c, t] * src[g, c, q + shift_t]``
-    for q < width, parallel over (g, o, tile of q); numba is imported on first use only."""
+    """The compiled loop; see the module docstring. src (G, B, C, D1, D2, W) and dst
+    (G, B, O, E1, E2, V) may have any strides but a unit one along their last axis."""
+
+    @numba.njit(inline="always")
+    def sample(p, low, dil, size):
+        """Index of the input sample at padded coordinate p, or -1 (padding, inserted zero)."""
+        q = p - low
+        if q < 0 or q % dil != 0 or q // dil >= size:
+            return -1
+        return q // dil
 
     @numba.njit(**JIT_OPTIONS)
-    def kernel(src, weights, shifts, width, out):
-        groups, channels = src.shape[0], src.shape[1]
-        outs, taps = weights.shape[1], weights.shape[3]
-        tiles = (width + TILE - 1) // TILE
-        for job in numba.prange(groups * outs * tiles):
-            g = job // (outs * tiles)
-            o = (job // tiles) % outs
-            q0 = (job % tiles) * TILE
-            n = min(TILE, width - q0)
-            acc = out[g, o, q0 : q0 + n]
-            acc[:] = 0
-            for ci in range(channels):
-                t = 0
-                while t + 4 <= taps:  # four taps per pass: a quarter of acc's loads/stores
-                    w0, w1 = weights[g, o, ci, t], weights[g, o, ci, t + 1]
-                    w2, w3 = weights[g, o, ci, t + 2], weights[g, o, ci, t + 3]
-                    r0 = src[g, ci, shifts[t] + q0 : shifts[t] + q0 + n]
-                    r1 = src[g, ci, shifts[t + 1] + q0 : shifts[t + 1] + q0 + n]
-                    r2 = src[g, ci, shifts[t + 2] + q0 : shifts[t + 2] + q0 + n]
-                    r3 = src[g, ci, shifts[t + 3] + q0 : shifts[t + 3] + q0 + n]
-                    for q in range(n):  # a plain counted loop: vectorised by LLVM
-                        acc[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q] + w3 * r3[q]
-                    t += 4
-                while t < taps:
-                    wv = weights[g, o, ci, t]
-                    row = src[g, ci, shifts[t] + q0 : shifts[t] + q0 + n]
-                    for q in range(n):
-                        acc[q] += wv * row[q]
-                    t += 1
+    def kernel(
+        src, src_strides, in_shape, w, dst, dst_strides, out_shape, lo, rd, ld, padded_w, band
+    ):
+        sg, sb, sc, s1, s2 = src_strides
+        dg, db, do, d1, d2 = dst_strides
+        depth, height, width = in_shape
+        groups, batch, outs, e1, e2, out_width = out_shape
+        channels, k1n, k2n, kwn = w.shape[2], w.shape[3], w.shape[4], w.shape[5]
+        taps = k2n * kwn
+        halo = (k2n - 1) * rd[1]
+        bands = (e2 + band - 1) // band
+        slab_size = (band + halo) * padded_w  # one (c, k1): the band's rows plus halo, padded
+        first = max(0, -(lo[2] // ld[2]))  # samples of a row that land inside it
+        last = min(width - 1, (padded_w - 1 - lo[2]) // ld[2])
+        shifts = np.empty(taps, np.int64)
+        for t in range(taps):
+            shifts[t] = t // kwn * rd[1] * padded_w + t % kwn * rd[2]
+        for job in numba.prange(groups * batch * e1 * bands):
+            i2_0 = job % bands * band
+            rest = job // bands
+            i1 = rest % e1
+            rest //= e1
+            b = rest % batch
+            g = rest // batch
+            rows = min(band, e2 - i2_0)
+            slabs = np.zeros(channels * k1n * slab_size, src.dtype)
+            for c in range(channels):  # the band's input, dilated and padded, per (c, k1)
+                for k1 in range(k1n):
+                    j1 = sample(i1 + k1 * rd[0], lo[0], ld[0], depth)
+                    if j1 < 0:
+                        continue
+                    for r in range(rows + halo):
+                        j2 = sample(i2_0 + r, lo[1], ld[1], height)
+                        if j2 < 0:
+                            continue
+                        line = src[g * sg + b * sb + c * sc + j1 * s1 + j2 * s2 :]
+                        at = (c * k1n + k1) * slab_size + r * padded_w + lo[2]
+                        if ld[2] == 1:  # zero-based contiguous copy: vectorised
+                            into, part = slabs[at + first : at + last + 1], line[first : last + 1]
+                            for j in range(last + 1 - first):
+                                into[j] = part[j]
+                        else:
+                            for j in range(first, last + 1):
+                                slabs[at + j * ld[2]] = line[j]
+            n = (rows - 1) * padded_w + out_width  # flat run of the band's outputs
+            acc = np.empty(n, src.dtype)
+            for o in range(outs):
+                acc[:] = 0
+                for c in range(channels):
+                    for k1 in range(k1n):
+                        slab = slabs[(c * k1n + k1) * slab_size :]
+                        weights = w[g, o, c, k1].ravel()
+                        t = 0
+                        while t + 4 <= taps:  # four taps per pass: a quarter of acc's traffic
+                            w0, w1, w2, w3 = (
+                                weights[t],
+                                weights[t + 1],
+                                weights[t + 2],
+                                weights[t + 3],
+                            )
+                            r0 = slab[shifts[t] : shifts[t] + n]
+                            r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
+                            r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
+                            r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
+                            for q in range(n):  # a plain counted loop: vectorised by LLVM
+                                acc[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q] + w3 * r3[q]
+                            t += 4
+                        while t < taps:
+                            wt = weights[t]
+                            r0 = slab[shifts[t] : shifts[t] + n]
+                            for q in range(n):
+                                acc[q] += wt * r0[q]
+                            t += 1
+                for r in range(rows):  # the valid columns of each row into the result
+                    out = dst[g * dg + b * db + o * do + i1 * d1 + (i2_0 + r) * d2 :]
+                    row = acc[r * padded_w :]
+                    for v in range(out_width):
+                        out[v] = row[v]
 
     return kernel
 
 
+def _flat(a: np.ndarray):
+    """(1-D view from a's first element, element strides): a's last axis must be unit."""
+    isz = a.itemsize
+    span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
+    flat = np.lib.stride_tricks.as_strided(
+        a, shape=(span,), strides=(isz,), writeable=a.flags.writeable
+    )
+    return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
+
+
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
-    """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
+    """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S') (a view of a (B, G, O, *S')
+    array)."""
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
-    kernel = rhs.shape[3:]
     dtype = result_dtype(lhs, rhs)
-    padded, out_spatial, flat = _geometry(lhs.shape, rhs.shape, corr)
-    plane = prod(padded)
-    shifts = _shifts(kernel, corr, flat)
-    tail = _tail(out_spatial, flat)
-    weights = rhs.astype(dtype, copy=False).reshape(g, o, c, len(shifts))
-    result = np.empty((g, b, o, *out_spatial), dtype=dtype)
-    per_image = (c + o) * plane * dtype.itemsize  # one (g, b)
-    target = max(1, min(workspace_limit, max(CHUNK, per_image)))
-    if g * per_image <= target:
-        g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
-    else:
-        b_chunk = max(1, min(b, target // per_image))
-        g_chunk = max(1, min(g, target // (b_chunk * per_image)))
-    crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = scratch("direct-lhs", g_chunk * b_chunk * c * plane, dtype)
-    full_buffer = scratch("direct-full", g_chunk * b_chunk * o * plane, dtype)
-    accumulate = _shift_accumulate()
-    shift_array = np.asarray(shifts, dtype=np.int64)
-
-    for b0 in range(0, b, b_chunk):
-        n = min(b, b0 + b_chunk) - b0
-        width = (n - 1) * plane + tail
-        for g0 in range(0, g, g_chunk):
-            gn = min(g, g0 + g_chunk) - g0
-            flat_lhs = lhs_buffer[: gn * c * n * plane].reshape(gn, c, n * plane)
-            laid = flat_lhs.reshape(gn, c, n, *padded).swapaxes(1, 2)
-            dilate_and_pad_into(lhs[g0 : g0 + gn, b0 : b0 + n], corr, laid)
-            full = full_buffer[: gn * o * n * plane].reshape(gn, o, n * plane)
-            w = np.ascontiguousarray(weights[g0 : g0 + gn])
-            accumulate(flat_lhs, w, shift_array, width, full)
-            grid = full.reshape(gn, o, n, *padded)[(Ellipsis, *crop)]
-            np.copyto(
-                result[g0 : g0 + gn, b0 : b0 + n], grid.transpose(0, 2, 1, *range(3, grid.ndim))
-            )
+    out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
+    result = np.empty((b, g, o, *out_spatial), dtype=dtype).swapaxes(0, 1)
+    if result.size == 0:
+        return result
+    src = lhs.astype(dtype, copy=False)
+    if any(s < 0 for s in src.strides) or src.strides[-1] != dtype.itemsize:
+        src = np.ascontiguousarray(src)
+    src = src.reshape(g, b, c, *_as_3d(src.shape[3:], 1))
+    weights = np.ascontiguousarray(
+        rhs.astype(dtype, copy=False).reshape(g, o, c, *_as_3d(rhs.shape[3:], 1))
+    )
+    dst = result.reshape(g, b, o, *_as_3d(out_spatial, 1))
+    src_flat, src_strides = _flat(src)
+    dst_flat, dst_strides = _flat(dst)
+    lo = np.array(_as_3d(tuple(p[0] for p in corr.padding), 0), dtype=np.int64)
+    rd = np.array(_as_3d(corr.rhs_dilation, 1), dtype=np.int64)
+    ld = np.array(_as_3d(corr.lhs_dilation, 1), dtype=np.int64)
+    if src.size == 0:  # no samples: every output is zero
+        result[...] = 0
+        return result
+    band, padded_w = _band(lhs.shape, rhs.shape, corr, dtype.itemsize, workspace_limit)
+    in_shape = np.array(src.shape[3:], dtype=np.int64)
+    out_shape = np.array(dst.shape, dtype=np.int64)
+    _shift_accumulate()(
+        src_flat, src_strides, in_shape, weights, dst_flat, dst_strides, out_shape,
+        lo, rd, ld, padded_w, band,
+    )  # fmt: skip
     return result
