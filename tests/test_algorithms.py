@@ -270,3 +270,28 @@ def test_results_never_alias_reused_workspaces():
         kept = first.copy()
         correlate(lhs * 2, rhs, corr, algorithm=name)  # reuses the same workspaces
         np.testing.assert_array_equal(first, kept)
+
+
+COMPILED_CALLS = """
+import numpy as np, convgrad as cg
+x = np.ones((2, 4, 9, 9), np.float32)
+cg.conv(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4, algorithm="direct")
+cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="implicit_dw")
+"""
+
+
+def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
+    """A kernel whose cache key changes per process (e.g. one closing over another jitted
+    function) recompiles in every process: seconds per process. The second process must
+    load every kernel from the cache."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    env = dict(os.environ, NUMBA_DEBUG_CACHE="1")
+    run = [sys.executable, "-c", COMPILED_CALLS]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    second = subprocess.run(run, env=env, check=True, capture_output=True, text=True).stdout
+    assert "data loaded" in second
+    assert "data saved" not in second, second

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import weakref
 
@@ -80,6 +81,30 @@ def window_view(
         *(st * d for st, d in zip(sp, dilation)),
     )
     return as_strided(padded, shape=shape, strides=strides_, writeable=False)
+
+
+CORES = os.cpu_count() or 1  # jobs of compiled loops in flight at once (one per core)
+
+
+def as_3d(shape: tuple[int, ...], fill: int) -> tuple[int, ...]:
+    """Spatial dims padded in front to three (compiled loops run 1-D and 2-D as 3-D)."""
+    return (fill,) * (3 - len(shape)) + tuple(shape)
+
+
+def flat_view(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(1-D view from a's first element, element strides of all but the last axis), for
+    compiled loops that index by hand; a's strides must be non-negative, the last unit."""
+    isz = a.itemsize
+    span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
+    flat = as_strided(a, shape=(span,), strides=(isz,), writeable=a.flags.writeable)
+    return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """a itself if flat_view can index it, else a contiguous copy."""
+    if any(s < 0 for s in a.strides) or a.strides[-1] != a.itemsize:
+        return np.ascontiguousarray(a)
+    return a
 
 
 def chunk(total: int, per_item: int, budget: int) -> int:

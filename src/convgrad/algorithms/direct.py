@@ -15,12 +15,18 @@ channels is free. The loop is compiled by numba (once per dtype, cached on disk)
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .._rules import Correlation
-from ._common import padded_shape, prod, result_dtype
+from ._common import (
+    CORES,
+    as_3d,
+    flat_view,
+    padded_shape,
+    prod,
+    result_dtype,
+    unit_rows,
+)
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "direct"
@@ -44,12 +50,12 @@ def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None) ->
     outer taps, plus the halo rows) stays within L2 and its accumulator within L1, the
     bands of all cores within ``limit`` bytes, and there are at least MIN_JOBS jobs."""
     g, b, c = lhs_shape[:3]
-    padded = _as_3d(padded_shape(lhs_shape[3:], corr), 1)
-    kernel = _as_3d(rhs_shape[3:], 1)
-    out = _as_3d(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]), 1)
-    halo = (kernel[1] - 1) * _as_3d(corr.rhs_dilation, 1)[1]
+    padded = as_3d(padded_shape(lhs_shape[3:], corr), 1)
+    kernel = as_3d(rhs_shape[3:], 1)
+    out = as_3d(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]), 1)
+    halo = (kernel[1] - 1) * as_3d(corr.rhs_dilation, 1)[1]
     row_bytes = c * kernel[0] * padded[2] * itemsize
-    budget = L2_BYTES if limit is None else min(L2_BYTES, limit // (os.cpu_count() or 1))
+    budget = L2_BYTES if limit is None else min(L2_BYTES, limit // CORES)
     band = max(1, min(out[1], budget // max(row_bytes, 1) - halo, ACC // max(padded[2], 1)))
     bands = -(-MIN_JOBS // max(g * b * out[0], 1))
     return min(band, -(-out[1] // bands)), padded[2]
@@ -59,10 +65,10 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     """Bytes of the jobs' padded input bands and accumulators (one job per core at a
     time); the input is read in place and the result written directly."""
     band, padded_w = _band(lhs_shape, rhs_shape, corr, itemsize)
-    kernel = _as_3d(rhs_shape[3:], 1)
-    halo = (kernel[1] - 1) * _as_3d(corr.rhs_dilation, 1)[1]
+    kernel = as_3d(rhs_shape[3:], 1)
+    halo = (kernel[1] - 1) * as_3d(corr.rhs_dilation, 1)[1]
     per_job = (lhs_shape[2] * kernel[0] * (band + halo) + band) * padded_w * itemsize
-    return (os.cpu_count() or 1) * per_job
+    return CORES * per_job
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
@@ -81,23 +87,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     )
 
 
-def _as_3d(shape: tuple[int, ...], fill: int) -> tuple[int, ...]:
-    """Spatial dims padded in front to three (1-D and 2-D run as 3-D)."""
-    return (fill,) * (3 - len(shape)) + tuple(shape)
-
-
 @lazy_kernel
 def _shift_accumulate(numba):
     """The compiled loop; see the module docstring. src (G, B, C, D1, D2, W) and dst
     (G, B, O, E1, E2, V) may have any strides but a unit one along their last axis."""
-
-    @numba.njit(inline="always")
-    def sample(p, low, dil, size):
-        """Index of the input sample at padded coordinate p, or -1 (padding, inserted zero)."""
-        q = p - low
-        if q < 0 or q % dil != 0 or q // dil >= size:
-            return -1
-        return q // dil
 
     @numba.njit(**JIT_OPTIONS)
     def kernel(
@@ -128,13 +121,15 @@ def _shift_accumulate(numba):
             slabs = np.zeros(channels * k1n * slab_size, src.dtype)
             for c in range(channels):  # the band's input, dilated and padded, per (c, k1)
                 for k1 in range(k1n):
-                    j1 = sample(i1 + k1 * rd[0], lo[0], ld[0], depth)
-                    if j1 < 0:
+                    q1 = i1 + k1 * rd[0] - lo[0]  # padding or an inserted zero: skip
+                    if q1 < 0 or q1 % ld[0] != 0 or q1 // ld[0] >= depth:
                         continue
+                    j1 = q1 // ld[0]
                     for r in range(rows + halo):
-                        j2 = sample(i2_0 + r, lo[1], ld[1], height)
-                        if j2 < 0:
+                        q2 = i2_0 + r - lo[1]  # padding or an inserted zero: skip
+                        if q2 < 0 or q2 % ld[1] != 0 or q2 // ld[1] >= height:
                             continue
+                        j2 = q2 // ld[1]
                         line = src[g * sg + b * sb + c * sc + j1 * s1 + j2 * s2 :]
                         at = (c * k1n + k1) * slab_size + r * padded_w + lo[2]
                         if ld[2] == 1:  # zero-based contiguous copy: vectorised
@@ -182,16 +177,6 @@ def _shift_accumulate(numba):
     return kernel
 
 
-def _flat(a: np.ndarray):
-    """(1-D view from a's first element, element strides): a's last axis must be unit."""
-    isz = a.itemsize
-    span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
-    flat = np.lib.stride_tricks.as_strided(
-        a, shape=(span,), strides=(isz,), writeable=a.flags.writeable
-    )
-    return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
-
-
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S') (a view of a (B, G, O, *S')
     array)."""
@@ -202,19 +187,16 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     result = np.empty((b, g, o, *out_spatial), dtype=dtype).swapaxes(0, 1)
     if result.size == 0:
         return result
-    src = lhs.astype(dtype, copy=False)
-    if any(s < 0 for s in src.strides) or src.strides[-1] != dtype.itemsize:
-        src = np.ascontiguousarray(src)
-    src = src.reshape(g, b, c, *_as_3d(src.shape[3:], 1))
+    src = unit_rows(lhs.astype(dtype, copy=False)).reshape(g, b, c, *as_3d(lhs.shape[3:], 1))
     weights = np.ascontiguousarray(
-        rhs.astype(dtype, copy=False).reshape(g, o, c, *_as_3d(rhs.shape[3:], 1))
+        rhs.astype(dtype, copy=False).reshape(g, o, c, *as_3d(rhs.shape[3:], 1))
     )
-    dst = result.reshape(g, b, o, *_as_3d(out_spatial, 1))
-    src_flat, src_strides = _flat(src)
-    dst_flat, dst_strides = _flat(dst)
-    lo = np.array(_as_3d(tuple(p[0] for p in corr.padding), 0), dtype=np.int64)
-    rd = np.array(_as_3d(corr.rhs_dilation, 1), dtype=np.int64)
-    ld = np.array(_as_3d(corr.lhs_dilation, 1), dtype=np.int64)
+    dst = result.reshape(g, b, o, *as_3d(out_spatial, 1))
+    src_flat, src_strides = flat_view(src)
+    dst_flat, dst_strides = flat_view(dst)
+    lo = np.array(as_3d(tuple(p[0] for p in corr.padding), 0), dtype=np.int64)
+    rd = np.array(as_3d(corr.rhs_dilation, 1), dtype=np.int64)
+    ld = np.array(as_3d(corr.lhs_dilation, 1), dtype=np.int64)
     if src.size == 0:  # no samples: every output is zero
         result[...] = 0
         return result

@@ -22,7 +22,18 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, result_dtype, scratch
+from ._common import (
+    CORES,
+    as_3d,
+    dilate_and_pad_into,
+    flat_strides,
+    flat_view,
+    padded_shape,
+    prod,
+    result_dtype,
+    scratch,
+    unit_rows,
+)
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "implicit_dw"
@@ -33,35 +44,139 @@ SMALL = 4  # B*O at or below which a BLAS call is a mere dot product: a compiled
 
 @lazy_kernel
 def _dots(numba):
-    """Compiled ``acc[g, i, b, o] (+)= dot(lhs[g, b, s_i : s_i + depth], grid[g, o, :depth])``,
-    parallel over (g, i, b, o), summed in 16 independent lanes so LLVM vectorises it
-    (numba, imported on first use, compiled once per dtype and cached on disk)."""
+    """Compiled weight-gradient-shaped correlation for small B*O (depthwise):
+    ``out[g, b, o, i] = sum_c dot(pad(lhs)[g, b, c, s_i : s_i + depth], grid(rhs)[g, o, c])``.
 
-    @numba.njit(**JIT_OPTIONS)
-    def kernel(lhs, grid, shifts, depth, acc, accumulate):
-        groups, bs = lhs.shape[0], lhs.shape[1]
-        os_, npos = grid.shape[1], shifts.shape[0]
-        for job in numba.prange(groups * npos * bs * os_):
-            g = job // (npos * bs * os_)
-            i = (job // (bs * os_)) % npos
-            bb = (job // os_) % bs
-            oo = job % os_
-            x = lhs[g, bb, shifts[i] : shifts[i] + depth]
-            y = grid[g, oo, :depth]
-            lanes = np.zeros(16, acc.dtype)
-            full = depth // 16 * 16
-            for p0 in range(0, full, 16):
-                for lane in range(16):
-                    lanes[lane] += x[p0 + lane] * y[p0 + lane]
-            total = lanes.sum()
-            for p in range(full, depth):
-                total += x[p] * y[p]
-            if accumulate:
-                acc[g, i, bb, oo] += total
-            else:
-                acc[g, i, bb, oo] = total
+    Each parallel job takes one (g, b, o): per c it lays the padded lhs plane and the rhs
+    plane (scattered onto the same padded grid, zeros between its samples) flat into two
+    small buffers, then takes one long dot product per output position (a vectorised
+    reduction). ``check`` collects lhs * 0 per job: NaN where the lhs holds inf or NaN,
+    which the grid's zeros would spread. numba, imported on first use, compiled once per
+    dtype, cached on disk. src (G, B, C, D1, D2, W): any strides with a unit last axis."""
+    options = dict(JIT_OPTIONS, fastmath={"reassoc", "contract", "nsz"})
+
+    @numba.njit(**options)
+    def kernel(
+        src,
+        src_strides,
+        in_shape,
+        rhs,
+        rhs_strides,
+        kernel_shape,
+        padded,
+        lo,
+        ld,
+        rd,
+        shifts,
+        depth,
+        out,
+        check,
+    ):
+        sg, sb, sc, s1, s2 = src_strides
+        rg, ro, rc, r1s, r2s = rhs_strides
+        depth1, height, width = in_shape
+        p1n, p2n, pw = padded
+        groups, batch, outs, npos = out.shape
+        channels, k1n, k2n, kwn = kernel_shape
+        plane = p1n * p2n * pw
+        first = max(0, -(lo[2] // ld[2]))  # samples of a row that land inside it
+        last = min(width - 1, (pw - 1 - lo[2]) // ld[2])
+        for job in numba.prange(groups * batch * outs):
+            o = job % outs
+            b = job // outs % batch
+            g = job // (outs * batch)
+            lhs = np.zeros(plane, src.dtype)
+            grid = np.zeros(plane, src.dtype)
+            acc = np.zeros(npos, src.dtype)
+            zero = acc[0]  # in the array's dtype (a literal 0 would promote to float64)
+            bad = zero
+            for c in range(channels):
+                if c > 0:
+                    lhs[:] = 0
+                for p1 in range(p1n):  # the padded, dilated lhs plane
+                    q1 = p1 - lo[0]  # padding or an inserted zero: skip
+                    if q1 < 0 or q1 % ld[0] != 0 or q1 // ld[0] >= depth1:
+                        continue
+                    j1 = q1 // ld[0]
+                    for p2 in range(p2n):
+                        q2 = p2 - lo[1]  # padding or an inserted zero: skip
+                        if q2 < 0 or q2 % ld[1] != 0 or q2 // ld[1] >= height:
+                            continue
+                        j2 = q2 // ld[1]
+                        line = src[g * sg + b * sb + c * sc + j1 * s1 + j2 * s2 :]
+                        at = (p1 * p2n + p2) * pw + lo[2]
+                        if ld[2] == 1:
+                            into, part = lhs[at + first : at + last + 1], line[first : last + 1]
+                            for j in range(last + 1 - first):
+                                into[j] = part[j]
+                                bad += part[j] * zero
+                        else:
+                            for j in range(first, last + 1):
+                                lhs[at + j * ld[2]] = line[j]
+                                bad += line[j] * zero
+                for r1 in range(k1n):  # rhs samples onto the grid (the zeros stay zero)
+                    for r2 in range(k2n):
+                        at = (r1 * rd[0] * p2n + r2 * rd[1]) * pw
+                        row = rhs[g * rg + o * ro + c * rc + r1 * r1s + r2 * r2s :]
+                        for r in range(kwn):
+                            grid[at + r * rd[2]] = row[r]
+                for i in range(npos):
+                    x = lhs[shifts[i] : shifts[i] + depth]
+                    total = zero
+                    for p in range(depth):
+                        total += x[p] * grid[p]
+                    acc[i] += total
+            out[g, b, o] = acc
+            check[job] = bad
 
     return kernel
+
+
+def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
+    """The compiled path for B*O <= SMALL: (G, B, O, *S_out), or None where the per-core
+    planes would not fit the limit or the lhs holds inf/NaN."""
+    g, b, c = lhs.shape[:3]
+    o = rhs.shape[1]
+    dtype = result_dtype(lhs, rhs)
+    compute = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    padded = as_3d(padded_shape(lhs.shape[3:], corr), 1)
+    if 2 * CORES * prod(padded) * compute.itemsize > workspace_limit:
+        return None
+    out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
+    flat = flat_strides(padded)
+    strides = as_3d(corr.window_strides, 1)
+    shifts = np.array(
+        [
+            sum(i * ws * f for i, ws, f in zip(pos, strides, flat))
+            for pos in itertools.product(*(range(n) for n in as_3d(out_spatial, 1)))
+        ],
+        dtype=np.int64,
+    )
+    rd = as_3d(corr.rhs_dilation, 1)
+    kernel = as_3d(rhs.shape[3:], 1)
+    depth = sum((k - 1) * r * f for k, r, f in zip(kernel, rd, flat)) + 1  # the grid's span
+    src = unit_rows(lhs.astype(compute, copy=False)).reshape(g, b, c, *as_3d(lhs.shape[3:], 1))
+    src_flat, src_strides = flat_view(src)
+    weights = unit_rows(rhs.astype(compute, copy=False)).reshape(g, o, c, *kernel)
+    rhs_flat, rhs_strides = flat_view(weights)
+    out = np.empty((g, b, o, len(shifts)), dtype=compute)
+    check = np.empty(g * b * o, dtype=compute)
+    if src.size == 0 or weights.size == 0:
+        out[...] = 0
+    else:
+        _dots()(
+            src_flat, src_strides, np.array(src.shape[3:], dtype=np.int64), rhs_flat,
+            rhs_strides, np.array((c, *kernel), dtype=np.int64), np.array(padded, dtype=np.int64), _ints(p[0] for p in corr.padding),
+            _ints(corr.lhs_dilation, 1), np.array(rd, dtype=np.int64), shifts, depth, out, check,
+        )  # fmt: skip
+        if not np.isfinite(check).all():  # the grid's zeros would multiply inf/NaN
+            return None
+    return out.astype(dtype, copy=False).reshape(g, b, o, *out_spatial)
+
+
+def _ints(values, fill: int = 0) -> np.ndarray:
+    """Per-dim parameters padded in front to three, as the compiled loop takes them."""
+    return np.array(as_3d(tuple(values), fill), dtype=np.int64)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -91,14 +206,18 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     # every call re-reads (and BLAS re-packs) both operands: from cache for small b x o
     operands = g * outs * c * (b + o) * plane * itemsize
     moved += operands // 4 if b * o < 64 else operands
-    if b * o <= SMALL:  # compiled dot products: reductions run at ~1/4 of the loop rate
-        return Counts(loop_flops=4 * flops, bytes=g * c * (b + o) * plane * 2 * itemsize)
+    if b * o <= SMALL:  # compiled dot products (two loads per multiply-add): half the rate
+        return Counts(loop_flops=2 * flops, bytes=g * c * (b + o) * plane * 2 * itemsize)
     blocks = -(-c * plane * (b + o) * itemsize // (L2_BYTES // 2))
     return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, *S), rhs (G, O, C, *K) -> (G, B, O, *S_out)."""
+    if lhs.shape[1] * rhs.shape[1] <= SMALL:
+        result = _run_small(lhs, rhs, corr, workspace_limit)
+        if result is not None:
+            return result
     if not np.isfinite(lhs).all():  # off-window grid points would multiply inf/NaN by 0
         from . import gemm
 
@@ -156,13 +275,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                 depth = (m - 1) * plane + last  # contraction length
                 # contraction in cache-sized blocks: all output positions reuse a block
                 block = max(256, L2_BYTES // 2 // ((b + o) * isz))
-                if b * o <= SMALL:
-                    part = acc[: g * npos * b * o].reshape(g, npos, b, o)[g0 : g0 + gn]
-                    _dots()(
-                        flat_lhs.reshape(gn, b, row), grid.reshape(gn, o, row),
-                        np.asarray(part_shifts, dtype=np.int64), depth, part, c0 > 0,
-                    )  # fmt: skip
-                    continue
                 for gi in range(gn):
                     for k0 in range(0, depth, block):
                         kn = min(block, depth - k0)
