@@ -9,9 +9,9 @@ lhs samples under output position i are then the same flat rows shifted by s_i:
 
 one BLAS call per (group, output position), contracting over C and the whole map at
 once. Reads stay inside each row's own image; off-sample grid points multiply zeros,
-which is exact for finite input; lhs with inf/NaN is handed to ``gemm`` so that such
-values reach only the outputs whose windows contain them. Chunked over C (accumulating
-with beta = 1) and groups.
+which is exact for finite input; where they meet inf/NaN the (small) result is not
+finite and ``gemm`` recomputes it, so such values reach only the outputs whose windows
+contain them. Chunked over C (accumulating with beta = 1) and groups.
 """
 
 from __future__ import annotations
@@ -218,10 +218,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         result = _run_small(lhs, rhs, corr, workspace_limit)
         if result is not None:
             return result
-    if not np.isfinite(lhs).all():  # off-window grid points would multiply inf/NaN by 0
-        from . import gemm
-
-        return gemm.run(lhs, rhs, corr, workspace_limit)
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
@@ -288,4 +284,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                             )  # fmt: skip
         done = acc[: g * npos * b * o].reshape(g, npos, b, o)
         np.copyto(result[..., i0 : i0 + npos], done.transpose(0, 2, 3, 1), casting="unsafe")
+    if not np.isfinite(result).all():  # grid zeros may have met inf/NaN: redo exactly
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
     return result.reshape(g, b, o, *out_spatial)
