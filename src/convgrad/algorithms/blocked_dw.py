@@ -1,4 +1,4 @@
-"""Weight gradients as GEMMs over cache-sized blocks of the contraction (rhs dilation 1).
+"""Weight gradients as GEMMs over cache-sized blocks of the contraction.
 
 A weight-gradient correlation has a huge "kernel" (the output-gradient map, K) and a tiny
 output (the filter taps, T). Its column matrix (B*T rows, one per input channel and tap,
@@ -11,13 +11,17 @@ for every rhs position are then one contiguous run of a plane, shifted by s_t, a
     cols[(b, t), :] = plane[b, s_t + k0 : s_t + k0 + L]
 
 for blocks of L ~ ``BLOCK`` grid positions: each block of columns is a copy of long
-contiguous runs that stays in cache until BLAS reads it. Grid columns off the rhs
+contiguous runs that stays in cache until BLAS reads it. With rhs dilation rd (the
+forward stride) the planes are first split into rd^d phases (phase r holds P[q*rd + r]):
+tap t then reads phase (t*ws) % rd from (t*ws) // rd on, again one contiguous run. Grid columns off the rhs
 samples multiply zeros; where that meets inf/NaN in the lhs the (tiny) result is not
 finite and the correlation is recomputed by ``gemm``, so such values reach only the
 outputs whose windows contain them.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -27,45 +31,56 @@ from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, resu
 name = "blocked_dw"
 MAX_OUTPUTS = 1024  # filter taps (T); beyond this it is not a weight gradient
 BLOCK = 2048  # grid positions per block: best measured for OpenBLAS (long contraction)
+SMALL_COLUMNS = 8 * 2**20  # column bytes below which gemm's one-shot column matrix is as good
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     out = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    return (
-        out <= MAX_OUTPUTS
-        and out <= prod(rhs_shape[3:])
-        and all(rd == 1 for rd in corr.rhs_dilation)
-    )
+    return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of one channel's padded planes and rhs grid, one block of columns and the
-    small products."""
+    """Bytes of one channel's padded planes (and their phase split) and rhs grid, one block
+    of columns and the small products."""
     g, b = lhs_shape[:2]
     o = rhs_shape[1]
-    plane = prod(padded_shape(lhs_shape[3:], corr))
+    q, phases = _phases(padded_shape(lhs_shape[3:], corr), corr)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    return ((b + o) * plane + m * BLOCK + (g + 1) * m * o) * itemsize
+    planes = b * phases * prod(q) * (2 if phases > 1 else 1)
+    return (planes + o * prod(q) + m * BLOCK + (g + 1) * m * o) * itemsize
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    """Machine-free work: the GEMMs over the padded grid (junk columns included), the
+    """Machine-free work: the GEMMs over the (phase) grid, junk columns included, the
     planes and grid laid out, the columns copied, a few calls per block."""
     from .._plan import Counts
 
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
-    plane = prod(padded_shape(lhs_shape[3:], corr))
+    q, phases = _phases(padded_shape(lhs_shape[3:], corr), corr)
+    grid = prod(q)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    blocks = g * c * -(-plane // BLOCK)
+    blocks = g * c * -(-grid // BLOCK)
+    nt = m // max(b, 1)
+    columns = g * c * m * grid * itemsize
+    # the columns are copied within the cache (about twice the rate of a copy through
+    # memory) and read by BLAS from there; measured: while all the columns would fit in
+    # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls
+    columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
+    planes = g * c * 2 * (b * phases * (2 if phases > 1 else 1) + o) * grid * itemsize
     return Counts(
-        2.0 * g * c * m * o * plane,
+        2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
-        # planes and grid laid out from memory; the columns are copied within the cache
-        # (about twice the rate of a copy through memory) and read by BLAS from there
-        bytes=g * c * (2 * (b + o) * plane + m * plane // 2) * itemsize,
-        calls=4 * blocks + 6 * g * c + 10,
+        bytes=planes + columns,
+        calls=(4 + (nt if phases > 1 else 0)) * blocks + 6 * g * c + 10,
     )
+
+
+def _phases(padded, corr: Correlation):
+    """(phase grid Q, number of phases): the padded grid split by the rhs dilation rd,
+    phase r holding P[q*rd + r] (rd = 1: the grid itself)."""
+    grid = tuple(-(-p // r) for p, r in zip(padded, corr.rhs_dilation))
+    return grid, prod(corr.rhs_dilation)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -73,52 +88,75 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
+    nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
     compute = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
     padded = padded_shape(lhs.shape[3:], corr)
+    q, phases = _phases(padded, corr)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
-    plane, nt = prod(padded), prod(out_spatial)
+    qplane, nt = prod(q), prod(out_spatial)
     m = b * nt
     isz = compute.itemsize
-    if ((b + o) * plane + (g + 1) * m * o) * isz > workspace_limit or 0 in lhs.shape + rhs.shape:
+    fixed = ((b * phases + o) * qplane + (b * qplane * phases if phases > 1 else 0)) * isz
+    fixed += (g + 1) * m * o * isz
+    if fixed > workspace_limit or 0 in lhs.shape + rhs.shape:
         from . import gemm  # one channel's planes do not fit: gemm chunks further
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
-    flat = flat_strides(padded)
+    flat = flat_strides(q)
+    # tap t of the filter reads phase (t*ws) % rd of the grid from offset (t*ws) // rd on
+    taps = []
+    for pos in itertools.product(*(range(n) for n in out_spatial)):
+        at = [i * ws for i, ws in zip(pos, corr.window_strides)]
+        phase = np.ravel_multi_index(
+            [x % r for x, r in zip(at, corr.rhs_dilation)], corr.rhs_dilation
+        )
+        taps.append((int(phase), sum(x // r * f for x, r, f in zip(at, corr.rhs_dilation, flat))))
     depth = sum((k - 1) * f for k, f in zip(kernel, flat)) + 1  # the rhs grid's span
-    room = workspace_limit - ((b + o) * plane + (g + 1) * m * o) * isz
-    block = max(1, min(depth, BLOCK, room // (m * isz)))
+    block = max(1, min(depth, BLOCK, (workspace_limit - fixed) // (m * isz)))
 
-    planes = scratch("blocked_dw-planes", b * plane + 16, compute)[: b * plane].reshape(b, plane)
-    grid = scratch("blocked_dw-grid", o * plane + 16, compute)[: o * plane].reshape(o, plane)
+    size = b * phases * qplane
+    planes = scratch("blocked_dw-planes", size + 16, compute)[:size].reshape(b, phases, qplane)
+    grid = scratch("blocked_dw-grid", o * qplane + 16, compute)[: o * qplane].reshape(o, qplane)
     grid[...] = 0
+    if phases > 1:  # the padded planes, rounded up to whole phases (the tail stays zero)
+        whole = tuple(n * r for n, r in zip(q, corr.rhs_dilation))
+        full = np.zeros((b, *whole), dtype=compute)
+        split = full.reshape(b, *itertools.chain(*zip(q, corr.rhs_dilation)))
+        split = split.transpose(0, *range(2, 2 * nd + 1, 2), *range(1, 2 * nd, 2))
     on_samples = tuple(slice(0, k) for k in kernel)
     columns = scratch("blocked_dw-columns", m * block, compute)
     acc = np.zeros((g, m, o), dtype=compute)
     product = np.empty((m, o), dtype=compute)
     for gi in range(g):
         for ci in range(c):
-            dilate_and_pad_into(
-                lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False),
-                corr,
-                planes.reshape(1, b, 1, *padded),
-            )
-            grid.reshape(o, *padded)[(slice(None), *on_samples)] = rhs[gi, :, ci]
+            part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
+            if phases == 1:
+                dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
+            else:
+                region = full[(slice(None), *(slice(0, p) for p in padded))]
+                dilate_and_pad_into(part, corr, region.reshape(1, b, 1, *padded))
+                np.copyto(planes.reshape(b, *corr.rhs_dilation, *q), split)
+            grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
             for k0 in range(0, depth, block):
                 n = min(block, depth - k0)
-                # (B, T, n) runs of the planes: row (b, t) starts at b*P + s_t + k0
-                runs = np.lib.stride_tricks.as_strided(
-                    planes[:, k0:],
-                    shape=(b, *out_spatial, n),
-                    strides=(
-                        plane * isz,
-                        *(ws * f * isz for ws, f in zip(corr.window_strides, flat)),
-                        isz,
-                    ),
-                    writeable=False,
-                )
                 cols = columns[: m * n].reshape(m, n)
-                np.copyto(cols.reshape(b, *out_spatial, n), runs)
+                if phases == 1:  # row (b, t) starts at b*P + s_t + k0: one strided view
+                    runs = np.lib.stride_tricks.as_strided(
+                        planes[:, 0, k0:],
+                        shape=(b, *out_spatial, n),
+                        strides=(
+                            phases * qplane * isz,
+                            *(ws * f * isz for ws, f in zip(corr.window_strides, flat)),
+                            isz,
+                        ),
+                        writeable=False,
+                    )
+                    np.copyto(cols.reshape(b, *out_spatial, n), runs)
+                else:
+                    rows = cols.reshape(b, nt, n)
+                    for t, (phase, shift) in enumerate(taps):
+                        rows[:, t] = planes[:, phase, shift + k0 : shift + k0 + n]
                 np.matmul(cols, grid[:, k0 : k0 + n].T, out=product)
                 acc[gi] += product
     if not np.isfinite(acc).all():  # grid zeros may have met inf/NaN: redo exactly
