@@ -277,6 +277,7 @@ import numpy as np, convgrad as cg
 x = np.ones((2, 4, 9, 9), np.float32)
 cg.conv(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4, algorithm="direct")
 cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="implicit_dw")
+cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="blocked_dw")
 """
 
 
