@@ -140,39 +140,51 @@ def _shift_accumulate(numba):
                             for j in range(first, last + 1):
                                 slabs[at + j * ld[2]] = line[j]
             n = (rows - 1) * padded_w + out_width  # flat run of the band's outputs
-            acc = np.empty(n, src.dtype)
-            for o in range(outs):
-                acc[:] = 0
+            both = np.empty(2 * n, src.dtype)
+            for o in range(0, outs, 2):  # two output channels per pass share each input load
+                pair = o + 1 < outs
+                acc, acc2 = both[:n], both[n:]
+                both[:] = 0
                 for c in range(channels):
                     for k1 in range(k1n):
                         slab = slabs[(c * k1n + k1) * slab_size :]
-                        weights = w[g, o, c, k1].ravel()
+                        wa = w[g, o, c, k1].ravel()
+                        wb = w[g, o + 1 if pair else o, c, k1].ravel()
                         t = 0
                         while t + 4 <= taps:  # four taps per pass: a quarter of acc's traffic
-                            w0, w1, w2, w3 = (
-                                weights[t],
-                                weights[t + 1],
-                                weights[t + 2],
-                                weights[t + 3],
-                            )
                             r0 = slab[shifts[t] : shifts[t] + n]
                             r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
                             r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
                             r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
-                            for q in range(n):  # a plain counted loop: vectorised by LLVM
-                                acc[q] += w0 * r0[q] + w1 * r1[q] + w2 * r2[q] + w3 * r3[q]
+                            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+                            if pair:
+                                b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
+                                for q in range(n):  # a plain counted loop: vectorised by LLVM
+                                    x0, x1, x2, x3 = r0[q], r1[q], r2[q], r3[q]
+                                    acc[q] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                                    acc2[q] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+                            else:
+                                for q in range(n):
+                                    acc[q] += a0 * r0[q] + a1 * r1[q] + a2 * r2[q] + a3 * r3[q]
                             t += 4
                         while t < taps:
-                            wt = weights[t]
                             r0 = slab[shifts[t] : shifts[t] + n]
-                            for q in range(n):
-                                acc[q] += wt * r0[q]
+                            a0, b0 = wa[t], wb[t]
+                            if pair:
+                                for q in range(n):
+                                    acc[q] += a0 * r0[q]
+                                    acc2[q] += b0 * r0[q]
+                            else:
+                                for q in range(n):
+                                    acc[q] += a0 * r0[q]
                             t += 1
-                for r in range(rows):  # the valid columns of each row into the result
-                    out = dst[g * dg + b * db + o * do + i1 * d1 + (i2_0 + r) * d2 :]
-                    row = acc[r * padded_w :]
-                    for v in range(out_width):
-                        out[v] = row[v]
+                for oo in range(o, o + 2 if pair else o + 1):  # valid columns into the result
+                    done = both[(oo - o) * n :]
+                    for r in range(rows):
+                        out = dst[g * dg + b * db + oo * do + i1 * d1 + (i2_0 + r) * d2 :]
+                        row = done[r * padded_w :]
+                        for v in range(out_width):
+                            out[v] = row[v]
 
     return kernel
 
