@@ -296,3 +296,26 @@ def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
     second = subprocess.run(run, env=env, check=True, capture_output=True, text=True).stdout
     assert "data loaded" in second
     assert "data saved" not in second, second
+
+
+@pytest.mark.parametrize("serial_flops", [0.0, float("inf")])
+def test_compiled_loops_agree_on_parallel_and_serial_launch(monkeypatch, serial_flops):
+    """Small work runs on the calling thread alone (waking workers costs more than it
+    saves); both launches give the same results and leave numba's thread count as it was."""
+    numba = pytest.importorskip("numba")
+    from convgrad.algorithms import _compiled
+
+    monkeypatch.setattr(_compiled, "SERIAL_FLOPS", serial_flops)
+    threads = numba.get_num_threads()
+    for name in ("direct", "implicit_dw"):
+        for _, lhs_shape, rhs_shape, corr in CASES:
+            if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
+                continue
+            rng = np.random.default_rng(5)
+            lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+            expected = direct_correlation(lhs, rhs, corr)
+            got = correlate(lhs, rhs, corr, algorithm=name)
+            np.testing.assert_allclose(
+                got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max()
+            )
+            assert numba.get_num_threads() == threads

@@ -30,3 +30,21 @@ def lazy_kernel(build: Callable) -> Callable[[], Callable]:
         return build(numba)
 
     return kernel
+
+
+SERIAL_FLOPS = 4e6  # below this, waking the worker threads (50-100 us) costs more than they save
+
+
+def launch(kernel: Callable, flops: float, *args):
+    """``kernel(*args)``, on the calling thread alone when its work is under SERIAL_FLOPS
+    (numba's thread count is per calling thread, so other threads are unaffected)."""
+    if flops >= SERIAL_FLOPS:
+        return kernel(*args)
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(previous)

@@ -27,7 +27,7 @@ from ._common import (
     result_dtype,
     unit_rows,
 )
-from ._compiled import JIT_OPTIONS, lazy_kernel
+from ._compiled import JIT_OPTIONS, launch, lazy_kernel
 
 name = "direct"
 MAX_PRODUCTS = 64  # O*C per group; beyond this a GEMM wins
@@ -151,6 +151,22 @@ def _shift_accumulate(numba):
                         wa = w[g, o, c, k1].ravel()
                         wb = w[g, o + 1 if pair else o, c, k1].ravel()
                         t = 0
+                        while not pair and t + 8 <= taps:  # one output: eight taps per pass
+                            r0 = slab[shifts[t] : shifts[t] + n]
+                            r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
+                            r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
+                            r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
+                            r4 = slab[shifts[t + 4] : shifts[t + 4] + n]
+                            r5 = slab[shifts[t + 5] : shifts[t + 5] + n]
+                            r6 = slab[shifts[t + 6] : shifts[t + 6] + n]
+                            r7 = slab[shifts[t + 7] : shifts[t + 7] + n]
+                            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+                            a4, a5, a6, a7 = wa[t + 4], wa[t + 5], wa[t + 6], wa[t + 7]
+                            for q in range(n):
+                                acc[q] += (a0 * r0[q] + a1 * r1[q] + a2 * r2[q] + a3 * r3[q]) + (
+                                    a4 * r4[q] + a5 * r5[q] + a6 * r6[q] + a7 * r7[q]
+                                )
+                            t += 8
                         while t + 4 <= taps:  # four taps per pass: a quarter of acc's traffic
                             r0 = slab[shifts[t] : shifts[t] + n]
                             r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
@@ -215,7 +231,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     band, padded_w = _band(lhs.shape, rhs.shape, corr, dtype.itemsize, workspace_limit)
     in_shape = np.array(src.shape[3:], dtype=np.int64)
     out_shape = np.array(dst.shape, dtype=np.int64)
-    _shift_accumulate()(
+    flops = 2 * c * prod(rhs.shape[3:]) * result.size
+    launch(
+        _shift_accumulate(),
+        flops,
         src_flat, src_strides, in_shape, weights, dst_flat, dst_strides, out_shape,
         lo, rd, ld, padded_w, band,
     )  # fmt: skip

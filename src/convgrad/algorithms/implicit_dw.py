@@ -34,7 +34,7 @@ from ._common import (
     scratch,
     unit_rows,
 )
-from ._compiled import JIT_OPTIONS, lazy_kernel
+from ._compiled import JIT_OPTIONS, launch, lazy_kernel
 
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position
@@ -164,7 +164,10 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     if src.size == 0 or weights.size == 0:
         out[...] = 0
     else:
-        _dots()(
+        flops = 2 * out.size * c * prod(padded)
+        launch(
+            _dots(),
+            flops,
             src_flat, src_strides, np.array(src.shape[3:], dtype=np.int64), rhs_flat,
             rhs_strides, np.array((c, *kernel), dtype=np.int64), np.array(padded, dtype=np.int64), _ints(p[0] for p in corr.padding),
             _ints(corr.lhs_dilation, 1), np.array(rd, dtype=np.int64), shifts, depth, out, check,
