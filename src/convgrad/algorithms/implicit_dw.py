@@ -39,7 +39,7 @@ from ._compiled import JIT_OPTIONS, launch, lazy_kernel
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position
 L2_BYTES = 1 << 20
-SMALL = 4  # B*O at or below which a BLAS call is a mere dot product: a compiled loop instead
+SMALL = 16  # B*O up to which the compiled loop beats a BLAS call per output position
 
 
 @lazy_kernel
