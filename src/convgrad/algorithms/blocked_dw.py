@@ -79,16 +79,16 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 
 @lazy_kernel
 def _copy_runs(numba):
-    """Compiled ``cols[r] = src[starts[r] + k0 :][: cols.shape[1]]`` (numba, imported on
-    first use, compiled once per dtype and cached on disk). Serial on purpose: between
-    BLAS calls, whose worker threads keep spinning for a while, a parallel loop's threads
-    fight them for the cores (measured: 9 -> 68 ms per weight gradient)."""
+    """Compiled ``cols[r * stride :][:n] = src[starts[r] + k0 :][:n]`` for every row r
+    (numba, imported on first use, compiled once per dtype and cached on disk). Serial on
+    purpose: between BLAS calls, whose worker threads keep spinning for a while, a
+    parallel loop's threads fight them for the cores (measured: 9 -> 68 ms per weight
+    gradient)."""
 
     @numba.njit(**dict(JIT_OPTIONS, parallel=False))
-    def kernel(src, starts, k0, cols):
-        n = cols.shape[1]
-        for r in range(cols.shape[0]):
-            run, row = src[starts[r] + k0 : starts[r] + k0 + n], cols[r]
+    def kernel(src, starts, k0, cols, stride, n):
+        for r in range(starts.shape[0]):
+            run, row = src[starts[r] + k0 : starts[r] + k0 + n], cols[r * stride : r * stride + n]
             for i in range(n):
                 row[i] = run[i]
 
@@ -144,7 +144,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         split = full.reshape(b, *itertools.chain(*zip(q, corr.rhs_dilation)))
         split = split.transpose(0, *range(2, 2 * nd + 1, 2), *range(1, 2 * nd, 2))
     on_samples = tuple(slice(0, k) for k in kernel)
-    columns = scratch("blocked_dw-columns", m * block, compute)
+    # rows of columns off multiples of 1 KiB apart: with a power-of-two stride, copying
+    # into them and BLAS packing them hit the same cache sets (4K aliasing; measured: 1 run
+    # in 6 took 35 instead of 14 ms, depending on where the buffers landed)
+    stride = block + (16 if (block * isz) % 1024 == 0 else 0)
+    columns = scratch("blocked_dw-columns", m * stride, compute)
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
     starts = np.array(
         [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
@@ -166,8 +170,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
             grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
             for k0 in range(0, depth, block):
                 n = min(block, depth - k0)
-                cols = columns[: m * n].reshape(m, n)
-                copy_runs(flat_planes, starts, k0, cols)
+                copy_runs(flat_planes, starts, k0, columns, stride, n)
+                cols = columns[: m * stride].reshape(m, stride)[:, :n]
                 np.matmul(cols, grid[:, k0 : k0 + n].T, out=product)
                 acc[gi] += product
     if not np.isfinite(acc).all():  # grid zeros may have met inf/NaN: redo exactly
