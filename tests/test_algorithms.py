@@ -255,6 +255,14 @@ def test_scratch_is_reused_per_thread_and_capped():
     big = _common.scratch("test-big", huge, np.float32)
     assert not np.shares_memory(big, _common.scratch("test-big", huge, np.float32))  # not kept
     assert 0 < _common._kept_bytes[0] <= _common.KEEP_BYTES  # one budget for all threads
+    # a new buffer evicts the least recently used ones to fit the budget
+    most = int(_common.KEEP_BYTES * 0.6) // 4
+    a = _common.scratch("test-a", most, np.float32)
+    del a
+    b = _common.scratch("test-b", most, np.float32)
+    assert np.shares_memory(b, _common.scratch("test-b", most, np.float32))  # kept
+    assert "test-a" not in _common._kept.buffers
+    assert 0 < _common._kept_bytes[0] <= _common.KEEP_BYTES
 
 
 def test_results_never_alias_reused_workspaces():

@@ -139,21 +139,27 @@ def scratch(slot: str, size: int, dtype) -> np.ndarray:
     Fresh large buffers cost a page fault per 4 KiB on first touch, on every call (about a
     third of a big weight gradient's time); workspaces are therefore kept per thread (so
     concurrent dask threads never share one) and reused, up to ``KEEP_BYTES`` for all
-    threads together. ``slot`` names one live buffer of an algorithm: two buffers in use at
+    threads together; a new buffer evicts this thread's least recently used ones to fit
+    (the layer that runs now is the one likely to run again). ``slot`` names one live buffer of an algorithm: two buffers in use at
     once need two slots. Contents are undefined; never return a workspace (or a view of it)
     as a result.
     """
     dtype = np.dtype(dtype)
-    kept = _kept.__dict__.setdefault("buffers", {})
-    buffer = kept.get(slot)
-    if buffer is None or buffer.dtype != dtype or buffer.size < size:
-        kept.pop(slot, None)  # its finalizer returns its bytes once it is freed
-        buffer = np.empty(size, dtype=dtype)
+    kept = _kept.__dict__.setdefault("buffers", {})  # least to most recently used
+    buffer = kept.pop(slot, None)
+    if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+        kept[slot] = buffer
+        return buffer[:size]
+    del buffer  # its finalizer returns its bytes once it is freed
+    buffer = np.empty(size, dtype=dtype)
+    while buffer.nbytes <= KEEP_BYTES:
         with _kept_lock:
-            keep = _kept_bytes[0] + buffer.nbytes <= KEEP_BYTES
-            if keep:
+            if _kept_bytes[0] + buffer.nbytes <= KEEP_BYTES:
                 _kept_bytes[0] += buffer.nbytes
-        if keep:
-            weakref.finalize(buffer, _forget, buffer.nbytes)
-            kept[slot] = buffer
+                weakref.finalize(buffer, _forget, buffer.nbytes)
+                kept[slot] = buffer
+                break
+        if not kept:
+            break
+        kept.pop(next(iter(kept)))  # evict this thread's least recently used buffer
     return buffer[:size]
