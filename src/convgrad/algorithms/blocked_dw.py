@@ -62,7 +62,6 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     grid = prod(q)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     blocks = g * c * -(-grid // BLOCK)
-    nt = m // max(b, 1)
     columns = g * c * m * grid * itemsize
     # the columns are copied within the cache (about twice the rate of a copy through
     # memory) and read by BLAS from there; measured: while all the columns would fit in
@@ -73,7 +72,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
         bytes=planes + columns,
-        calls=(4 + (nt if phases > 1 else 0)) * blocks + 6 * g * c + 10,
+        calls=4 * blocks + (8 if phases > 1 else 6) * g * c + 10,
     )
 
 
