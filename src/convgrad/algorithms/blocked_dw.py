@@ -11,12 +11,12 @@ for every rhs position are then one contiguous run of a plane, shifted by s_t, a
     cols[(b, t), :] = plane[b, s_t + k0 : s_t + k0 + L]
 
 for blocks of L ~ ``BLOCK`` grid positions: each block of columns is a copy of long
-contiguous runs that stays in cache until BLAS reads it. With rhs dilation rd (the
-forward stride) the planes are first split into rd^d phases (phase r holds P[q*rd + r]):
-tap t then reads phase (t*ws) % rd from (t*ws) // rd on, again one contiguous run. Grid columns off the rhs
-samples multiply zeros; where that meets inf/NaN in the lhs the (tiny) result is not
-finite and the correlation is recomputed by ``gemm``, so such values reach only the
-outputs whose windows contain them.
+contiguous runs (one serial compiled loop) that stays in cache until BLAS reads it.
+With rhs dilation rd (the forward stride) the planes are first split into rd^d phases
+(phase r holds P[q*rd + r]): tap t then reads phase (t*ws) % rd from (t*ws) // rd on,
+again one contiguous run. Grid columns off the rhs samples multiply zeros; where that
+meets inf/NaN in the lhs the (tiny) result is not finite and the correlation is
+recomputed by ``gemm``, so such values reach only the outputs whose windows contain them.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     grid[...] = 0
     if phases > 1:  # the padded planes, rounded up to whole phases (the tail stays zero)
         whole = tuple(n * r for n, r in zip(q, corr.rhs_dilation))
-        full = np.zeros((b, *whole), dtype=compute)
+        full = scratch("blocked_dw-whole", b * prod(whole), compute).reshape(b, *whole)
+        full[...] = 0
         split = full.reshape(b, *itertools.chain(*zip(q, corr.rhs_dilation)))
         split = split.transpose(0, *range(2, 2 * nd + 1, 2), *range(1, 2 * nd, 2))
     on_samples = tuple(slice(0, k) for k in kernel)

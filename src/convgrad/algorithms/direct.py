@@ -8,7 +8,8 @@ reading the caller's arrays in place (any strides with a unit last axis). Each p
 job takes one (group, image, outer output row) and a band of output rows: it copies
 the band's input rows (plus the kernel's halo, all C) dilated and padded into a small
 buffer (L2), then adds each tap's shifted, flattened band times the scalar weight into
-an accumulator that stays in L1, four taps per pass, and copies the valid columns out.
+an accumulator that stays in L1 (four taps per pass and two output channels at a time,
+or eight taps for a single output), and copies the valid columns out.
 The result is written batch-major (B, G, O, *S') so that merging groups back into
 channels is free. The loop is compiled by numba (once per dtype, cached on disk).
 """
@@ -79,9 +80,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     g, b, c = lhs_shape[:3]
     o, taps = rhs_shape[1], prod(rhs_shape[3:])
     outputs = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    dilated = any(ld > 1 for ld in corr.lhs_dilation[-1:])  # strided (unvectorised) rows
     return Counts(
-        loop_flops=2 * taps * c * outputs * (4 if dilated else 1),
+        loop_flops=2 * taps * c * outputs,
         bytes=(g * b * c * prod(lhs_shape[3:]) + outputs) * itemsize,
         calls=4,
     )
