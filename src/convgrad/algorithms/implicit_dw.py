@@ -12,6 +12,10 @@ once. Reads stay inside each row's own image; off-sample grid points multiply ze
 which is exact for finite input; where they meet inf/NaN the (small) result is not
 finite and ``gemm`` recomputes it, so such values reach only the outputs whose windows
 contain them. Chunked over C (accumulating with beta = 1) and groups.
+
+Where B*O <= ``SMALL`` (depthwise and grouped layers) a BLAS call would be a handful of
+dot products: a compiled loop does the same arithmetic instead, one (g, b, o) per job,
+building its padded planes from the caller's arrays in place.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ SMALL = 16  # B*O up to which the compiled loop beats a BLAS call per output pos
 
 @lazy_kernel
 def _dots(numba):
-    """Compiled weight-gradient-shaped correlation for small B*O (depthwise):
+    """Compiled weight-gradient-shaped correlation for small B*O (depthwise, grouped):
     ``out[g, b, o, i] = sum_c dot(pad(lhs)[g, b, c, s_i : s_i + depth], grid(rhs)[g, o, c])``.
 
     Each parallel job takes one (g, b, o): per c it lays the padded lhs plane and the rhs
