@@ -4,7 +4,9 @@ The windows of the padded lhs are copied into a contiguous column matrix in whic
 layout keeps the copy's inner loop long, in chunks over B (and C, if needed) that stay
 under the workspace limit (padding, columns and the product all count), and multiplied
 with the kernel matrix; groups ride on ``np.matmul``'s leading (batch) axis. A 1x1
-kernel with stride 1 and no padding needs no column matrix at all.
+kernel with stride 1 and no padding needs no column matrix at all, and neither does a
+kernel that covers the whole lhs (the weight gradient of such a layer): that is one
+matmul per lhs channel, summed.
 
 Inserted zeros (lhs_dilation > 1) are multiplied like any sample: ``scatter`` is the
 algorithm that avoids them.
@@ -32,10 +34,28 @@ def _pointwise(rhs_shape, corr: Correlation) -> bool:
     return prod(rhs_shape[3:]) == 1 and _plain(corr) and all(s == 1 for s in corr.window_strides)
 
 
+def _one_window(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    """The kernel covers the whole (unpadded, undilated) lhs: one output position, and
+    out[g, b, o] = sum_c lhs[g, b, c] . rhs[g, o, c] (the weight gradient of a 1x1 conv)."""
+    return (
+        tuple(lhs_shape[3:]) == tuple(rhs_shape[3:])
+        and _plain(corr)
+        and all(rd == 1 for rd in corr.rhs_dilation)
+    )
+
+
+def _one_window_chunk(lhs_shape, rhs_shape, itemsize: int, limit: int) -> int:
+    """Channels (C) per matmul: their (G, c, B, O) products stay under the limit."""
+    g, b, c = lhs_shape[:3]
+    return chunk(c, g * b * rhs_shape[1] * itemsize, limit)
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the full (unchunked) padded input, column matrix and product."""
     if _pointwise(rhs_shape, corr):
         return 0
+    if _one_window(lhs_shape, rhs_shape, corr):
+        return lhs_shape[0] * prod(lhs_shape[1:3]) * rhs_shape[1] * itemsize
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
@@ -53,6 +73,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     flops = 2.0 * g * b * o * c * taps * length
     if _pointwise(rhs_shape, corr):
         return Counts(flops, min(o, c, length), calls=3)
+    if _one_window(lhs_shape, rhs_shape, corr):  # one matmul per lhs channel, no copies
+        return Counts(flops, min(o, b, taps), calls=3 + c // 4)
     padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
     moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
     chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
@@ -74,6 +96,18 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         np.matmul(rhs.reshape(g, 1, o, c), lhs.reshape(g, b, c, length), out=result)
         return result.reshape(g, b, o, *out_spatial)
 
+    if _one_window(lhs.shape, rhs.shape, corr):  # sum_c lhs[g, :, c] @ rhs[g, :, c]^T
+        flat_lhs = lhs.reshape(g, b, c, taps).swapaxes(1, 2)  # (G, C, B, K): views if
+        flat_rhs = rhs.reshape(g, o, c, taps).transpose(0, 2, 3, 1)  # contiguous per c
+        step = _one_window_chunk(lhs.shape, rhs.shape, dtype.itemsize, workspace_limit)
+        total = result.reshape(g, b, o)
+        for c0 in range(0, c, step):
+            part = np.matmul(flat_lhs[:, c0 : c0 + step], flat_rhs[:, c0 : c0 + step])
+            if c0 == 0:
+                part.sum(axis=1, out=total)
+            else:
+                total += part.sum(axis=1)
+        return result.reshape(g, b, o, *out_spatial)
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
     kernel_matrix = rhs.reshape(g, o, c * taps)  # a copy when rhs is a strided view
