@@ -116,6 +116,13 @@ def result_dtype(lhs: np.ndarray, rhs: np.ndarray) -> np.dtype:
     return np.result_type(lhs, rhs)
 
 
+def compute_dtype(dtype) -> np.dtype:
+    """The dtype BLAS and the compiled loops compute in: float32 and float64 as they are,
+    anything else (float16, integers) in float64."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in (np.dtype(np.float32), np.dtype(np.float64)) else np.dtype(np.float64)
+
+
 def prod(values) -> int:
     return math.prod(values)
 

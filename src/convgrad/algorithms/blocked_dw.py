@@ -26,7 +26,15 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, result_dtype, scratch
+from ._common import (
+    compute_dtype,
+    dilate_and_pad_into,
+    flat_strides,
+    padded_shape,
+    prod,
+    result_dtype,
+    scratch,
+)
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "blocked_dw"
@@ -108,7 +116,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     kernel = rhs.shape[3:]
     nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
-    compute = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    compute = compute_dtype(dtype)
     padded = padded_shape(lhs.shape[3:], corr)
     q, phases = _phases(padded, corr)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)

@@ -22,7 +22,15 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import dilate_and_pad_into, flat_strides, padded_shape, prod, result_dtype, scratch
+from ._common import (
+    compute_dtype,
+    dilate_and_pad_into,
+    flat_strides,
+    padded_shape,
+    prod,
+    result_dtype,
+    scratch,
+)
 
 name = "implicit"
 
@@ -115,7 +123,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     kernel = rhs.shape[3:]
     nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
-    compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
+    compute = compute_dtype(dtype)
     padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
         lhs.shape, rhs.shape, corr
     )

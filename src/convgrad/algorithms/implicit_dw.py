@@ -29,6 +29,7 @@ from . import _blas
 from ._common import (
     CORES,
     as_3d,
+    compute_dtype,
     dilate_and_pad_into,
     flat_strides,
     flat_view,
@@ -142,7 +143,7 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     dtype = result_dtype(lhs, rhs)
-    compute = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    compute = compute_dtype(dtype)
     padded = as_3d(padded_shape(lhs.shape[3:], corr), 1)
     if 2 * CORES * prod(padded) * compute.itemsize > workspace_limit:
         return None
@@ -229,7 +230,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
     dtype = result_dtype(lhs, rhs)
-    compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
+    compute = compute_dtype(dtype)
     padded = padded_shape(lhs.shape[3:], corr)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     plane, outs = prod(padded), prod(out_spatial)

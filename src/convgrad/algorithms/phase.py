@@ -16,7 +16,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas
-from ._common import flat_strides, prod, result_dtype, scratch
+from ._common import compute_dtype, flat_strides, prod, result_dtype, scratch
 
 name = "phase"
 
@@ -92,7 +92,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     kernel = rhs.shape[3:]
     nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
-    compute = dtype if _blas.supported(dtype) else np.dtype(np.float64)
+    compute = compute_dtype(dtype)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
