@@ -147,9 +147,10 @@ def scratch(slot: str, size: int, dtype) -> np.ndarray:
     third of a big weight gradient's time); workspaces are therefore kept per thread (so
     concurrent dask threads never share one) and reused, up to ``KEEP_BYTES`` for all
     threads together; a new buffer evicts this thread's least recently used ones to fit
-    (the layer that runs now is the one likely to run again). ``slot`` names one live buffer of an algorithm: two buffers in use at
-    once need two slots. Contents are undefined; never return a workspace (or a view of it)
-    as a result.
+    (the layer that runs now is the one likely to run again; a buffer still in use stays
+    valid through its views). ``slot`` names one live buffer of an algorithm: two buffers
+    in use at once need two slots. Contents are undefined; never return a workspace (or a
+    view of it) as a result.
     """
     dtype = np.dtype(dtype)
     kept = _kept.__dict__.setdefault("buffers", {})  # least to most recently used
