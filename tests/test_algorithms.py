@@ -327,3 +327,29 @@ def test_compiled_loops_agree_on_parallel_and_serial_launch(monkeypatch, serial_
                 got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max()
             )
             assert numba.get_num_threads() == threads
+
+
+def test_compiled_loops_are_serial_without_a_threadsafe_threading_layer(monkeypatch):
+    """numba's fallback layer ('workqueue') aborts on launches from several threads at
+    once (dask): without OpenMP or TBB the loops are compiled serial, and still exact."""
+    pytest.importorskip("numba")
+    from convgrad.algorithms import _compiled
+
+    monkeypatch.setattr(_compiled, "threadsafe_layer", lambda: False)
+    monkeypatch.setitem(_compiled.JIT_OPTIONS, "parallel", True)
+
+    @_compiled.lazy_kernel
+    def double(numba):
+        @numba.njit(**dict(_compiled.JIT_OPTIONS, cache=False))
+        def kernel(a, out):
+            for i in numba.prange(a.shape[0]):
+                out[i] = 2 * a[i]
+
+        return kernel
+
+    kernel = double()
+    assert kernel.targetoptions["parallel"] is False
+    a = np.arange(10.0)
+    out = np.empty_like(a)
+    kernel(a, out)
+    np.testing.assert_array_equal(out, 2 * a)

@@ -7,11 +7,30 @@ it runs (compiled once per dtype, then loaded from numba's cache).
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
 
 # parallel loops over independent jobs, no Python error checks in the hot path
 JIT_OPTIONS = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
+
+
+@functools.cache
+def threadsafe_layer() -> bool:
+    """Whether numba has a threading layer that takes parallel loops from several threads
+    at once (OpenMP or TBB). Without one it falls back to 'workqueue', which aborts the
+    process on concurrent launches (dask's threads): the loops are then compiled serial."""
+    import numba
+
+    if numba.config.THREADING_LAYER == "workqueue":  # chosen by the user
+        return False
+    for module in ("numba.np.ufunc.omppool", "numba.np.ufunc.tbbpool"):
+        try:
+            importlib.import_module(module)
+            return True
+        except ImportError:
+            continue
+    return False
 
 
 def lazy_kernel(build: Callable) -> Callable[[], Callable]:
@@ -27,6 +46,7 @@ def lazy_kernel(build: Callable) -> Callable[[], Callable]:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import numba
 
+        JIT_OPTIONS["parallel"] = threadsafe_layer()
         return build(numba)
 
     return kernel
