@@ -100,6 +100,16 @@ def flat_view(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
 
 
+def loop_params(corr: Correlation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low padding, lhs dilation, rhs dilation) per spatial dim, padded in front to three,
+    as the int64 arrays the compiled loops take."""
+    lows = tuple(lo for lo, _ in corr.padding)
+    return tuple(
+        np.array(as_3d(tuple(v), fill), dtype=np.int64)
+        for v, fill in ((lows, 0), (corr.lhs_dilation, 1), (corr.rhs_dilation, 1))
+    )
+
+
 def unit_rows(a: np.ndarray) -> np.ndarray:
     """a itself if flat_view can index it, else a contiguous copy."""
     if any(s < 0 for s in a.strides) or a.strides[-1] != a.itemsize:

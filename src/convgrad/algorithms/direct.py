@@ -23,6 +23,7 @@ from ._common import (
     CORES,
     as_3d,
     flat_view,
+    loop_params,
     padded_shape,
     prod,
     result_dtype,
@@ -222,9 +223,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dst = result.reshape(g, b, o, *as_3d(out_spatial, 1))
     src_flat, src_strides = flat_view(src)
     dst_flat, dst_strides = flat_view(dst)
-    lo = np.array(as_3d(tuple(p[0] for p in corr.padding), 0), dtype=np.int64)
-    rd = np.array(as_3d(corr.rhs_dilation, 1), dtype=np.int64)
-    ld = np.array(as_3d(corr.lhs_dilation, 1), dtype=np.int64)
+    lo, ld, rd = loop_params(corr)
     if src.size == 0:  # no samples: every output is zero
         result[...] = 0
         return result

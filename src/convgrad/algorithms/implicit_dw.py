@@ -33,6 +33,7 @@ from ._common import (
     dilate_and_pad_into,
     flat_strides,
     flat_view,
+    loop_params,
     padded_shape,
     prod,
     result_dtype,
@@ -157,9 +158,9 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
         ],
         dtype=np.int64,
     )
-    rd = as_3d(corr.rhs_dilation, 1)
     kernel = as_3d(rhs.shape[3:], 1)
-    depth = sum((k - 1) * r * f for k, r, f in zip(kernel, rd, flat)) + 1  # the grid's span
+    spacing = as_3d(corr.rhs_dilation, 1)
+    depth = sum((k - 1) * r * f for k, r, f in zip(kernel, spacing, flat)) + 1  # grid span
     src = unit_rows(lhs.astype(compute, copy=False)).reshape(g, b, c, *as_3d(lhs.shape[3:], 1))
     src_flat, src_strides = flat_view(src)
     weights = unit_rows(rhs.astype(compute, copy=False)).reshape(g, o, c, *kernel)
@@ -170,21 +171,19 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
         out[...] = 0
     else:
         flops = 2 * out.size * c * prod(padded)
+        lo, ld, rd = loop_params(corr)
+        in_shape = np.array(src.shape[3:], dtype=np.int64)
+        rhs_shape = np.array((c, *kernel), dtype=np.int64)
+        grid = np.array(padded, dtype=np.int64)
         launch(
             _dots(),
             flops,
-            src_flat, src_strides, np.array(src.shape[3:], dtype=np.int64), rhs_flat,
-            rhs_strides, np.array((c, *kernel), dtype=np.int64), np.array(padded, dtype=np.int64), _ints(p[0] for p in corr.padding),
-            _ints(corr.lhs_dilation, 1), np.array(rd, dtype=np.int64), shifts, depth, out, check,
+            src_flat, src_strides, in_shape, rhs_flat, rhs_strides, rhs_shape, grid,
+            lo, ld, rd, shifts, depth, out, check,
         )  # fmt: skip
         if not np.isfinite(check).all():  # the grid's zeros would multiply inf/NaN
             return None
     return out.astype(dtype, copy=False).reshape(g, b, o, *out_spatial)
-
-
-def _ints(values, fill: int = 0) -> np.ndarray:
-    """Per-dim parameters padded in front to three, as the compiled loop takes them."""
-    return np.array(as_3d(tuple(values), fill), dtype=np.int64)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
