@@ -17,15 +17,20 @@ With rhs dilation rd (the forward stride) the planes are first split into rd^d p
 again one contiguous run. Grid columns off the rhs samples multiply zeros; where that
 meets inf/NaN in the lhs the (tiny) result is not finite and the correlation is
 recomputed by ``gemm``, so such values reach only the outputs whose windows contain them.
+The (group, lhs channel) pairs are split into one job per core (``_parallel``), each with
+its own workspaces, single-threaded GEMMs and accumulator; the accumulators are summed.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
 from .._rules import Correlation
+from . import _parallel
 from ._common import (
     compute_dtype,
     dilate_and_pad_into,
@@ -114,7 +119,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
-    nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     padded = padded_shape(lhs.shape[3:], corr)
@@ -123,8 +127,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     qplane, nt = prod(q), prod(out_spatial)
     m = b * nt
     isz = compute.itemsize
+    # per job: one channel's planes (and their phase split), its grid, the products
     fixed = ((b * phases + o) * qplane + (b * qplane * phases if phases > 1 else 0)) * isz
     fixed += (g + 1) * m * o * isz
+    jobs = _parallel.workers(g * c)
+    while jobs > 1 and fixed > workspace_limit // jobs:
+        jobs -= 1
     if fixed > workspace_limit or 0 in lhs.shape + rhs.shape:
         from . import gemm  # one channel's planes do not fit: gemm chunks further
 
@@ -139,8 +147,45 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         )
         taps.append((int(phase), sum(x // r * f for x, r, f in zip(at, corr.rhs_dilation, flat))))
     depth = sum((k - 1) * f for k, f in zip(kernel, flat)) + 1  # the rhs grid's span
-    block = max(1, min(depth, BLOCK, (workspace_limit - fixed) // (m * isz)))
+    block = max(1, min(depth, BLOCK, (workspace_limit // jobs - fixed) // (m * isz)))
+    # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
+    starts = np.array(
+        [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
+        dtype=np.int64,
+    )
+    shape = _Shape(g, b, o, kernel, q, phases, padded, depth, block, compute)
+    pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
+    accs = _parallel.run_jobs(
+        lambda mine: _accumulate(lhs, rhs, corr, shape, starts, mine),
+        [pairs[j::jobs] for j in range(jobs)],
+    )
+    acc = functools.reduce(np.add, accs)
+    if not np.isfinite(acc).all():  # grid zeros may have met inf/NaN: redo exactly
+        from . import gemm
 
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    result = acc.reshape(g, b, nt, o).transpose(0, 1, 3, 2).astype(dtype)
+    return result.reshape(g, b, o, *out_spatial)
+
+
+class _Shape(NamedTuple):
+    g: int
+    b: int
+    o: int
+    kernel: tuple
+    q: tuple  # the (phase) grid
+    phases: int
+    padded: tuple
+    depth: int  # grid positions each tap's run covers
+    block: int  # grid positions per block of columns
+    compute: np.dtype
+
+
+def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np.ndarray:
+    """acc (G, B*T, O): the products of the (group, lhs channel) ``pairs``, on this
+    thread's own workspaces."""
+    g, b, o, kernel, q, phases, padded, depth, block, compute = shape
+    nd, qplane, m = len(kernel), prod(q), starts.shape[0]
     size = b * phases * qplane
     planes = scratch("blocked_dw-planes", size + 16, compute)[:size].reshape(b, phases, qplane)
     grid = scratch("blocked_dw-grid", o * qplane + 16, compute)[: o * qplane].reshape(o, qplane)
@@ -155,36 +200,25 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     # rows of columns off multiples of 1 KiB apart: with a power-of-two stride, copying
     # into them and BLAS packing them hit the same cache sets (4K aliasing; measured: 1 run
     # in 6 took 35 instead of 14 ms, depending on where the buffers landed)
-    stride = block + (16 if (block * isz) % 1024 == 0 else 0)
+    stride = block + (16 if (block * compute.itemsize) % 1024 == 0 else 0)
     columns = scratch("blocked_dw-columns", m * stride, compute)
-    # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
-    starts = np.array(
-        [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
-        dtype=np.int64,
-    )
     flat_planes = planes.reshape(-1)
     copy_runs = _copy_runs()
     acc = np.zeros((g, m, o), dtype=compute)
     product = np.empty((m, o), dtype=compute)
-    for gi in range(g):
-        for ci in range(c):
-            part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
-            if phases == 1:
-                dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
-            else:
-                region = full[(slice(None), *(slice(0, p) for p in padded))]
-                dilate_and_pad_into(part, corr, region.reshape(1, b, 1, *padded))
-                np.copyto(planes.reshape(b, *corr.rhs_dilation, *q), split)
-            grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
-            for k0 in range(0, depth, block):
-                n = min(block, depth - k0)
-                copy_runs(flat_planes, starts, k0, columns, stride, n)
-                cols = columns[: m * stride].reshape(m, stride)[:, :n]
-                np.matmul(cols, grid[:, k0 : k0 + n].T, out=product)
-                acc[gi] += product
-    if not np.isfinite(acc).all():  # grid zeros may have met inf/NaN: redo exactly
-        from . import gemm
-
-        return gemm.run(lhs, rhs, corr, workspace_limit)
-    result = acc.reshape(g, b, nt, o).transpose(0, 1, 3, 2).astype(dtype)
-    return result.reshape(g, b, o, *out_spatial)
+    for gi, ci in pairs:
+        part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
+        if phases == 1:
+            dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
+        else:
+            region = full[(slice(None), *(slice(0, p) for p in padded))]
+            dilate_and_pad_into(part, corr, region.reshape(1, b, 1, *padded))
+            np.copyto(planes.reshape(b, *corr.rhs_dilation, *q), split)
+        grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
+        for k0 in range(0, depth, block):
+            n = min(block, depth - k0)
+            copy_runs(flat_planes, starts, k0, columns, stride, n)
+            cols = columns[: m * stride].reshape(m, stride)[:, :n]
+            np.matmul(cols, grid[:, k0 : k0 + n].T, out=product)
+            acc[gi] += product
+    return acc

@@ -11,17 +11,19 @@ rows shifted by one flat offset s_j, and
 is one BLAS call per (group, tap) reading a shifted view with a leading dimension and
 accumulating with beta = 1 (``_blas``). ``full`` lives on the phase grid; the output is
 its [:S_out] corner of each image. Columns off that corner read across image or phase
-borders and are discarded; no valid column ever does. Chunked over B (then groups).
+borders and are discarded; no valid column ever does. Chunked over B (then groups), the
+chunks spread over one job per core (``_parallel``), each with single-threaded BLAS.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas
+from . import _blas, _parallel
 from ._common import (
     compute_dtype,
     dilate_and_pad_into,
@@ -121,103 +123,135 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
-    nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
-    padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
-        lhs.shape, rhs.shape, corr
-    )
+    padded, grid_shape, out_spatial, _, phases, _ = _phase_geometry(lhs.shape, rhs.shape, corr)
     strided = len(phases) > 1
     plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
-    kw, rdw = kernel[-1], corr.rhs_dilation[-1]
+    kw = kernel[-1]
     # few channels: copy the kw shifts of each row once so each GEMM contracts C*kw
     merge = not strided and kw > 1 and c * kw <= MERGE_MAX
-    tail = _tail(out_spatial, flat)
-    # (G, taps, O, C) contiguous: W[g, j] is a row-major O x C block
-    weights = np.ascontiguousarray(
-        np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
-    ).reshape(-1)
+    w = rhs.astype(compute, copy=False)
+    if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
+        w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
+    else:  # (G, taps, O, C): W[g, j] is a row-major O x C block
+        w = np.moveaxis(w.reshape(g, o, c, taps), 3, 1)
+    weights = np.ascontiguousarray(w).reshape(-1)
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
     # one (g, b): phase rows, product grid, and the padded image it is split from
     per_image = ((c * nph + o) * plane + (c * prod(padded) if strided else 0)) * isz
     per_image += c * kw * plane * isz if merge else 0
-    target = min(workspace_limit, 8 * 2**20)  # keep a chunk cache-sized when allowed
+    jobs = _parallel.workers(g * b)
+    # a cache-sized chunk when allowed, each job within its share of the limit
+    target = min(workspace_limit // jobs, 8 * 2**20)
     if g * per_image <= target:
         g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
     else:
         g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
+    if jobs > 1:  # a chunk per job at least
+        b_chunk = min(b_chunk, -(-b // jobs))
+        if b_chunk == b:
+            g_chunk = min(g_chunk, -(-g // jobs))
+    chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
+    jobs = min(jobs, len(chunks))
+    sizes = _Chunking(g_chunk, b_chunk, merge, strided)
+    _parallel.run_jobs(
+        lambda mine: _run_chunks(lhs, rhs, corr, weights, result, sizes, mine),
+        [chunks[j::jobs] for j in range(jobs)],
+    )
+    return result
+
+
+class _Chunking(NamedTuple):
+    g_chunk: int
+    b_chunk: int
+    merge: bool  # copy each row's kw shifts (few channels)
+    strided: bool
+
+
+def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes: _Chunking, chunks):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] for each (g0, b0) of ``chunks``,
+    on this thread's own workspaces. weights: the flat (merged, if merging) filter blocks."""
+    g, b, c = lhs.shape[:3]
+    o = rhs.shape[1]
+    kernel = rhs.shape[3:]
+    nd = len(kernel)
+    compute = weights.dtype
+    padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
+        lhs.shape, rhs.shape, corr
+    )
+    g_chunk, b_chunk, merge, strided = sizes
+    plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
+    kw, rdw = kernel[-1], corr.rhs_dilation[-1]
+    tail = _tail(out_spatial, flat)
+    isz = compute.itemsize
     crop = tuple(slice(0, n) for n in out_spatial)
     lhs_buffer = scratch("implicit-lhs", g_chunk * c * (nph * b_chunk * plane + 16), compute)
     full_buffer = scratch("implicit-full", g_chunk * o * (b_chunk * plane + 16), compute)
     merge_buffer = (
         np.empty(g_chunk * c * kw * (b_chunk * plane + 16), dtype=compute) if merge else None
     )
-    if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
+    if merge:
         rest = taps // kw
-        merged_w = np.ascontiguousarray(
-            rhs.astype(compute, copy=False).reshape(g, o, c, rest, kw).transpose(0, 3, 1, 2, 4)
-        ).reshape(-1)
         rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as merged_w
     split_buffer = (
         np.empty(g_chunk * b_chunk * c * prod(padded), dtype=compute) if strided else None
     )
 
-    for g0 in range(0, g, g_chunk):
+    for g0, b0 in chunks:
         gn = min(g, g0 + g_chunk) - g0
-        for b0 in range(0, b, b_chunk):
-            n = min(b, b0 + b_chunk) - b0
-            part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
-            span = nph * n * plane  # one channel's row: its phases, each over n images
-            # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
-            row = span + (16 if (span * isz) % 1024 == 0 else 0)
-            flat_lhs = lhs_buffer[: gn * c * row]
-            laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
-            if not strided:
-                dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
-            else:
-                whole = split_buffer[: gn * n * c * prod(padded)].reshape(gn, n, c, *padded)
-                dilate_and_pad_into(part, corr, whole)
-                for k, r in enumerate(phases):
-                    src = whole[
-                        (Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))
-                    ]
-                    dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
-                    fill = tuple(slice(0, m) for m in src.shape[3:])
-                    dst[...] = 0
-                    dst[(Ellipsis, *fill)] = src
-            full = full_buffer[: gn * o * (n * plane + 16)]
-            out_row = n * plane + 16
-            width = (n - 1) * plane + tail  # columns computed per group
-            if merge:
-                m_len = span - (kw - 1) * rdw
-                m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
-                merged = merge_buffer[: gn * c * kw * m_row]
-                src = np.lib.stride_tricks.as_strided(
-                    flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
-                )
-                np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
-                for gi in range(gn):
-                    for t, shift in enumerate(rest_shifts):
-                        _blas.gemm(
-                            merged_w, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
-                            merged, gi * c * kw * m_row + shift, m_row,
-                            full, gi * o * out_row, out_row,
-                            o, width, c * kw, 0.0 if t == 0 else 1.0,
-                        )  # fmt: skip
-            for gi in range(gn if not merge else 0):
-                w_base = (g0 + gi) * taps * o * c
-                for t, (k, shift) in enumerate(tap_list):
-                    _blas.gemm(
-                        weights, w_base + t * o * c, c,
-                        flat_lhs, gi * c * row + k * n * plane + shift, row,
-                        full, gi * o * out_row, out_row,
-                        o, width, c, 0.0 if t == 0 else 1.0,
-                    )  # fmt: skip
-            grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
-            np.copyto(
-                result[g0 : g0 + gn, b0 : b0 + n],
-                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
-                casting="unsafe",
+        n = min(b, b0 + b_chunk) - b0
+        part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
+        span = nph * n * plane  # one channel's row: its phases, each over n images
+        # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
+        row = span + (16 if (span * isz) % 1024 == 0 else 0)
+        flat_lhs = lhs_buffer[: gn * c * row]
+        laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
+        if not strided:
+            dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
+        else:
+            whole = split_buffer[: gn * n * c * prod(padded)].reshape(gn, n, c, *padded)
+            dilate_and_pad_into(part, corr, whole)
+            for k, r in enumerate(phases):
+                src = whole[
+                    (Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))
+                ]
+                dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
+                fill = tuple(slice(0, m) for m in src.shape[3:])
+                dst[...] = 0
+                dst[(Ellipsis, *fill)] = src
+        full = full_buffer[: gn * o * (n * plane + 16)]
+        out_row = n * plane + 16
+        width = (n - 1) * plane + tail  # columns computed per group
+        if merge:
+            m_len = span - (kw - 1) * rdw
+            m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
+            merged = merge_buffer[: gn * c * kw * m_row]
+            src = np.lib.stride_tricks.as_strided(
+                flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
             )
-    return result
+            np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
+            for gi in range(gn):
+                for t, shift in enumerate(rest_shifts):
+                    _blas.gemm(
+                        weights, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
+                        merged, gi * c * kw * m_row + shift, m_row,
+                        full, gi * o * out_row, out_row,
+                        o, width, c * kw, 0.0 if t == 0 else 1.0,
+                    )  # fmt: skip
+        for gi in range(gn if not merge else 0):
+            w_base = (g0 + gi) * taps * o * c
+            for t, (k, shift) in enumerate(tap_list):
+                _blas.gemm(
+                    weights, w_base + t * o * c, c,
+                    flat_lhs, gi * c * row + k * n * plane + shift, row,
+                    full, gi * o * out_row, out_row,
+                    o, width, c, 0.0 if t == 0 else 1.0,
+                )  # fmt: skip
+        grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
+        np.copyto(
+            result[g0 : g0 + gn, b0 : b0 + n],
+            grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
+            casting="unsafe",
+        )

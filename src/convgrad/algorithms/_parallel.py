@@ -1,0 +1,75 @@
+"""Jobs on our own threads, each calling a single-threaded BLAS.
+
+An algorithm that interleaves copies with GEMMs (a block of columns, then its product)
+runs the copies on one core while the other waits, and a copy that follows a
+multi-threaded GEMM writes lines the other core's BLAS thread has just read: on this
+VM that made the copy up to 8x slower in some processes (weight gradients 14 -> 31 ms).
+Splitting the work into independent jobs, one per core, each doing its own copies and
+its own single-threaded GEMMs (as oneDNN does), keeps every core busy and every line on
+the core that wrote it.
+
+While jobs run, BLAS is limited to one thread process-wide (threadpoolctl; restored when
+the last running call ends): another thread's own BLAS calls meanwhile run single-
+threaded. The number of jobs follows BLAS's thread count at the call, so a caller's
+``threadpool_limits(1)`` keeps convgrad on one core too.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from ._common import CORES
+
+_lock = threading.Lock()
+_users = [0]  # calls inside single_threaded_blas now
+_restore: list = []  # the limiter that restores BLAS's thread count
+
+
+@functools.cache
+def _blas():
+    """threadpoolctl's controllers of the BLAS libraries loaded now (NumPy's)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="convgrad")
+
+
+def workers(jobs: int) -> int:
+    """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
+    more than the BLAS threads the caller allows."""
+    if jobs <= 1 or CORES <= 1:
+        return 1
+    allowed = min((lib.num_threads for lib in _blas().lib_controllers), default=CORES)
+    return max(1, min(jobs, CORES, allowed))
+
+
+class _SingleThreadedBlas:
+    def __enter__(self):
+        with _lock:
+            if _users[0] == 0:
+                _restore.append(_blas().limit(limits=1))
+            _users[0] += 1
+
+    def __exit__(self, *exc):
+        with _lock:
+            _users[0] -= 1
+            if _users[0] == 0:
+                _restore.pop().restore_original_limits()
+
+
+def run_jobs(job: Callable, args: Sequence) -> list:
+    """``[job(a) for a in args]``, one job per thread (at most ``workers(len(args))``
+    at once) with BLAS single-threaded; on the calling thread alone when one job."""
+    if len(args) <= 1:
+        return [job(a) for a in args]
+    with _SingleThreadedBlas():
+        futures = [_pool().submit(job, a) for a in args]
+        wait(futures)  # all of them, even when one fails, before BLAS gets its threads back
+        return [f.result() for f in futures]

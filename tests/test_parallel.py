@@ -1,0 +1,111 @@
+"""Jobs on convgrad's own threads with a single-threaded BLAS (algorithms/_parallel)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from convgrad._primitive import correlate
+from convgrad._rules import Correlation
+from convgrad.algorithms import _parallel
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_jobs_run_in_order_with_single_threaded_blas_then_restore_it():
+    before = _blas_threads()
+    seen = []
+
+    def job(x):
+        seen.append((threading.current_thread().name, _blas_threads()))
+        return x * x
+
+    assert _parallel.run_jobs(job, [1, 2, 3, 4, 5]) == [1, 4, 9, 16, 25]
+    assert _blas_threads() == before
+    assert all(threads == [1] * len(before) for _, threads in seen)
+    assert any(name.startswith("convgrad") for name, _ in seen)
+
+
+def test_a_failing_job_raises_after_every_job_ends_and_blas_is_restored():
+    before = _blas_threads()
+    done = []
+
+    def job(x):
+        if x == 0:
+            raise ValueError("job 0 failed")
+        threading.Event().wait(0.05)
+        done.append(x)
+
+    with pytest.raises(ValueError, match="job 0 failed"):
+        _parallel.run_jobs(job, [0, 1, 2])
+    assert sorted(done) == [1, 2]
+    assert _blas_threads() == before
+
+
+def test_one_job_runs_on_the_calling_thread_and_leaves_blas_alone():
+    before = _blas_threads()
+    got = _parallel.run_jobs(lambda _: (threading.current_thread(), _blas_threads()), [0])
+    assert got == [(threading.current_thread(), before)]
+
+
+def test_a_callers_blas_limit_of_one_thread_means_one_job():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _parallel.workers(8) == 1
+    assert _parallel.workers(1) == 1
+
+
+# the algorithms that split their work into jobs, on cases with several jobs' worth:
+# (name, lhs (G, B, C, *S), rhs (G, O, C, *K), window strides, padding, rhs dilation)
+SPLIT = [
+    ("implicit", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ("implicit", (1, 5, 4, 13, 12), (1, 7, 4, 3, 2), (2, 2), ((1, 0), (0, 1)), (1, 1)),
+    ("implicit", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (1, 1), ((0, 0), (0, 0)), (2, 2)),
+    ("blocked_dw", (2, 3, 4, 12, 11), (2, 5, 4, 9, 8), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ("blocked_dw", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
+]
+
+
+def _case(lhs_shape, rhs_shape, strides, padding, rhs_dilation):
+    """(lhs, rhs, corr, float64 reference by gemm)."""
+    corr = Correlation(strides, padding, (1,) * len(strides), rhs_dilation)
+    rng = np.random.default_rng(1)
+    lhs = rng.standard_normal(lhs_shape).astype(np.float32)
+    rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    expected = correlate(lhs.astype(np.float64), rhs.astype(np.float64), corr, algorithm="gemm")
+    return lhs, rhs, corr, expected
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+@pytest.mark.parametrize("name,case", [(c[0], c[1:]) for c in SPLIT])
+def test_split_algorithms_agree_with_the_reference_for_any_number_of_jobs(
+    monkeypatch, jobs, name, case
+):
+    lhs, rhs, corr, expected = _case(*case)
+    monkeypatch.setattr(_parallel, "workers", lambda n: max(1, min(n, jobs)))
+    got = correlate(lhs, rhs, corr, algorithm=name)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_concurrent_calls_from_many_threads_agree_and_restore_blas():
+    before = _blas_threads()
+    cases = [_case(*case[1:]) + (case[0],) for case in SPLIT]
+    errors = []
+
+    def caller(k):
+        for lhs, rhs, corr, expected, name in cases[k % 2 :] * 3:
+            got = correlate(lhs, rhs, corr, algorithm=name)
+            if not np.allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max()):
+                errors.append((k, name))
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _blas_threads() == before
