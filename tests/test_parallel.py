@@ -6,15 +6,17 @@ import threading
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
 from convgrad.algorithms import _parallel
+from test_algorithms import direct_correlation  # the float64 definition, tap by tap
 
 
 def _blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Threads of the BLAS libraries convgrad's jobs call (NumPy's), read live."""
+    return [lib.num_threads for lib in _parallel._blas().lib_controllers]
 
 
 def test_jobs_run_in_order_with_single_threaded_blas_then_restore_it():
@@ -67,16 +69,19 @@ SPLIT = [
     ("implicit", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (1, 1), ((0, 0), (0, 0)), (2, 2)),
     ("blocked_dw", (2, 3, 4, 12, 11), (2, 5, 4, 9, 8), (1, 1), ((1, 1), (1, 1)), (1, 1)),
     ("blocked_dw", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
+    ("gemm", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ("gemm", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (2, 1), ((0, 1), (0, 0)), (2, 2)),
+    ("gemm", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
 ]
 
 
 def _case(lhs_shape, rhs_shape, strides, padding, rhs_dilation):
-    """(lhs, rhs, corr, float64 reference by gemm)."""
+    """(lhs, rhs, corr, the float64 direct definition)."""
     corr = Correlation(strides, padding, (1,) * len(strides), rhs_dilation)
     rng = np.random.default_rng(1)
     lhs = rng.standard_normal(lhs_shape).astype(np.float32)
     rhs = rng.standard_normal(rhs_shape).astype(np.float32)
-    expected = correlate(lhs.astype(np.float64), rhs.astype(np.float64), corr, algorithm="gemm")
+    expected = direct_correlation(lhs, rhs, corr)
     return lhs, rhs, corr, expected
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._rules import Correlation
+from . import _parallel
 from ._common import chunk, dilate_and_pad, padded_shape, prod, result_dtype, scratch, window_view
 
 name = "gemm"
@@ -86,7 +87,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
-    nd = len(kernel)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     length, taps = prod(out_spatial), prod(kernel)
     dtype = result_dtype(lhs, rhs)
@@ -116,12 +116,37 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product
     per_gb = c * unit_c + unit_o
-    if g * per_gb <= workspace_limit:
-        g_chunk, b_chunk, c_chunk = g, chunk(b, g * per_gb, workspace_limit), c
-    elif per_gb <= workspace_limit:
-        g_chunk, b_chunk, c_chunk = chunk(g, per_gb, workspace_limit), 1, c
+    jobs = _parallel.workers(g * b)
+    share = max(1, workspace_limit // jobs)  # each job within its share of the limit
+    if g * per_gb <= share:
+        g_chunk, b_chunk, c_chunk = g, chunk(b, g * per_gb, share), c
+    elif per_gb <= share:
+        g_chunk, b_chunk, c_chunk = chunk(g, per_gb, share), 1, c
     else:
-        g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, workspace_limit - unit_o)
+        g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, share - unit_o)
+    if jobs > 1:  # a chunk per job at least
+        b_chunk = min(b_chunk, -(-b // jobs))
+        if b_chunk == b:
+            g_chunk = min(g_chunk, -(-g // jobs))
+    chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
+    jobs = min(jobs, len(chunks))
+    sizes = (kernel, g_chunk, b_chunk, c_chunk)
+    _parallel.run_jobs(
+        lambda mine: _run_chunks(lhs, kernel_matrix, corr, result, sizes, mine),
+        [chunks[j::jobs] for j in range(jobs)],
+    )
+    return result.reshape(g, b, o, *out_spatial)
+
+
+def _run_chunks(lhs, kernel_matrix, corr: Correlation, result, sizes, chunks):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] (G, B, O, L) for each (g0, b0) of
+    ``chunks``, on this thread's own workspaces; kernel_matrix (G, O, C*K)."""
+    g, b, c = lhs.shape[:3]
+    o = kernel_matrix.shape[1]
+    kernel, g_chunk, b_chunk, c_chunk = sizes
+    nd, taps = len(kernel), prod(kernel)
+    out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
+    length, dtype = prod(out_spatial), result.dtype
     # layout A: cols (G, C*K, B*L), copy runs along output positions;
     # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
     layout_a = out_spatial[-1] >= kernel[-1]
@@ -130,37 +155,35 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     buffer = scratch("gemm-columns", g_chunk * c_chunk * taps * b_chunk * length, dtype)
     product = scratch("gemm-product", g_chunk * o * b_chunk * length, dtype)
 
-    for g0 in range(0, g, g_chunk):
+    for g0, b0 in chunks:
         gn = min(g, g0 + g_chunk) - g0
-        for b0 in range(0, b, b_chunk):
-            n = min(b, b0 + b_chunk) - b0
-            target = result[g0 : g0 + gn, b0 : b0 + n]
-            for c0 in range(0, c, c_chunk):
-                m = min(c, c0 + c_chunk) - c0
-                part = dilate_and_pad(lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m], corr)
-                windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
-                weights = kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
-                size = gn * m * taps * n * length
-                if layout_a:
-                    cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)
-                    np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
-                    cols = cols.reshape(gn, m * taps, n * length)
-                    if n == 1 and m == c:  # straight into the result
-                        np.matmul(weights, cols, out=target[:, 0])
-                        continue
-                    out = product[: gn * o * n * length].reshape(gn, o, n * length)
-                    prod_ = np.matmul(weights, cols, out=out)
-                    prod_ = prod_.reshape(gn, o, n, length).transpose(0, 2, 1, 3)
-                else:
-                    cols = buffer[:size].reshape(gn, n, *out_spatial, m, *kernel)
-                    np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
-                    out = product[: gn * n * length * o].reshape(gn, n * length, o)
-                    prod_ = np.matmul(
-                        cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out
-                    )
-                    prod_ = prod_.reshape(gn, n, length, o).transpose(0, 1, 3, 2)
-                if c0 == 0:
-                    np.copyto(target, prod_)
-                else:
-                    target += prod_
-    return result.reshape(g, b, o, *out_spatial)
+        n = min(b, b0 + b_chunk) - b0
+        target = result[g0 : g0 + gn, b0 : b0 + n]
+        for c0 in range(0, c, c_chunk):
+            m = min(c, c0 + c_chunk) - c0
+            part = dilate_and_pad(lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m], corr)
+            windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
+            weights = kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
+            size = gn * m * taps * n * length
+            if layout_a:
+                cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)
+                np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
+                cols = cols.reshape(gn, m * taps, n * length)
+                if n == 1 and m == c:  # straight into the result
+                    np.matmul(weights, cols, out=target[:, 0])
+                    continue
+                out = product[: gn * o * n * length].reshape(gn, o, n * length)
+                prod_ = np.matmul(weights, cols, out=out)
+                prod_ = prod_.reshape(gn, o, n, length).transpose(0, 2, 1, 3)
+            else:
+                cols = buffer[:size].reshape(gn, n, *out_spatial, m, *kernel)
+                np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
+                out = product[: gn * n * length * o].reshape(gn, n * length, o)
+                prod_ = np.matmul(
+                    cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out
+                )
+                prod_ = prod_.reshape(gn, n, length, o).transpose(0, 1, 3, 2)
+            if c0 == 0:
+                np.copyto(target, prod_)
+            else:
+                target += prod_
