@@ -62,7 +62,8 @@ def test_a_callers_blas_limit_of_one_thread_means_one_job():
 
 
 # the algorithms that split their work into jobs, on cases with several jobs' worth:
-# (name, lhs (G, B, C, *S), rhs (G, O, C, *K), window strides, padding, rhs dilation)
+# (name, lhs (G, B, C, *S), rhs (G, O, C, *K), window strides, padding, rhs dilation[, lhs
+# dilation])
 SPLIT = [
     ("implicit", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
     ("implicit", (1, 5, 4, 13, 12), (1, 7, 4, 3, 2), (2, 2), ((1, 0), (0, 1)), (1, 1)),
@@ -72,12 +73,14 @@ SPLIT = [
     ("gemm", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
     ("gemm", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (2, 1), ((0, 1), (0, 0)), (2, 2)),
     ("gemm", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
+    ("phase", (2, 5, 3, 7, 6), (2, 4, 3, 3, 4), (1, 1), ((2, 1), (3, 2)), (1, 1), (2, 2)),
+    ("phase", (1, 3, 4, 5, 6), (1, 2, 4, 4, 3), (1, 1), ((2, 2), (1, 2)), (1, 2), (2, 3)),
 ]
 
 
-def _case(lhs_shape, rhs_shape, strides, padding, rhs_dilation):
+def _case(lhs_shape, rhs_shape, strides, padding, rhs_dilation, lhs_dilation=None):
     """(lhs, rhs, corr, the float64 direct definition)."""
-    corr = Correlation(strides, padding, (1,) * len(strides), rhs_dilation)
+    corr = Correlation(strides, padding, lhs_dilation or (1,) * len(strides), rhs_dilation)
     rng = np.random.default_rng(1)
     lhs = rng.standard_normal(lhs_shape).astype(np.float32)
     rhs = rng.standard_normal(rhs_shape).astype(np.float32)

@@ -73,3 +73,23 @@ def run_jobs(job: Callable, args: Sequence) -> list:
         futures = [_pool().submit(job, a) for a in args]
         wait(futures)  # all of them, even when one fails, before BLAS gets its threads back
         return [f.result() for f in futures]
+
+
+def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = None):
+    """Chunks of a (G, B) batch for one job per core: (g_chunk, b_chunk, one list of
+    chunk origins (g0, b0) per job). A chunk holds as many images as fit ``per_image``
+    bytes each in the job's share of ``limit`` (and in ``cap``, to stay cache-sized),
+    and there are at least as many chunks as jobs where the batch allows."""
+    jobs = workers(g * b)
+    target = limit // jobs if cap is None else min(limit // jobs, cap)
+    if g * per_image <= target:
+        g_chunk, b_chunk = g, max(1, min(b, target // max(g * per_image, 1)))
+    else:
+        g_chunk, b_chunk = max(1, min(g, target // max(per_image, 1))), 1
+    if jobs > 1:
+        b_chunk = min(b_chunk, -(-b // jobs))
+        if b_chunk == b:
+            g_chunk = min(g_chunk, -(-g // jobs))
+    chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
+    jobs = min(jobs, len(chunks))
+    return g_chunk, b_chunk, [chunks[j::jobs] for j in range(jobs)]

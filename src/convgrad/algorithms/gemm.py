@@ -116,24 +116,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product
     per_gb = c * unit_c + unit_o
-    jobs = _parallel.workers(g * b)
-    share = max(1, workspace_limit // jobs)  # each job within its share of the limit
-    if g * per_gb <= share:
-        g_chunk, b_chunk, c_chunk = g, chunk(b, g * per_gb, share), c
-    elif per_gb <= share:
-        g_chunk, b_chunk, c_chunk = chunk(g, per_gb, share), 1, c
-    else:
-        g_chunk, b_chunk, c_chunk = 1, 1, chunk(c, unit_c, share - unit_o)
-    if jobs > 1:  # a chunk per job at least
-        b_chunk = min(b_chunk, -(-b // jobs))
-        if b_chunk == b:
-            g_chunk = min(g_chunk, -(-g // jobs))
-    chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
-    jobs = min(jobs, len(chunks))
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
+    share = max(1, workspace_limit // len(jobs))  # one (g, b) too large: chunk C as well
+    c_chunk = c if per_gb <= share else chunk(c, unit_c, share - unit_o)
     sizes = (kernel, g_chunk, b_chunk, c_chunk)
     _parallel.run_jobs(
-        lambda mine: _run_chunks(lhs, kernel_matrix, corr, result, sizes, mine),
-        [chunks[j::jobs] for j in range(jobs)],
+        lambda chunks: _run_chunks(lhs, kernel_matrix, corr, result, sizes, chunks), jobs
     )
     return result.reshape(g, b, o, *out_spatial)
 

@@ -142,23 +142,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     # one (g, b): phase rows, product grid, and the padded image it is split from
     per_image = ((c * nph + o) * plane + (c * prod(padded) if strided else 0)) * isz
     per_image += c * kw * plane * isz if merge else 0
-    jobs = _parallel.workers(g * b)
-    # a cache-sized chunk when allowed, each job within its share of the limit
-    target = min(workspace_limit // jobs, 8 * 2**20)
-    if g * per_image <= target:
-        g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
-    else:
-        g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
-    if jobs > 1:  # a chunk per job at least
-        b_chunk = min(b_chunk, -(-b // jobs))
-        if b_chunk == b:
-            g_chunk = min(g_chunk, -(-g // jobs))
-    chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
-    jobs = min(jobs, len(chunks))
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_image, workspace_limit, 8 * 2**20)
     sizes = _Chunking(g_chunk, b_chunk, merge, strided)
     _parallel.run_jobs(
-        lambda mine: _run_chunks(lhs, rhs, corr, weights, result, sizes, mine),
-        [chunks[j::jobs] for j in range(jobs)],
+        lambda chunks: _run_chunks(lhs, rhs, corr, weights, result, sizes, chunks), jobs
     )
     return result
 

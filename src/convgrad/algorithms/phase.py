@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas
+from . import _blas, _parallel
 from ._common import compute_dtype, flat_strides, prod, result_dtype, scratch
 
 name = "phase"
@@ -90,61 +90,73 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     kernel = rhs.shape[3:]
-    nd = len(kernel)
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
-    flat = flat_strides(grid_shape)
     weights = np.ascontiguousarray(
         np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
     ).reshape(-1)
     result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
     per_image = (c + o) * plane * isz
-    target = min(workspace_limit, 8 * 2**20)
-    if g * per_image <= target:
-        g_chunk, b_chunk = g, max(1, min(b, target // (g * per_image)))
-    else:
-        g_chunk, b_chunk = max(1, min(g, target // per_image)), 1
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_image, workspace_limit, 8 * 2**20)
+    sizes = (g_chunk, b_chunk)
+    _parallel.run_jobs(
+        lambda chunks: _run_chunks(lhs, rhs, corr, weights, result, sizes, chunks), jobs
+    )
+    return result
+
+
+def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes, chunks):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] for each (g0, b0) of ``chunks``,
+    on this thread's own workspaces; weights: the flat (G, taps, O, C) filter blocks."""
+    g, b, c = lhs.shape[:3]
+    o = rhs.shape[1]
+    kernel = rhs.shape[3:]
+    nd = len(kernel)
+    compute = weights.dtype
+    lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
+    plane, taps = prod(grid_shape), prod(kernel)
+    flat = flat_strides(grid_shape)
+    isz = compute.itemsize
+    g_chunk, b_chunk = sizes
     lhs_buffer = scratch("phase-lhs", g_chunk * c * (b_chunk * plane + 16), compute)
     full_buffer = scratch("phase-full", g_chunk * o * (b_chunk * plane + 16), compute)
     inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
 
-    for g0 in range(0, g, g_chunk):
+    for g0, b0 in chunks:
         gn = min(g, g0 + g_chunk) - g0
-        for b0 in range(0, b, b_chunk):
-            n = min(b, b0 + b_chunk) - b0
-            span = n * plane
-            row = span + (16 if (span * isz) % 1024 == 0 else 0)
-            flat_lhs = lhs_buffer[: gn * c * row]
-            laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
-            laid[...] = 0
-            laid[(Ellipsis, *inner)] = lhs[g0 : g0 + gn, b0 : b0 + n].swapaxes(1, 2)
-            out_row = span + 16
-            full = full_buffer[: gn * o * out_row]
-            for r, counts_, live in phases:
-                if not live:
-                    continue
-                tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
-                width = (n - 1) * plane + tail
-                for gi in range(gn):
-                    w_base = (g0 + gi) * taps * o * c
-                    for k, (t, e) in enumerate(live):
-                        shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
-                        _blas.gemm(
-                            weights, w_base + t * o * c, c,
-                            flat_lhs, gi * c * row + shift, row,
-                            full, gi * o * out_row, out_row,
-                            o, width, c, 0.0 if k == 0 else 1.0,
-                        )  # fmt: skip
-                grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
-                crop = tuple(slice(0, m) for m in counts_)
-                dst = tuple(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation))
-                np.copyto(
-                    result[g0 : g0 + gn, b0 : b0 + n][(Ellipsis, *dst)],
-                    grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
-                    casting="unsafe",
-                )
-    return result
+        n = min(b, b0 + b_chunk) - b0
+        span = n * plane
+        row = span + (16 if (span * isz) % 1024 == 0 else 0)
+        flat_lhs = lhs_buffer[: gn * c * row]
+        laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
+        laid[...] = 0
+        laid[(Ellipsis, *inner)] = lhs[g0 : g0 + gn, b0 : b0 + n].swapaxes(1, 2)
+        out_row = span + 16
+        full = full_buffer[: gn * o * out_row]
+        for r, counts_, live in phases:
+            if not live:
+                continue
+            tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
+            width = (n - 1) * plane + tail
+            for gi in range(gn):
+                w_base = (g0 + gi) * taps * o * c
+                for k, (t, e) in enumerate(live):
+                    shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
+                    _blas.gemm(
+                        weights, w_base + t * o * c, c,
+                        flat_lhs, gi * c * row + shift, row,
+                        full, gi * o * out_row, out_row,
+                        o, width, c, 0.0 if k == 0 else 1.0,
+                    )  # fmt: skip
+            grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
+            crop = tuple(slice(0, m) for m in counts_)
+            dst = tuple(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation))
+            np.copyto(
+                result[g0 : g0 + gn, b0 : b0 + n][(Ellipsis, *dst)],
+                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
+                casting="unsafe",
+            )
