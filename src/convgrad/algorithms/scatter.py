@@ -18,6 +18,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
+from . import _parallel
 from ._common import chunk, prod, result_dtype
 
 name = "scatter"
@@ -82,15 +83,25 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
 
     per_tap = g * o * length * dtype.itemsize  # Z bytes of one (b, tap)
-    if per_tap * taps <= workspace_limit:
-        b_chunk, t_chunk = chunk(b, per_tap * taps, workspace_limit), taps
-    else:
-        b_chunk, t_chunk = 1, chunk(taps, per_tap, workspace_limit)
-    buffer = np.empty(g * b_chunk * t_chunk * o * length, dtype=dtype)
+    _, b_chunk, jobs = _parallel.batch_chunks(1, b, per_tap * taps, workspace_limit)
+    share = workspace_limit // len(jobs)  # one image too large: chunk the taps as well
+    t_chunk = taps if per_tap * taps <= share else chunk(taps, per_tap, share)
+    sizes = (kernel, spatial, b_chunk, t_chunk)
+    _parallel.run_jobs(lambda chunks: _run_chunks(lhs, weights, corr, result, sizes, chunks), jobs)
+    return result
+
+
+def _run_chunks(lhs, weights, corr: Correlation, result, sizes, chunks):
+    """Add every tap's product into result[:, b0 : b0 + b_chunk] for each (0, b0) of
+    ``chunks``; lhs (G, B, C, L), weights (G, taps*O, C) tap-major."""
+    g, b, _, length = lhs.shape
+    kernel, spatial, b_chunk, t_chunk = sizes
+    taps, o = prod(kernel), result.shape[2]
+    out_spatial = result.shape[3:]
+    buffer = np.empty(g * b_chunk * t_chunk * o * length, dtype=result.dtype)
     all_taps = list(itertools.product(*(range(k) for k in kernel)))
     plans = [_tap_slices(tap, spatial, out_spatial, corr) for tap in all_taps]
-
-    for b0 in range(0, b, b_chunk):
+    for _, b0 in chunks:
         n = min(b, b0 + b_chunk) - b0
         target = result[:, b0 : b0 + n]
         for t0 in range(0, taps, t_chunk):
@@ -104,4 +115,3 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
             for t in live:
                 src, dst = plans[t]
                 target[(Ellipsis, *dst)] += z[:, :, t - t0][(Ellipsis, *src)]
-    return result
