@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -119,3 +121,14 @@ def test_concurrent_calls_from_many_threads_agree_and_restore_blas():
         t.join()
     assert errors == []
     assert _blas_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_jobs_on_threads_of_its_own():
+    case = SPLIT[0]
+    lhs, rhs, corr, expected = _case(*case[1:])
+    correlate(lhs, rhs, corr, algorithm=case[0])  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(correlate, (lhs, rhs, corr), dict(algorithm=case[0])).get(60)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

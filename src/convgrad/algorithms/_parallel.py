@@ -17,6 +17,7 @@ threaded. The number of jobs follows BLAS's thread count at the call, so a calle
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -39,6 +40,20 @@ def _blas():
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="convgrad")
+
+
+def _forget_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts a pool of its own (the
+    parent's would queue jobs no thread ever runs) and counts no running call."""
+    global _lock
+    _lock = threading.Lock()
+    _users[0] = 0
+    _restore.clear()
+    _pool.cache_clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def workers(jobs: int) -> int:
