@@ -65,6 +65,13 @@ def workers(jobs: int) -> int:
     return max(1, min(jobs, CORES, allowed))
 
 
+def cores_for(units: int) -> float:
+    """Cores that ``units`` equal independent chunks keep busy on average (3 chunks on 2
+    cores: 1.5): the cost models divide the chunks' copies by it."""
+    units = max(1, units)
+    return units / -(-units // CORES)
+
+
 class _SingleThreadedBlas:
     def __enter__(self):
         with _lock:

@@ -32,7 +32,6 @@ import numpy as np
 from .._rules import Correlation
 from . import _parallel
 from ._common import (
-    CORES,
     compute_dtype,
     dilate_and_pad_into,
     flat_strides,
@@ -82,11 +81,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls
     columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
     planes = g * c * 2 * (b * phases * (2 if phases > 1 else 1) + o) * grid * itemsize
-    jobs = min(CORES, g * c)  # the copies run on every core at once
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
-        bytes=(planes + columns) / jobs,
+        bytes=(planes + columns) / _parallel.cores_for(g * c),  # each job copies its own
         calls=4 * blocks + (8 if phases > 1 else 6) * g * c + 10,
     )
 

@@ -113,6 +113,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     merged = nph == 1 and kw > 1 and c * kw <= MERGE_MAX
     if merged:  # the kw-shift copy, and kw times fewer calls
         moved += g * b * c * kw * grid * 2 * itemsize
+    moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
     return Counts(
         flops, min(o, c, b * padded), bytes=moved, calls=g * (taps // kw if merged else taps) + 10
     )

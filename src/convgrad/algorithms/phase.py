@@ -82,6 +82,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
+    moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
     return Counts(flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases))
 
 
