@@ -87,14 +87,18 @@ class _SingleThreadedBlas:
 
 
 def run_jobs(job: Callable, args: Sequence) -> list:
-    """``[job(a) for a in args]``, one job per thread (at most ``workers(len(args))``
-    at once) with BLAS single-threaded; on the calling thread alone when one job."""
+    """``[job(a) for a in args]``, one job per thread (the calling thread runs the first;
+    at most ``workers(len(args))`` jobs are given) with BLAS single-threaded; on the
+    calling thread alone, BLAS untouched, when there is one job."""
     if len(args) <= 1:
         return [job(a) for a in args]
     with _SingleThreadedBlas():
-        futures = [_pool().submit(job, a) for a in args]
-        wait(futures)  # all of them, even when one fails, before BLAS gets its threads back
-        return [f.result() for f in futures]
+        futures = [_pool().submit(job, a) for a in args[1:]]
+        try:
+            first = job(args[0])
+        finally:
+            wait(futures)  # all of them, even when one fails, before BLAS gets its threads
+        return [first, *(f.result() for f in futures)]
 
 
 def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = None):
