@@ -178,13 +178,17 @@ def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes: _Chunking, 
     lhs_buffer = scratch("implicit-lhs", g_chunk * c * (nph * b_chunk * plane + 16), compute)
     full_buffer = scratch("implicit-full", g_chunk * o * (b_chunk * plane + 16), compute)
     merge_buffer = (
-        np.empty(g_chunk * c * kw * (b_chunk * plane + 16), dtype=compute) if merge else None
+        scratch("implicit-merge", g_chunk * c * kw * (b_chunk * plane + 16), compute)
+        if merge
+        else None
     )
     if merge:
         rest = taps // kw
         rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as merged_w
     split_buffer = (
-        np.empty(g_chunk * b_chunk * c * prod(padded), dtype=compute) if strided else None
+        scratch("implicit-split", g_chunk * b_chunk * c * prod(padded), compute)
+        if strided
+        else None
     )
 
     for g0, b0 in chunks:

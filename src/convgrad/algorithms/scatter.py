@@ -19,7 +19,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import chunk, prod, result_dtype
+from ._common import chunk, prod, result_dtype, scratch
 
 name = "scatter"
 
@@ -99,7 +99,7 @@ def _run_chunks(lhs, weights, corr: Correlation, result, sizes, chunks):
     kernel, spatial, b_chunk, t_chunk = sizes
     taps, o = prod(kernel), result.shape[2]
     out_spatial = result.shape[3:]
-    buffer = np.empty(g * b_chunk * t_chunk * o * length, dtype=result.dtype)
+    buffer = scratch("scatter-products", g * b_chunk * t_chunk * o * length, result.dtype)
     all_taps = list(itertools.product(*(range(k) for k in kernel)))
     plans = [_tap_slices(tap, spatial, out_spatial, corr) for tap in all_taps]
     for _, b0 in chunks:
