@@ -440,7 +440,10 @@ def test_local_cluster_matches_threads_and_numpy(client):
         close(got, want)
 
 
-@pytest.mark.parametrize("dtype, shards, tolerance", [("float64", 3, 1e-12), ("float32", 2, 1e-5)])
+# float32: a shard and the whole batch may take different exact algorithms (winograd for
+# 50 images, gemm for 25), whose roundings differ by ~1e-6; Adam's normalised steps carry
+# that to a few 1e-5 in the parameters after 8 steps
+@pytest.mark.parametrize("dtype, shards, tolerance", [("float64", 3, 1e-12), ("float32", 2, 1e-4)])
 def test_data_parallel_training_reaches_the_single_process_parameters(
     client, dtype, shards, tolerance
 ):

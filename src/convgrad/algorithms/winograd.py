@@ -4,12 +4,17 @@ output tile instead of 36 (2.25x fewer), as 16 GEMMs over channels.
 With input tiles d (4x4, overlapping by 2) and filters g (3x3):
 
     U = G g G^T (16 per (o, c)),  V = B^T d B (16 per (c, tile)),
-    M[ab] = U[ab] @ V[ab]  (one (O x C) @ (C x tiles) GEMM per ab, groups batched),
+    M[ab] = V[ab] @ U[ab]  (one (tiles x C) @ (C x O) GEMM per ab),
     Y = A^T M A  (2x2 outputs per tile).
 
 Exact in real arithmetic; in floating point the error is a small multiple of GEMM's.
 Input with inf/NaN goes to ``gemm`` (a tile transform would spread it across the tile).
-Chunked over B under the workspace limit (V, M and the padded input count).
+The work is split into bands (tile rows of one image, or several whole small images),
+spread over one job per core (``_parallel``; one job with threaded BLAS when the
+transformed filters are too large to share the cache). Per band, a job copies the input
+rows channels-last and zero-padded, a compiled loop (numba, serial) transforms them into
+V, one batched matmul gives M and another compiled loop transforms M into the band's
+output rows, all within a cache-sized workspace; the rows are copied out channels-first.
 """
 
 from __future__ import annotations
@@ -17,11 +22,16 @@ from __future__ import annotations
 import numpy as np
 
 from .._rules import Correlation
-from ._common import chunk, dilate_and_pad_into, padded_shape, result_dtype, scratch
+from . import _parallel
+from ._common import compute_dtype, result_dtype, scratch
+from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "winograd"
 G_MAT = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 KRON = np.kron(G_MAT, G_MAT)  # (16, 9): U[ab] = sum_ij G[a, i] G[b, j] w[i, j]
+BAND_BYTES = 2 * 2**20  # a job's band: padded rows, V, M and output rows
+MIN_TILES = 192  # tiles per band (GEMM rows) that whole small images are grouped up to
+JOB_FILTER_BYTES = 2**20  # transformed filters per group up to which bands run in jobs
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -39,41 +49,135 @@ def _tiles(lhs_shape, corr: Correlation):
     return out, th, tw
 
 
-def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Peak bytes for the whole batch: the padded input, its tile grid, ~4 V-sized and 2
-    M-sized arrays (the transforms' temporaries)."""
-    image, row = _bytes(lhs_shape, rhs_shape, corr, itemsize)
-    return lhs_shape[1] * (image + _tiles(lhs_shape, corr)[1] * row)
-
-
-def _bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> tuple[int, int]:
-    """(padded image, one tile row of grid + transforms) bytes for all groups."""
-    g, _, c = lhs_shape[:3]
+def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None):
+    """(tile rows, images) per band: its buffers within BAND_BYTES (and a core's share of
+    ``limit``); whole images, several of them, when one fits."""
+    b, c = lhs_shape[1:3]
     o = rhs_shape[1]
     _, th, tw = _tiles(lhs_shape, corr)
-    image = g * c * (2 * th + 2) * (2 * tw + 2) * itemsize
-    row = g * (6 * (2 * tw + 2) * c + 16 * tw * (2 * c + 2 * o)) * itemsize
-    return image, row
+    per_row = (2 * (2 * tw + 2) * c + 16 * tw * (c + o) + 4 * tw * o) * itemsize
+    budget = BAND_BYTES if limit is None else min(BAND_BYTES, limit // _parallel.CORES)
+    rows = max(1, min(th, budget // per_row))
+    if rows < th:
+        return rows, 1
+    # enough tiles for an efficient GEMM even past the budget, but one band per core at
+    # least where the batch allows
+    images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
+    return th, min(images, -(-b // min(b, _parallel.CORES)))
+
+
+def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the bands in flight (one per core): padded input rows, V, M, output rows;
+    and the transformed filters."""
+    g, _, c = lhs_shape[:3]
+    o = rhs_shape[1]
+    _, _, tw = _tiles(lhs_shape, corr)
+    rows, images = _band(lhs_shape, rhs_shape, corr, itemsize)
+    per_row = 2 * (2 * tw + 2) * c + 16 * tw * (c + o) + 4 * tw * o
+    band = images * (rows + 1) * per_row
+    return (_parallel.CORES * band + 16 * g * c * o) * itemsize
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    """Machine-free work: 16 GEMMs of (O x C x B*tiles) and the tile transforms."""
+    """Machine-free work: 16 GEMMs of (tiles x C x O) and the tile transforms (in cache),
+    the input and output copied once each."""
     from .._plan import Counts
 
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
-    _, th, tw = _tiles(lhs_shape, corr)
+    out, th, tw = _tiles(lhs_shape, corr)
     tiles = b * th * tw
+    rows, images = _band(lhs_shape, rhs_shape, corr, itemsize)
     flops = 2.0 * g * 16 * o * c * tiles
-    # input transform ~ 4 passes over C x 16 x tiles, output ~ 2 over O x 16 x tiles
-    moved = g * tiles * 16 * (4 * c + 2 * o) * itemsize
-    return Counts(flops, min(o, c, tiles), bytes=moved, calls=60)
+    moved = g * b * (4 * th * tw * c + 2 * o * out[0] * out[1]) * 2 * itemsize
+    moved += g * tiles * 16 * (c + o) * itemsize  # the transforms, within the cache
+    bands = g * -(-b // images) * -(-th // rows)
+    moved /= _parallel.cores_for(bands)
+    return Counts(flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10)
 
 
-def _bt(d, axis):
-    """B^T along ``axis`` (length 4) of d: rows (d0-d2, d1+d2, d2-d1, d1-d3)."""
-    t = [np.take(d, i, axis=axis) for i in range(4)]
-    return np.stack([t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]], axis=axis)
+@lazy_kernel
+def _input_transform(numba):
+    """V[4a + b, t, :] = (B^T d B)[a, b] for every tile t of a band of n images: p (n,
+    2R + 2, 2W + 2, C) padded rows channels-last, v (16, n*R*W, C); serial (it runs in a
+    job)."""
+
+    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
+    def kernel(p, v, rows, tw):
+        cn = p.shape[3]
+        for k in range(p.shape[0]):
+            for ty in range(rows):
+                d0, d1, d2, d3 = p[k, 2 * ty], p[k, 2 * ty + 1], p[k, 2 * ty + 2], p[k, 2 * ty + 3]
+                for tx in range(tw):
+                    t, x = (k * rows + ty) * tw + tx, 2 * tx
+                    for c in range(cn):
+                        # B^T along x, per row a: (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                        e00 = d0[x, c] - d0[x + 2, c]
+                        e01 = d0[x + 1, c] + d0[x + 2, c]
+                        e02 = d0[x + 2, c] - d0[x + 1, c]
+                        e03 = d0[x + 1, c] - d0[x + 3, c]
+                        e10 = d1[x, c] - d1[x + 2, c]
+                        e11 = d1[x + 1, c] + d1[x + 2, c]
+                        e12 = d1[x + 2, c] - d1[x + 1, c]
+                        e13 = d1[x + 1, c] - d1[x + 3, c]
+                        e20 = d2[x, c] - d2[x + 2, c]
+                        e21 = d2[x + 1, c] + d2[x + 2, c]
+                        e22 = d2[x + 2, c] - d2[x + 1, c]
+                        e23 = d2[x + 1, c] - d2[x + 3, c]
+                        e30 = d3[x, c] - d3[x + 2, c]
+                        e31 = d3[x + 1, c] + d3[x + 2, c]
+                        e32 = d3[x + 2, c] - d3[x + 1, c]
+                        e33 = d3[x + 1, c] - d3[x + 3, c]
+                        # then along y
+                        v[0, t, c] = e00 - e20
+                        v[1, t, c] = e01 - e21
+                        v[2, t, c] = e02 - e22
+                        v[3, t, c] = e03 - e23
+                        v[4, t, c] = e10 + e20
+                        v[5, t, c] = e11 + e21
+                        v[6, t, c] = e12 + e22
+                        v[7, t, c] = e13 + e23
+                        v[8, t, c] = e20 - e10
+                        v[9, t, c] = e21 - e11
+                        v[10, t, c] = e22 - e12
+                        v[11, t, c] = e23 - e13
+                        v[12, t, c] = e10 - e30
+                        v[13, t, c] = e11 - e31
+                        v[14, t, c] = e12 - e32
+                        v[15, t, c] = e13 - e33
+
+    return kernel
+
+
+@lazy_kernel
+def _output_transform(numba):
+    """The band's outputs y (n, 2R, 2W, O) channels-last from m (16, n*R*W, O): per tile
+    Y = A^T M A with A^T = ((1, 1, 1, 0), (0, 1, -1, -1)); serial (it runs in a job)."""
+
+    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
+    def kernel(m, y, rows, tw):
+        on = m.shape[2]
+        for k in range(y.shape[0]):
+            for ty in range(rows):
+                top, bottom = y[k, 2 * ty], y[k, 2 * ty + 1]
+                for tx in range(tw):
+                    t, x = (k * rows + ty) * tw + tx, 2 * tx
+                    for o in range(on):
+                        # A^T along a, per column b: r0 = m0 + m1 + m2, r1 = m1 - m2 - m3
+                        a0 = m[0, t, o] + m[4, t, o] + m[8, t, o]
+                        a1 = m[1, t, o] + m[5, t, o] + m[9, t, o]
+                        a2 = m[2, t, o] + m[6, t, o] + m[10, t, o]
+                        a3 = m[3, t, o] + m[7, t, o] + m[11, t, o]
+                        b0 = m[4, t, o] - m[8, t, o] - m[12, t, o]
+                        b1 = m[5, t, o] - m[9, t, o] - m[13, t, o]
+                        b2 = m[6, t, o] - m[10, t, o] - m[14, t, o]
+                        b3 = m[7, t, o] - m[11, t, o] - m[15, t, o]
+                        top[x, o] = a0 + a1 + a2
+                        top[x + 1, o] = a1 - a2 - a3
+                        bottom[x, o] = b0 + b1 + b2
+                        bottom[x + 1, o] = b1 - b2 - b3
+
+    return kernel
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -85,76 +189,72 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     dtype = result_dtype(lhs, rhs)
+    compute = compute_dtype(dtype)
     out, th, tw = _tiles(lhs.shape, corr)
-    isz = dtype.itemsize
-    # U[ab, g, c, o] = (G w G^T)[a, b] for filter w = rhs[g, o, c]
-    taps = np.ascontiguousarray(rhs.astype(dtype, copy=False).transpose(3, 4, 0, 2, 1))
-    u = (KRON.astype(dtype) @ taps.reshape(9, -1)).reshape(16, g, c, o)
-    image, row = _bytes(lhs.shape, rhs.shape, corr, isz)
-    if image + th * row <= workspace_limit:
-        b_chunk, band = chunk(b, image + th * row, workspace_limit), th
-    else:  # one image at a time, in bands of tile rows
-        b_chunk, band = 1, chunk(th, row, workspace_limit - image)
+    # U[ab, g] = (G w G^T)[a, b] for filters w = rhs[g, o, c], as a (C x O) matrix
+    taps = rhs.astype(compute, copy=False).transpose(3, 4, 0, 2, 1).reshape(9, -1)
+    u = np.ascontiguousarray((KRON.astype(compute) @ taps).reshape(16, g, c, o))
+    rows, images = _band(lhs.shape, rhs.shape, corr, compute.itemsize, workspace_limit)
+    units = [
+        (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
+    ]
+    # large transformed filters: the jobs' GEMMs would compete for them, so one job with
+    # threaded BLAS (3x3-14, 256 channels: 8 instead of 14 ms)
+    small = 16 * c * o * compute.itemsize <= JOB_FILTER_BYTES
+    jobs = _parallel.workers(len(units)) if small else 1
     result = np.empty((g, b, o, *out), dtype=dtype)
-    # on this thread with threaded BLAS, not in jobs: with one job per core the NumPy
-    # transforms ran 1.5x slower (3x3-14: 14 instead of 9 ms)
-    chunks = [(0, b0) for b0 in range(0, b, b_chunk)]
-    _run_chunks(lhs, u, corr, result, (b_chunk, band), chunks)
+    _parallel.run_jobs(
+        lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine),
+        [units[j::jobs] for j in range(jobs)],
+    )
     return result
 
 
-def _run_chunks(lhs, u, corr: Correlation, result, sizes, chunks):
-    """Fill result[:, b0 : b0 + b_chunk] for each (0, b0) of ``chunks``; u (16, G, C, O)."""
-    g, b, c = lhs.shape[:3]
-    b_chunk, band = sizes
-    dtype = result.dtype
-    out, th, tw = _tiles(lhs.shape, corr)
-    padded = padded_shape(lhs.shape[3:], corr)
-    for _, b0 in chunks:
-        n = min(b, b0 + b_chunk) - b0
-        # channels-last padded input, zero-extended to whole tiles: (G, n, hp, wp, C)
-        grid = np.zeros((g, n, 2 * th + 2, 2 * tw + 2, c), dtype=dtype)
-        inner = grid[:, :, : padded[0], : padded[1]].transpose(0, 1, 4, 2, 3)
-        dilate_and_pad_into(lhs[:, b0 : b0 + n].astype(dtype, copy=False), corr, inner)
-        for r0 in range(0, th, band):
-            tr = min(th, r0 + band) - r0
-            y = _band(grid[:, :, 2 * r0 : 2 * (r0 + tr) + 2], u, tr, tw)
-            rows = min(out[0] - 2 * r0, 2 * tr)
-            target = result[:, b0 : b0 + n, :, 2 * r0 : 2 * r0 + rows]
-            np.copyto(target, y[:, :, :rows, : out[1]].transpose(0, 1, 4, 2, 3))
+def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
+    """result[gi, b0 : b0 + images, :, 2*t0 : 2*(t0 + rows)] for each (gi, b0, t0) of
+    ``units``, on this thread's own workspaces; u (16, G, C, O)."""
+    b, c, (h, w) = lhs.shape[1], lhs.shape[2], lhs.shape[3:]
+    o, (oh, ow) = result.shape[2], result.shape[3:]
+    rows, images = band
+    compute = u.dtype
+    _, th, tw = _tiles(lhs.shape, corr)
+    (lo_h, _), (lo_w, _) = corr.padding
+    pw = 2 * tw + 2
+    p_buf = scratch("winograd-rows", images * (2 * rows + 2) * pw * c, compute)
+    v_buf = scratch("winograd-v", 16 * (images * rows * tw * c + 32), compute)
+    m_buf = scratch("winograd-m", 16 * (images * rows * tw * o + 32), compute)
+    y_buf = scratch("winograd-y", 4 * images * rows * tw * o, compute)
+    to_v, to_y = _input_transform(), _output_transform()
+    # padded column j holds input column j - lo_w, where 0 <= j - lo_w < w
+    x0, x1 = max(0, lo_w), min(pw, w + lo_w)
+    for gi, b0, t0 in units:
+        k, n = min(b, b0 + images) - b0, min(th, t0 + rows) - t0
+        p = p_buf[: k * (2 * n + 2) * pw * c].reshape(k, 2 * n + 2, pw, c)
+        # padded rows 2*t0 .. 2*(t0 + n) + 1 hold input rows (that - lo_h)
+        y0 = 2 * t0 - lo_h
+        r0, r1 = max(0, -y0), min(2 * n + 2, h - y0)
+        p[...] = 0
+        if r1 > r0 and x1 > x0:
+            src = lhs[gi, b0 : b0 + k, :, y0 + r0 : y0 + r1, x0 - lo_w : x1 - lo_w]
+            p[:, r0:r1, x0:x1] = src.transpose(0, 2, 3, 1)
+        v = _planes(v_buf, k * n * tw, c)
+        to_v(p, v, n, tw)
+        m = _planes(m_buf, k * n * tw, o)
+        np.matmul(v, u[:, gi], out=m)
+        y = y_buf[: 4 * k * n * tw * o].reshape(k, 2 * n, 2 * tw, o)
+        to_y(m, y, n, tw)
+        rows_out = min(oh - 2 * t0, 2 * n)
+        np.copyto(
+            result[gi, b0 : b0 + k, :, 2 * t0 : 2 * t0 + rows_out],
+            y[:, :rows_out, :ow].transpose(0, 3, 1, 2),
+            casting="unsafe",
+        )
 
 
-def _band(grid, u, th, tw):
-    """Winograd of one band, channels last: grid (G, n, 2*th+2, 2*tw+2, C), u (16, G, C, O)
-    -> y (G, n, 2*th, 2*tw, O). Every elementwise op runs along the channels."""
-    g, n, _, _, c = grid.shape
-    o = u.shape[-1]
-    rows = [grid[:, :, a : a + 2 * th : 2] for a in range(4)]  # (G, n, th, wp, C)
-    t = [rows[0] - rows[2], rows[1] + rows[2], rows[2] - rows[1], rows[1] - rows[3]]
-    tiles = g * n * th * tw
-    v = scratch("winograd-v", 16 * tiles * c, grid.dtype).reshape(16, g, n, th, tw, c)
-    for a, ta in enumerate(t):
-        cols = [ta[:, :, :, b : b + 2 * tw : 2] for b in range(4)]  # (G, n, th, tw, C)
-        np.subtract(cols[0], cols[2], out=v[4 * a])
-        np.add(cols[1], cols[2], out=v[4 * a + 1])
-        np.subtract(cols[2], cols[1], out=v[4 * a + 2])
-        np.subtract(cols[1], cols[3], out=v[4 * a + 3])
-    del t, rows
-    m = scratch("winograd-m", 16 * tiles * o, grid.dtype).reshape(16, g, n * th * tw, o)
-    np.matmul(v.reshape(16, g, n * th * tw, c), u, out=m)
-    m = m.reshape(4, 4, g, n, th, tw, o)
-    # A^T along a: r0 = m0 + m1 + m2, r1 = m1 - m2 - m3 (each (4, G, n, th, tw, O) over b)
-    r = scratch("winograd-r", 8 * tiles * o, grid.dtype).reshape(2, 4, g, n, th, tw, o)
-    r0, r1 = r
-    np.add(m[0], m[1], out=r0)
-    r0 += m[2]
-    np.subtract(m[1], m[2], out=r1)
-    r1 -= m[3]
-    y = np.empty((g, n, 2 * th, 2 * tw, o), dtype=grid.dtype)
-    for i, r in enumerate((r0, r1)):
-        even, odd = y[:, :, i::2, 0::2], y[:, :, i::2, 1::2]  # (G, n, th, tw, O)
-        np.add(r[0], r[1], out=even)
-        even += r[2]
-        np.subtract(r[1], r[2], out=odd)
-        odd -= r[3]
-    return y
+def _planes(buffer: np.ndarray, tiles: int, channels: int) -> np.ndarray:
+    """(16, tiles, channels) view of ``buffer``: planes apart by a stride off multiples
+    of 4 KiB. The transforms write all 16 planes at once; with aligned planes those
+    stores alias (3x3-14's input transform took 2.7 instead of 0.26 ms)."""
+    size = tiles * channels
+    stride = size + (32 if (size * buffer.itemsize) % 4096 < 256 else 0)
+    return buffer[: 16 * stride].reshape(16, stride)[:, :size].reshape(16, tiles, channels)
