@@ -192,8 +192,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     compute = compute_dtype(dtype)
     out, th, tw = _tiles(lhs.shape, corr)
     # U[ab, g] = (G w G^T)[a, b] for filters w = rhs[g, o, c], as a (C x O) matrix
-    taps = rhs.astype(compute, copy=False).transpose(3, 4, 0, 2, 1).reshape(9, -1)
-    u = np.ascontiguousarray((KRON.astype(compute) @ taps).reshape(16, g, c, o))
+    # (taps contiguous: a strided view, e.g. the flipped filters of dX, sent this small
+    # matmul down a path that woke BLAS's threads, which then slowed every job 2x)
+    taps = np.ascontiguousarray(rhs.astype(compute, copy=False).transpose(3, 4, 0, 2, 1))
+    u = (KRON.astype(compute) @ taps.reshape(9, -1)).reshape(16, g, c, o)
     rows, images = _band(lhs.shape, rhs.shape, corr, compute.itemsize, workspace_limit)
     units = [
         (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
