@@ -104,6 +104,14 @@ def _cases():
             Correlation((1, 2), ((-1, 2), (1, -2)), (1, 1), (2, 1)),
         )
     )
+    cases.append(  # a dilated 3x3 with cropping and uneven padding (winograd's phases)
+        (
+            "dil-crop",
+            (1, 2, 3, 11, 13),
+            (1, 4, 3, 3, 3),
+            Correlation((1, 1), ((-1, 2), (3, -1)), (1, 1), (2, 3)),
+        )
+    )
     cases.append(
         (
             "ld+ws",

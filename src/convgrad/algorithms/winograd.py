@@ -61,9 +61,18 @@ def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None):
     if rows < th:
         return rows, 1
     # enough tiles for an efficient GEMM even past the budget, but one band per core at
-    # least where the batch allows
+    # least where the batch allows and the bands run in jobs
     images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
-    return th, min(images, -(-b // min(b, _parallel.CORES)))
+    if _in_jobs(c, o, itemsize):
+        images = min(images, -(-b // min(b, _parallel.CORES)))
+    return th, min(images, b)
+
+
+def _in_jobs(c: int, o: int, itemsize: int) -> bool:
+    """Whether bands run in jobs: not with large transformed filters, which the jobs'
+    GEMMs would compete for (one job with threaded BLAS: 3x3-14, 256 channels, 8
+    instead of 14 ms)."""
+    return 16 * c * o * itemsize <= JOB_FILTER_BYTES
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -200,10 +209,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     units = [
         (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
     ]
-    # large transformed filters: the jobs' GEMMs would compete for them, so one job with
-    # threaded BLAS (3x3-14, 256 channels: 8 instead of 14 ms)
-    small = 16 * c * o * compute.itemsize <= JOB_FILTER_BYTES
-    jobs = _parallel.workers(len(units)) if small else 1
+    jobs = _parallel.workers(len(units)) if _in_jobs(c, o, compute.itemsize) else 1
     result = np.empty((g, b, o, *out), dtype=dtype)
     _parallel.run_jobs(
         lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine),
