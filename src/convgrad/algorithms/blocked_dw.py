@@ -44,7 +44,7 @@ from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "blocked_dw"
 MAX_OUTPUTS = 1024  # filter taps (T); beyond this it is not a weight gradient
-BLOCK = 2048  # grid positions per block: best measured for OpenBLAS (long contraction)
+BLOCK = 1024  # grid positions per block (in single-threaded jobs 0-10 % faster than 2048)
 SMALL_COLUMNS = 8 * 2**20  # column bytes below which gemm's one-shot column matrix is as good
 
 
