@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from ._common import CORES
 
 _lock = threading.Lock()
-_users = [0]  # calls inside single_threaded_blas now
+_users = [0]  # calls inside _SingleThreadedBlas now
 _restore: list = []  # the limiter that restores BLAS's thread count
 
 
@@ -73,6 +73,10 @@ def cores_for(units: int) -> float:
 
 
 class _SingleThreadedBlas:
+    """BLAS limited to one thread while any call is inside; the first to enter saves the
+    thread counts, the last to leave restores them (a limit another thread set meanwhile
+    is undone then)."""
+
     def __enter__(self):
         with _lock:
             if _users[0] == 0:

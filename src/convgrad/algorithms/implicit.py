@@ -184,7 +184,7 @@ def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes: _Chunking, 
     )
     if merge:
         rest = taps // kw
-        rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as merged_w
+        rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as the weights
     split_buffer = (
         scratch("implicit-split", g_chunk * b_chunk * c * prod(padded), compute)
         if strided
