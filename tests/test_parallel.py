@@ -16,6 +16,12 @@ from convgrad.algorithms import _parallel
 from test_algorithms import direct_correlation  # the float64 definition, tap by tap
 
 
+@pytest.fixture(autouse=True)
+def _no_recent_threaded_blas(monkeypatch):
+    """Each test starts as if convgrad ran no threaded BLAS lately (jobs use the pool)."""
+    monkeypatch.setattr(_parallel, "_last_threaded", [-1.0])
+
+
 def _blas_threads() -> list[int]:
     """Threads of the BLAS libraries convgrad's jobs call (NumPy's), read live."""
     return [lib.num_threads for lib in _parallel._blas().lib_controllers]
@@ -55,6 +61,18 @@ def test_one_job_runs_on_the_calling_thread_and_leaves_blas_alone():
     before = _blas_threads()
     got = _parallel.run_jobs(lambda _: (threading.current_thread(), _blas_threads()), [0])
     assert got == [(threading.current_thread(), before)]
+
+
+def test_jobs_stay_on_the_calling_thread_while_blas_workers_spin(monkeypatch):
+    def where(_):
+        return threading.current_thread(), _blas_threads()
+
+    before = _blas_threads()
+    _parallel.threaded_blas_used()  # e.g. winograd's threaded GEMMs just ran
+    here = threading.current_thread()
+    assert _parallel.run_jobs(where, [0, 1, 2]) == [(here, before)] * 3
+    _parallel._last_threaded[0] = -1.0  # long ago
+    assert {t for t, _ in _parallel.run_jobs(where, [0, 1, 2])} != {here}
 
 
 def test_a_callers_blas_limit_of_one_thread_means_one_job():

@@ -117,6 +117,15 @@ def unit_rows(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def laid_out(slot: str, a: np.ndarray, dtype) -> np.ndarray:
+    """a copied C-contiguous, as ``dtype``, into this thread's reused workspace ``slot``
+    (filters re-laid for BLAS: a fresh copy of a few MiB each call costs page faults and
+    unmapping; measured 3x3-14 winograd 12 -> 8 ms). Read-only use by jobs is fine."""
+    out = scratch(slot, a.size, dtype).reshape(a.shape)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
 def chunk(total: int, per_item: int, budget: int) -> int:
     """How many items (>= 1) of ``per_item`` bytes fit in ``budget`` bytes."""
     return max(1, min(total, budget // max(per_item, 1)))

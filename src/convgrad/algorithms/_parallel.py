@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -27,6 +28,12 @@ from ._common import CORES
 _lock = threading.Lock()
 _users = [0]  # calls inside _SingleThreadedBlas now
 _restore: list = []  # the limiter that restores BLAS's thread count
+# OpenBLAS's workers spin for about 0.1 s after a threaded call, and jobs started meanwhile
+# run at half speed (two jobs of small GEMMs: 3.1 -> 6.4 ms); after convgrad's own
+# threaded BLAS (``threaded_blas_used``), jobs run one after another on the calling
+# thread with threaded BLAS until this long has passed
+SPIN_S = 0.15
+_last_threaded = [-1.0]
 
 
 @functools.cache
@@ -90,11 +97,17 @@ class _SingleThreadedBlas:
                 _restore.pop().restore_original_limits()
 
 
+def threaded_blas_used() -> None:
+    """Note that this call just ran threaded BLAS (its workers now spin for a while)."""
+    _last_threaded[0] = time.monotonic()
+
+
 def run_jobs(job: Callable, args: Sequence) -> list:
     """``[job(a) for a in args]``, one job per thread (the calling thread runs the first;
     at most ``workers(len(args))`` jobs are given) with BLAS single-threaded; on the
-    calling thread alone, BLAS untouched, when there is one job."""
-    if len(args) <= 1:
+    calling thread alone, BLAS untouched, when there is one job or convgrad ran threaded
+    BLAS less than SPIN_S ago."""
+    if len(args) <= 1 or time.monotonic() - _last_threaded[0] < SPIN_S:
         return [job(a) for a in args]
     with _SingleThreadedBlas():
         futures = [_pool().submit(job, a) for a in args[1:]]

@@ -18,7 +18,16 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import chunk, dilate_and_pad, padded_shape, prod, result_dtype, scratch, window_view
+from ._common import (
+    chunk,
+    dilate_and_pad,
+    laid_out,
+    padded_shape,
+    prod,
+    result_dtype,
+    scratch,
+    window_view,
+)
 
 name = "gemm"
 
@@ -102,8 +111,9 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     lhs, rhs = lhs.astype(dtype, copy=False), rhs.astype(dtype, copy=False)
     result = np.empty((g, b, o, length), dtype=dtype)
-    if _pointwise(rhs.shape, corr):
+    if _pointwise(rhs.shape, corr):  # one threaded matmul (no copies to spread)
         np.matmul(rhs.reshape(g, 1, o, c), lhs.reshape(g, b, c, length), out=result)
+        _parallel.threaded_blas_used()
         return result.reshape(g, b, o, *out_spatial)
 
     if _one_window(lhs.shape, rhs.shape, corr):  # sum_c lhs[g, :, c] @ rhs[g, :, c]^T
@@ -117,11 +127,14 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                 part.sum(axis=1, out=total)
             else:
                 total += part.sum(axis=1)
+        _parallel.threaded_blas_used()
         return result.reshape(g, b, o, *out_spatial)
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
-    kernel_matrix = rhs.reshape(g, o, c * taps)  # a copy when rhs is a strided view
-    if not np.may_share_memory(kernel_matrix, rhs):
+    if rhs.flags.c_contiguous:
+        kernel_matrix = rhs.reshape(g, o, c * taps)
+    else:  # a strided view (e.g. the flipped filters of dX): laid out in a workspace
+        kernel_matrix = laid_out("gemm-kernel", rhs, dtype).reshape(g, o, c * taps)
         workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product

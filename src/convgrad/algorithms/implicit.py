@@ -28,6 +28,7 @@ from ._common import (
     compute_dtype,
     dilate_and_pad_into,
     flat_strides,
+    laid_out,
     padded_shape,
     prod,
     result_dtype,
@@ -137,7 +138,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
     else:  # (G, taps, O, C): W[g, j] is a row-major O x C block
         w = np.moveaxis(w.reshape(g, o, c, taps), 3, 1)
-    weights = np.ascontiguousarray(w).reshape(-1)
+    weights = laid_out("implicit-weights", w, compute).reshape(-1)
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
     # one (g, b): phase rows, product grid, and the padded image it is split from

@@ -25,7 +25,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas
+from . import _blas, _parallel
 from ._common import (
     CORES,
     as_3d,
@@ -291,6 +291,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                             )  # fmt: skip
         done = acc[: g * npos * b * o].reshape(g, npos, b, o)
         np.copyto(result[..., i0 : i0 + npos], done.transpose(0, 2, 3, 1), casting="unsafe")
+        _parallel.threaded_blas_used()
     if not np.isfinite(result).all():  # grid zeros may have met inf/NaN: redo exactly
         from . import gemm
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import compute_dtype, flat_strides, prod, result_dtype, scratch
+from ._common import compute_dtype, flat_strides, laid_out, prod, result_dtype, scratch
 
 name = "phase"
 
@@ -96,8 +96,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
-    weights = np.ascontiguousarray(
-        np.moveaxis(rhs.astype(compute, copy=False).reshape(g, o, c, taps), 3, 1)
+    weights = laid_out(
+        "phase-weights", np.moveaxis(rhs.reshape(g, o, c, taps), 3, 1), compute
     ).reshape(-1)
     result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
