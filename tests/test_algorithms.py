@@ -247,6 +247,7 @@ def test_sweep_reaches_both_paths_of_implicit_dw():
 def test_scratch_is_reused_per_thread_and_capped():
     import threading
 
+    from convgrad import _process
     from convgrad.algorithms import _common
 
     first = _common.scratch("test-slot", 1000, np.float32)
@@ -259,18 +260,18 @@ def test_scratch_is_reused_per_thread_and_capped():
     thread.start()
     thread.join()
     assert not np.shares_memory(first, other["b"])  # each thread has its own
-    huge = _common.KEEP_BYTES // 4 + 1
+    huge = _process.KEEP_BYTES // 4 + 1
     big = _common.scratch("test-big", huge, np.float32)
     assert not np.shares_memory(big, _common.scratch("test-big", huge, np.float32))  # not kept
-    assert 0 < _common._kept_bytes[0] <= _common.KEEP_BYTES  # one budget for all threads
+    assert 0 < _process.workspaces.kept_bytes <= _process.KEEP_BYTES  # one budget for all threads
     # a new buffer evicts the least recently used ones to fit the budget
-    most = int(_common.KEEP_BYTES * 0.6) // 4
+    most = int(_process.KEEP_BYTES * 0.6) // 4
     a = _common.scratch("test-a", most, np.float32)
     del a
     b = _common.scratch("test-b", most, np.float32)
     assert np.shares_memory(b, _common.scratch("test-b", most, np.float32))  # kept
-    assert "test-a" not in _common._kept.buffers
-    assert 0 < _common._kept_bytes[0] <= _common.KEEP_BYTES
+    assert "test-a" not in _process.workspaces.slots()
+    assert 0 < _process.workspaces.kept_bytes <= _process.KEEP_BYTES
 
 
 def test_results_never_alias_reused_workspaces():
@@ -315,14 +316,13 @@ def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
 
 
 @pytest.mark.parametrize("serial_flops", [0.0, float("inf")])
-def test_compiled_loops_agree_on_parallel_and_serial_launch(monkeypatch, serial_flops):
-    """Small work runs on the calling thread alone (waking workers costs more than it
-    saves); both launches give the same results and leave numba's thread count as it was."""
-    numba = pytest.importorskip("numba")
+def test_compiled_loops_agree_on_the_pool_and_on_the_calling_thread(monkeypatch, serial_flops):
+    """Small work runs on the calling thread alone (handing jobs to the pool costs more
+    than it saves); both launches give the same results."""
+    pytest.importorskip("numba")
     from convgrad.algorithms import _compiled
 
     monkeypatch.setattr(_compiled, "SERIAL_FLOPS", serial_flops)
-    threads = numba.get_num_threads()
     for name in ("direct", "implicit_dw"):
         for _, lhs_shape, rhs_shape, corr in CASES:
             if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
@@ -334,30 +334,3 @@ def test_compiled_loops_agree_on_parallel_and_serial_launch(monkeypatch, serial_
             np.testing.assert_allclose(
                 got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max()
             )
-            assert numba.get_num_threads() == threads
-
-
-def test_compiled_loops_are_serial_without_a_threadsafe_threading_layer(monkeypatch):
-    """numba's fallback layer ('workqueue') aborts on launches from several threads at
-    once (dask): without OpenMP or TBB the loops are compiled serial, and still exact."""
-    pytest.importorskip("numba")
-    from convgrad.algorithms import _compiled
-
-    monkeypatch.setattr(_compiled, "threadsafe_layer", lambda: False)
-    monkeypatch.setitem(_compiled.JIT_OPTIONS, "parallel", True)
-
-    @_compiled.lazy_kernel
-    def double(numba):
-        @numba.njit(**dict(_compiled.JIT_OPTIONS, cache=False))
-        def kernel(a, out):
-            for i in numba.prange(a.shape[0]):
-                out[i] = 2 * a[i]
-
-        return kernel
-
-    kernel = double()
-    assert kernel.targetoptions["parallel"] is False
-    a = np.arange(10.0)
-    out = np.empty_like(a)
-    kernel(a, out)
-    np.testing.assert_array_equal(out, 2 * a)

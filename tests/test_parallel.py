@@ -10,21 +10,22 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from convgrad import _process
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
-from convgrad.algorithms import _parallel
+from convgrad.algorithms import _compiled, _parallel
 from test_algorithms import direct_correlation  # the float64 definition, tap by tap
 
 
 @pytest.fixture(autouse=True)
 def _no_recent_threaded_blas(monkeypatch):
     """Each test starts as if convgrad ran no threaded BLAS lately (jobs use the pool)."""
-    monkeypatch.setattr(_parallel, "_last_threaded", [-1.0])
+    monkeypatch.setattr(_process.jobs, "last_threaded_blas", -1.0)
 
 
 def _blas_threads() -> list[int]:
     """Threads of the BLAS libraries convgrad's jobs call (NumPy's), read live."""
-    return [lib.num_threads for lib in _parallel._blas().lib_controllers]
+    return [lib.num_threads for lib in _process.blas_controllers().lib_controllers]
 
 
 def test_jobs_run_in_order_with_single_threaded_blas_then_restore_it():
@@ -71,7 +72,7 @@ def test_jobs_stay_on_the_calling_thread_while_blas_workers_spin(monkeypatch):
     _parallel.threaded_blas_used()  # e.g. winograd's threaded GEMMs just ran
     here = threading.current_thread()
     assert _parallel.run_jobs(where, [0, 1, 2]) == [(here, before)] * 3
-    _parallel._last_threaded[0] = -1.0  # long ago
+    _process.jobs.last_threaded_blas = -1.0  # long ago
     assert {t for t, _ in _parallel.run_jobs(where, [0, 1, 2])} != {here}
 
 
@@ -97,6 +98,10 @@ SPLIT = [
     ("phase", (1, 3, 4, 5, 6), (1, 2, 4, 4, 3), (1, 1), ((2, 2), (1, 2)), (1, 2), (2, 3)),
     ("scatter", (2, 5, 3, 7, 6), (2, 4, 3, 3, 4), (1, 1), ((2, 1), (3, 2)), (1, 1), (2, 2)),
     ("winograd", (2, 5, 3, 9, 10), (2, 4, 3, 3, 3), (1, 1), ((1, 1), (1, 0)), (1, 1)),
+    ("direct", (3, 4, 2, 9, 11), (3, 2, 2, 3, 3), (1, 1), ((1, 1), (2, 0)), (1, 2)),
+    ("direct", (1, 2, 3, 6, 7), (1, 4, 3, 2, 3), (1, 1), ((1, 1), (1, 2)), (1, 1), (2, 1)),
+    ("implicit_dw", (3, 4, 2, 9, 11), (3, 2, 2, 7, 9), (1, 1), ((1, 1), (1, 0)), (1, 1)),
+    ("implicit_dw", (2, 2, 3, 8, 9), (2, 3, 3, 7, 14), (2, 1), ((0, 1), (1, 1)), (1, 1), (1, 2)),
 ]
 
 
@@ -116,7 +121,8 @@ def test_split_algorithms_agree_with_the_reference_for_any_number_of_jobs(
     monkeypatch, jobs, name, case
 ):
     lhs, rhs, corr, expected = _case(*case)
-    monkeypatch.setattr(_parallel, "workers", lambda n: max(1, min(n, jobs)))
+    monkeypatch.setattr(_process.jobs, "workers", lambda n: max(1, min(n, jobs)))
+    monkeypatch.setattr(_compiled, "SERIAL_FLOPS", 0.0)  # compiled loops split too
     got = correlate(lhs, rhs, corr, algorithm=name)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 

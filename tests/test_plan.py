@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad import _plan, reference
+from convgrad import _plan, _process, reference
 from convgrad._rules import Correlation
 from convgrad.algorithms import REGISTRY
 
@@ -59,8 +59,8 @@ def test_autotune_caches_the_winner_and_stays_exact():
     with _plan.recording() as first:
         y = convgrad.conv(x, w, padding=1, algorithm="autotune")
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
-    assert len(_plan._tuned) == 1
-    (winner,) = _plan._tuned.values()
+    assert len(_process.autotune_cache) == 1
+    (winner,) = _process.autotune_cache._winners.values()
     assert first == [winner]
     with _plan.recording() as second:
         y2 = convgrad.conv(x, w, padding=1, algorithm="autotune")

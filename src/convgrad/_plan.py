@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _process
 from ._rules import Correlation
 from .algorithms import REGISTRY
 
@@ -67,40 +68,23 @@ def seconds(counts: Counts, machine: dict | None = None) -> float:
 
 # ------------------------------------------------------------------ workspace limit
 
-DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
-_state = {"limit": DEFAULT_WORKSPACE_LIMIT}
+DEFAULT_WORKSPACE_LIMIT = _process.DEFAULT_WORKSPACE_LIMIT
 
 
-class _Restore:
-    """Returned by set_workspace_limit; as a context manager it restores the old limit."""
-
-    def __init__(self, previous: int):
-        self.previous = previous
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        _state["limit"] = self.previous
-        return False
-
-
-def set_workspace_limit(nbytes: int) -> _Restore:
+def set_workspace_limit(nbytes: int) -> _process.LimitSetting:
     """Set the default workspace limit (bytes) of every call without ``workspace_limit``.
 
-    Use plainly, or as ``with convgrad.set_workspace_limit(64 * 2**20): ...`` to restore the
-    previous limit on exit.
+    Used plainly it holds for the whole process. As ``with
+    convgrad.set_workspace_limit(64 * 2**20): ...`` it holds inside the block for this
+    thread (or asyncio task) only, and the previous limit comes back on exit, whatever
+    other threads set meanwhile.
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
-        raise ValueError(f"workspace limit must be a positive int (bytes), got {nbytes!r}")
-    previous = _state["limit"]
-    _state["limit"] = int(nbytes)
-    return _Restore(previous)
+    return _process.workspace_limit.set(nbytes)
 
 
 def get_workspace_limit() -> int:
-    """The default workspace limit in bytes (256 MiB unless set)."""
-    return _state["limit"]
+    """The workspace limit in force here, in bytes (256 MiB unless set)."""
+    return _process.workspace_limit.get()
 
 
 # ------------------------------------------------------------------------- choosing
@@ -129,9 +113,6 @@ def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
     return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize))
 
 
-_tuned: dict[tuple, str] = {}
-
-
 def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:
     """Hashable cache key of one correlation call."""
     return (lhs.shape, rhs.shape, np.result_type(lhs, rhs).str, corr, limit)
@@ -141,8 +122,9 @@ def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
     """(algorithm, result or None): the cached winner, or time each candidate once (those
     the cost model puts within 20x of its best) and return the fastest and its result."""
     key = signature(lhs, rhs, corr, limit)
-    if key in _tuned:
-        return _tuned[key], None
+    winner = _process.autotune_cache.get(key)
+    if winner is not None:
+        return winner, None
     est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize)
     best_est = min(est.values())
     best, best_time, best_result = None, float("inf"), None
@@ -154,30 +136,24 @@ def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
         elapsed = time.perf_counter() - t0
         if elapsed < best_time:
             best, best_time, best_result = name, elapsed, result
-    _tuned[key] = best
+    _process.autotune_cache.put(key, best)
     return best, best_result
 
 
 def clear_autotune_cache() -> None:
-    _tuned.clear()
+    _process.autotune_cache.clear()
 
 
 # ---------------------------------------------------------------------- recording
 
-_recorders: list[list[str]] = []
-
 
 @contextlib.contextmanager
 def recording():
-    """Collect the name of every algorithm that runs inside the block (for tools)."""
-    names: list[str] = []
-    _recorders.append(names)
-    try:
+    """Collect the name of every algorithm that runs inside the block, in this thread or
+    asyncio task (for tools)."""
+    with _process.recorders.recording() as names:
         yield names
-    finally:
-        _recorders.remove(names)
 
 
 def record(name: str) -> None:
-    for names in _recorders:
-        names.append(name)
+    _process.recorders.record(name)

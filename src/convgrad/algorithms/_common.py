@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import threading
-import weakref
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .._process import workspaces
 from .._rules import Correlation
 
 
@@ -83,21 +81,28 @@ def window_view(
     return as_strided(padded, shape=shape, strides=strides_, writeable=False)
 
 
-CORES = os.cpu_count() or 1  # jobs of compiled loops in flight at once (one per core)
-
-
 def as_3d(shape: tuple[int, ...], fill: int) -> tuple[int, ...]:
     """Spatial dims padded in front to three (compiled loops run 1-D and 2-D as 3-D)."""
     return (fill,) * (3 - len(shape)) + tuple(shape)
 
 
-def flat_view(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def flat_view(a: np.ndarray, writeable: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(1-D view from a's first element, element strides of all but the last axis), for
-    compiled loops that index by hand; a's strides must be non-negative, the last unit."""
+    compiled loops that index by hand; a's strides must be non-negative, the last unit.
+    Inputs pass ``writeable=False``: numba compiles one kernel per argument type, and a
+    read-only array is another type (one specialisation per dtype, not two)."""
     isz = a.itemsize
     span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
-    flat = as_strided(a, shape=(span,), strides=(isz,), writeable=a.flags.writeable)
+    writeable = a.flags.writeable if writeable is None else writeable and a.flags.writeable
+    flat = as_strided(a, shape=(span,), strides=(isz,), writeable=writeable)
     return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of a (compiled loops' inputs: one argument type, see flat_view)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def loop_params(corr: Correlation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,45 +153,17 @@ def prod(values) -> int:
 
 # ------------------------------------------------------------------ reusable workspaces
 
-KEEP_BYTES = 128 * 2**20  # workspace kept between calls, all threads together
-_kept = threading.local()
-_kept_lock = threading.Lock()
-_kept_bytes = [0]  # bytes of kept buffers still alive
-
-
-def _forget(nbytes: int) -> None:
-    with _kept_lock:
-        _kept_bytes[0] -= nbytes
-
 
 def scratch(slot: str, size: int, dtype) -> np.ndarray:
     """A flat workspace of ``size`` elements, reused between calls of this thread.
 
     Fresh large buffers cost a page fault per 4 KiB on first touch, on every call (about a
     third of a big weight gradient's time); workspaces are therefore kept per thread (so
-    concurrent dask threads never share one) and reused, up to ``KEEP_BYTES`` for all
-    threads together; a new buffer evicts this thread's least recently used ones to fit
-    (the layer that runs now is the one likely to run again; a buffer still in use stays
-    valid through its views). ``slot`` names one live buffer of an algorithm: two buffers
-    in use at once need two slots. Contents are undefined; never return a workspace (or a
-    view of it) as a result.
+    concurrent dask threads never share one) and reused, up to ``_process.KEEP_BYTES`` for
+    all threads together; a new buffer evicts this thread's least recently used ones to
+    fit (the layer that runs now is the one likely to run again; a buffer still in use
+    stays valid through its views). ``slot`` names one live buffer of an algorithm: two
+    buffers in use at once need two slots. Contents are undefined; never return a
+    workspace (or a view of it) as a result.
     """
-    dtype = np.dtype(dtype)
-    kept = _kept.__dict__.setdefault("buffers", {})  # least to most recently used
-    buffer = kept.pop(slot, None)
-    if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
-        kept[slot] = buffer
-        return buffer[:size]
-    del buffer  # its finalizer returns its bytes once it is freed
-    buffer = np.empty(size, dtype=dtype)
-    while buffer.nbytes <= KEEP_BYTES:
-        with _kept_lock:
-            if _kept_bytes[0] + buffer.nbytes <= KEEP_BYTES:
-                _kept_bytes[0] += buffer.nbytes
-                weakref.finalize(buffer, _forget, buffer.nbytes)
-                kept[slot] = buffer
-                break
-        if not kept:
-            break
-        kept.pop(next(iter(kept)))  # evict this thread's least recently used buffer
-    return buffer[:size]
+    return workspaces.get(slot, size, dtype)

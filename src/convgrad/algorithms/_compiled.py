@@ -1,36 +1,42 @@
 """Compiled loops: numba, imported and compiled on first use only, cached on disk.
 
 ``import convgrad`` never imports numba; an algorithm's kernel is built the first time
-it runs (compiled once per dtype, then loaded from numba's cache).
+it runs (compiled once per dtype, then loaded from numba's cache). Every kernel is a
+serial ``nogil`` loop over a range of independent jobs ``(start, stop)``; ``launch``
+splits the jobs into one range per core and runs them on convgrad's job pool
+(``_process.jobs``), side by side. No numba threading layer (OpenMP, TBB, workqueue) is
+ever started: the loops are fork-safe and thread-safe by construction, and the compiled
+code does not depend on the process's numba settings (one cache entry per dtype).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import os
 from collections.abc import Callable
 
-# parallel loops over independent jobs, no Python error checks in the hot path
-JIT_OPTIONS = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
+from .. import _process
+
+# serial loops (parallel over jobs on the pool), no Python error checks in the hot path
+JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @functools.cache
-def threadsafe_layer() -> bool:
-    """Whether numba has a threading layer that takes parallel loops from several threads
-    at once (OpenMP or TBB). Without one it falls back to 'workqueue', which aborts the
-    process on concurrent launches (dask's threads): the loops are then compiled serial."""
-    import numba
+def _notice_compiles() -> None:
+    """Print the compile notice when numba starts compiling one of convgrad's kernels (a
+    load from the disk cache is no compile and prints nothing)."""
+    from numba.core import event
 
-    if numba.config.THREADING_LAYER == "workqueue":  # chosen by the user
-        return False
-    for module in ("numba.np.ufunc.omppool", "numba.np.ufunc.tbbpool"):
-        try:
-            importlib.import_module(module)
-            return True
-        except ImportError:
-            continue
-    return False
+    class CompileListener(event.Listener):
+        def on_start(self, ev):
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if module.startswith("convgrad."):
+                _process.compile_notice.compiling()
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", CompileListener())
 
 
 def lazy_kernel(build: Callable) -> Callable[[], Callable]:
@@ -39,32 +45,24 @@ def lazy_kernel(build: Callable) -> Callable[[], Callable]:
 
     @functools.cache
     def kernel():
-        # GNU OpenMP threads spin for a while after a parallel loop by default and steal the
-        # cores from the BLAS call that follows (6x slower GEMMs measured); waiting passively
-        # avoids that. It must be set before numba starts its OpenMP pool; a user's own
-        # setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import numba
 
-        JIT_OPTIONS["parallel"] = threadsafe_layer()
+        _notice_compiles()
         return build(numba)
 
     return kernel
 
 
-SERIAL_FLOPS = 4e6  # below this, waking the worker threads (50-100 us) costs more than they save
+SERIAL_FLOPS = 4e6  # below this, handing jobs to the pool (~50 us) costs more than it saves
 
 
-def launch(kernel: Callable, flops: float, *args):
-    """``kernel(*args)``, on the calling thread alone when its work is under SERIAL_FLOPS
-    (numba's thread count is per calling thread, so other threads are unaffected)."""
-    if flops >= SERIAL_FLOPS:
-        return kernel(*args)
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(previous)
+def launch(kernel: Callable, flops: float, count: int, *args) -> None:
+    """``kernel(start, stop, *args)`` over the jobs ``range(count)``: one contiguous range
+    per pool thread (``_process.jobs.workers``), or all on the calling thread when the
+    work is under SERIAL_FLOPS."""
+    parts = 1 if flops < SERIAL_FLOPS else _process.jobs.workers(count)
+    if parts <= 1:
+        kernel(0, count, *args)
+        return
+    ranges = _process.split_range(count, parts)
+    _process.jobs.run(lambda r: kernel(r[0], r[1], *args), ranges, blas=False)

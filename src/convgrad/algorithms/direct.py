@@ -4,8 +4,8 @@ For depthwise and tiny-channel groups a GEMM has nothing to block over. This com
 
     out[g, b, o, i] = sum_{c, j} w[g, o, c, j] * pad(dilate(x))[g, b, c, i + j*rd]
 
-reading the caller's arrays in place (any strides with a unit last axis). Each parallel
-job takes one (group, image, outer output row) and a band of output rows: it copies
+reading the caller's arrays in place (any strides with a unit last axis). Each job
+takes one (group, image, outer output row) and a band of output rows: it copies
 the band's input rows (plus the kernel's halo, all C) dilated and padded into a small
 buffer (L2), then adds each tap's shifted, flattened band times the scalar weight into
 an accumulator that stays in L1 (four taps per pass and two output channels at a time,
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._process import CORES
 from .._rules import Correlation
 from ._common import (
-    CORES,
     as_3d,
     flat_view,
     loop_params,
     padded_shape,
     prod,
+    read_only,
     result_dtype,
     unit_rows,
 )
@@ -95,8 +96,9 @@ def _shift_accumulate(numba):
 
     @numba.njit(**JIT_OPTIONS)
     def kernel(
-        src, src_strides, in_shape, w, dst, dst_strides, out_shape, lo, rd, ld, padded_w, band
-    ):
+        start, stop, src, src_strides, in_shape, w, dst, dst_strides, out_shape, lo, rd, ld,
+        padded_w, band,
+    ):  # fmt: skip
         sg, sb, sc, s1, s2 = src_strides
         dg, db, do, d1, d2 = dst_strides
         depth, height, width = in_shape
@@ -111,7 +113,7 @@ def _shift_accumulate(numba):
         shifts = np.empty(taps, np.int64)
         for t in range(taps):
             shifts[t] = t // kwn * rd[1] * padded_w + t % kwn * rd[2]
-        for job in numba.prange(groups * batch * e1 * bands):
+        for job in range(start, stop):
             i2_0 = job % bands * band
             rest = job // bands
             i1 = rest % e1
@@ -217,11 +219,13 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     if result.size == 0:
         return result
     src = unit_rows(lhs.astype(dtype, copy=False)).reshape(g, b, c, *as_3d(lhs.shape[3:], 1))
-    weights = np.ascontiguousarray(
-        rhs.astype(dtype, copy=False).reshape(g, o, c, *as_3d(rhs.shape[3:], 1))
+    weights = read_only(
+        np.ascontiguousarray(
+            rhs.astype(dtype, copy=False).reshape(g, o, c, *as_3d(rhs.shape[3:], 1))
+        )
     )
     dst = result.reshape(g, b, o, *as_3d(out_spatial, 1))
-    src_flat, src_strides = flat_view(src)
+    src_flat, src_strides = flat_view(src, writeable=False)
     dst_flat, dst_strides = flat_view(dst)
     lo, ld, rd = loop_params(corr)
     if src.size == 0:  # no samples: every output is zero
@@ -234,6 +238,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     launch(
         _shift_accumulate(),
         flops,
+        g * b * dst.shape[3] * -(-dst.shape[4] // band),
         src_flat, src_strides, in_shape, weights, dst_flat, dst_strides, out_shape,
         lo, rd, ld, padded_w, band,
     )  # fmt: skip

@@ -24,10 +24,10 @@ import itertools
 
 import numpy as np
 
+from .._process import CORES
 from .._rules import Correlation
 from . import _blas, _parallel
 from ._common import (
-    CORES,
     as_3d,
     compute_dtype,
     dilate_and_pad_into,
@@ -53,7 +53,7 @@ def _dots(numba):
     """Compiled weight-gradient-shaped correlation for small B*O (depthwise, grouped):
     ``out[g, b, o, i] = sum_c dot(pad(lhs)[g, b, c, s_i : s_i + depth], grid(rhs)[g, o, c])``.
 
-    Each parallel job takes one (g, b, o): per c it lays the padded lhs plane and the rhs
+    Each job takes one (g, b, o): per c it lays the padded lhs plane and the rhs
     plane (scattered onto the same padded grid, zeros between its samples) flat into two
     small buffers, then takes one long dot product per output position (a vectorised
     reduction). ``check`` collects lhs * 0 per job: NaN where the lhs holds inf or NaN,
@@ -63,6 +63,8 @@ def _dots(numba):
 
     @numba.njit(**options)
     def kernel(
+        start,
+        stop,
         src,
         src_strides,
         in_shape,
@@ -87,7 +89,7 @@ def _dots(numba):
         plane = p1n * p2n * pw
         first = max(0, -(lo[2] // ld[2]))  # samples of a row that land inside it
         last = min(width - 1, (pw - 1 - lo[2]) // ld[2])
-        for job in numba.prange(groups * batch * outs):
+        for job in range(start, stop):
             o = job % outs
             b = job // outs % batch
             g = job // (outs * batch)
@@ -162,9 +164,9 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     spacing = as_3d(corr.rhs_dilation, 1)
     depth = sum((k - 1) * r * f for k, r, f in zip(kernel, spacing, flat)) + 1  # grid span
     src = unit_rows(lhs.astype(compute, copy=False)).reshape(g, b, c, *as_3d(lhs.shape[3:], 1))
-    src_flat, src_strides = flat_view(src)
+    src_flat, src_strides = flat_view(src, writeable=False)
     weights = unit_rows(rhs.astype(compute, copy=False)).reshape(g, o, c, *kernel)
-    rhs_flat, rhs_strides = flat_view(weights)
+    rhs_flat, rhs_strides = flat_view(weights, writeable=False)
     out = np.empty((g, b, o, len(shifts)), dtype=compute)
     check = np.empty(g * b * o, dtype=compute)
     if src.size == 0 or weights.size == 0:
@@ -178,6 +180,7 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
         launch(
             _dots(),
             flops,
+            g * b * o,
             src_flat, src_strides, in_shape, rhs_flat, rhs_strides, rhs_shape, grid,
             lo, ld, rd, shifts, depth, out, check,
         )  # fmt: skip

@@ -1,0 +1,462 @@
+"""Everything convgrad holds for the whole process, in one place.
+
+Each object below is the only holder of its kind of state, with its size bound and its
+lifetime; nothing else in convgrad keeps process-wide state (the planner's choice memo,
+``_plan._choose``, is a pure function's bounded ``lru_cache``).
+
+============================  ==========================================  =================
+object                        what it holds (bound)                       lifetime
+============================  ==========================================  =================
+``jobs``                      a pool of ``CORES`` threads that run the     first parallel call
+                              jobs of one call side by side                to exit; a forked
+                                                                           child builds its own
+``blas``                      the BLAS thread counts saved while any       while a call's jobs
+                              call's jobs run (BLAS then has one thread,   run
+                              process-wide: threadpoolctl)
+``workspaces``                reused work buffers, per thread, at most     until evicted (LRU)
+                              ``KEEP_BYTES`` for all threads together      or the thread ends
+``workspace_limit``           the default workspace limit (256 MiB), and   process; ``with``
+                              per-context overrides (a ``ContextVar``)     blocks per context
+``autotune_cache``            the fastest algorithm per call signature     process
+                              (at most ``AUTOTUNE_ENTRIES``, LRU)
+``compile_notice``            whether the one-line compile notice was      process
+                              printed
+``recorders``                 the algorithm names that open                per ``with`` block
+                              ``_plan.recording()`` blocks collect
+============================  ==========================================  =================
+
+Never changed: ``os.environ``, numba's or OpenMP's settings, signal handlers. The compiled
+loops are serial ``nogil`` functions that ``jobs`` runs side by side, so no OpenMP (or
+other numba threading layer) runs in the process and a forked child is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+
+CORES = os.cpu_count() or 1  # jobs in flight at once: one per core
+
+
+# ----------------------------------------------------------------------------- BLAS
+
+
+@functools.cache
+def blas_controllers():
+    """threadpoolctl's controllers of the BLAS libraries loaded now (NumPy's)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def blas_threads() -> int:
+    """The fewest threads any loaded BLAS allows now (a caller's ``threadpool_limits``)."""
+    return min((lib.num_threads for lib in blas_controllers().lib_controllers), default=CORES)
+
+
+class BlasLimit:
+    """BLAS limited to one thread while any call's jobs run; the first call to enter saves
+    the thread counts, the last to leave restores them (a limit another thread set
+    meanwhile is undone then)."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = None  # threadpoolctl's limiter that restores the thread counts
+
+    @property
+    def users(self) -> int:
+        """Calls inside now."""
+        return self._users
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._saved = blas_controllers().limit(limits=1)
+            self._users += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                saved, self._saved = self._saved, None
+                saved.restore_original_limits()
+
+    def after_fork_in_child(self):
+        """A child counts no running call; a limit the parent held at the fork is lifted."""
+        saved = self._saved
+        self._reset()
+        if saved is not None:
+            try:
+                saved.restore_original_limits()
+            except Exception:  # noqa: BLE001 - best effort in a fresh child
+                pass
+
+
+# ----------------------------------------------------------------------------- jobs
+
+# OpenBLAS's workers spin for about 0.1 s after a threaded call, and jobs that call BLAS
+# started meanwhile run at half speed (two jobs of small GEMMs: 3.1 -> 6.4 ms): after
+# convgrad's own threaded BLAS (``JobPool.threaded_blas_used``), BLAS jobs run one after
+# another on the calling thread with threaded BLAS until this long has passed
+SPIN_S = 0.15
+
+
+class JobPool:
+    """convgrad's one parallel runtime: ``CORES`` threads that run one call's independent
+    jobs side by side (compiled ``nogil`` loops and single-threaded BLAS alike)."""
+
+    def __init__(self, blas: BlasLimit):
+        self._blas = blas
+        self._local = threading.local()
+        self._reset()
+
+    def _reset(self):
+        self._lock = threading.Lock()
+        self._executor = None
+        self.last_threaded_blas = -1.0
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=CORES, thread_name_prefix="convgrad", initializer=self._mark
+                )
+            return self._executor
+
+    def _mark(self):
+        self._local.in_pool = True
+
+    def in_pool(self) -> bool:
+        """Whether this thread is one of the pool's (a job must not wait on new jobs)."""
+        return getattr(self._local, "in_pool", False)
+
+    def workers(self, jobs: int) -> int:
+        """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
+        more than the BLAS threads the caller allows (so a caller's
+        ``threadpool_limits(1)``, e.g. a dask worker's, keeps convgrad on its thread)."""
+        if jobs <= 1 or CORES <= 1 or self.in_pool():
+            return 1
+        return max(1, min(jobs, CORES, blas_threads()))
+
+    def threaded_blas_used(self) -> None:
+        """Note that this call just ran threaded BLAS (its workers now spin for a while)."""
+        self.last_threaded_blas = time.monotonic()
+
+    def run(self, job: Callable, args: Sequence, *, blas: bool = True) -> list:
+        """``[job(a) for a in args]``, one job per thread (the calling thread runs the
+        first). ``blas``: the jobs call BLAS, which is then single-threaded while they run;
+        such jobs stay on the calling thread, BLAS untouched, when convgrad ran threaded
+        BLAS less than SPIN_S ago. One job, or a call from a pool thread, runs here."""
+        if len(args) <= 1 or self.in_pool():
+            return [job(a) for a in args]
+        if blas and time.monotonic() - self.last_threaded_blas < SPIN_S:
+            return [job(a) for a in args]
+        limit = self._blas if blas else _NoLimit
+        with limit:
+            futures = [self._pool().submit(job, a) for a in args[1:]]
+            try:
+                first = job(args[0])
+            finally:
+                wait(futures)  # all of them, even when one fails, before BLAS gets its threads
+            return [first, *(f.result() for f in futures)]
+
+    def after_fork_in_child(self):
+        """A forked child has none of the parent's threads: it starts a pool of its own
+        (the parent's would queue jobs no thread ever runs)."""
+        self._reset()
+
+
+class _NoLimitType:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NoLimit = _NoLimitType()
+
+
+def split_range(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (start, stop) ranges covering ``range(total)``, sizes within one."""
+    parts = max(1, min(parts, total))
+    return [(total * i // parts, total * (i + 1) // parts) for i in range(parts)]
+
+
+# ----------------------------------------------------------------------- workspaces
+
+KEEP_BYTES = 128 * 2**20  # workspace kept between calls, all threads together
+
+
+class Workspaces:
+    """Flat work buffers reused between calls, per thread, at most ``keep_bytes`` kept for
+    all threads together (a new buffer evicts its thread's least recently used ones)."""
+
+    def __init__(self, keep_bytes: int):
+        self.keep_bytes = keep_bytes
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._kept_bytes = 0  # bytes of kept buffers still alive
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._kept_bytes
+
+    def slots(self) -> list[str]:
+        """This thread's kept buffers, least recently used first."""
+        return list(self._buffers())
+
+    def _buffers(self) -> dict:
+        return self._local.__dict__.setdefault("buffers", {})
+
+    def _forget(self, nbytes: int) -> None:
+        with self._lock:
+            self._kept_bytes -= nbytes
+
+    def get(self, slot: str, size: int, dtype) -> np.ndarray:
+        """A flat workspace of ``size`` elements of ``dtype``; see ``scratch``."""
+        dtype = np.dtype(dtype)
+        kept = self._buffers()  # least to most recently used
+        buffer = kept.pop(slot, None)
+        if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+            kept[slot] = buffer
+            return buffer[:size]
+        del buffer  # its finalizer returns its bytes once it is freed
+        buffer = np.empty(size, dtype=dtype)
+        while buffer.nbytes <= self.keep_bytes:
+            with self._lock:
+                if self._kept_bytes + buffer.nbytes <= self.keep_bytes:
+                    self._kept_bytes += buffer.nbytes
+                    weakref.finalize(buffer, self._forget, buffer.nbytes)
+                    kept[slot] = buffer
+                    break
+            if not kept:
+                break
+            kept.pop(next(iter(kept)))  # evict this thread's least recently used buffer
+        return buffer[:size]
+
+    def clear(self) -> None:
+        """Drop this thread's kept buffers (their memory returns once no view holds them)."""
+        self._buffers().clear()
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()
+
+
+# ------------------------------------------------------------------ workspace limit
+
+DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
+
+
+def check_limit(nbytes) -> int:
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
+        raise ValueError(f"workspace limit must be a positive int (bytes), got {nbytes!r}")
+    return int(nbytes)
+
+
+class WorkspaceLimit:
+    """The default workspace limit of calls that pass no ``workspace_limit``.
+
+    ``set(n)`` sets it for the process at once; used as a context manager, the setting
+    instead holds for the ``with`` block in this thread (or asyncio task) alone, and the
+    process default is as if it had never been set, whatever other threads do meanwhile.
+    """
+
+    def __init__(self, default: int):
+        self._base = default  # the last plain setting
+        self._pending: OrderedDict[int, int] = OrderedDict()  # settings not yet settled
+        self._lock = threading.Lock()
+        self._override: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "convgrad_workspace_limit", default=None
+        )
+        self._serial = 0
+
+    def get(self) -> int:
+        override = self._override.get()
+        if override is not None:
+            return override
+        with self._lock:
+            return next(reversed(self._pending.values())) if self._pending else self._base
+
+    def set(self, nbytes) -> LimitSetting:
+        nbytes = check_limit(nbytes)
+        previous = self.get()
+        with self._lock:
+            self._serial += 1
+            self._pending[self._serial] = nbytes
+            return LimitSetting(self, self._serial, nbytes, previous)
+
+    def _settle(self, serial: int, scoped: bool) -> None:
+        """A setting becomes plain (dropped unused: it and every earlier one settle into
+        the base) or scoped (entered by ``with``: it leaves the process default)."""
+        with self._lock:
+            if serial not in self._pending:
+                return
+            if scoped:
+                del self._pending[serial]
+                return
+            while self._pending:
+                first, value = self._pending.popitem(last=False)
+                self._base = value
+                if first == serial:
+                    break
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()
+
+
+class LimitSetting:
+    """Returned by ``set_workspace_limit``: as a context manager, the limit holds for the
+    ``with`` block in this thread only and the previous one comes back on exit."""
+
+    def __init__(self, owner: WorkspaceLimit, serial: int, nbytes: int, previous: int):
+        self._owner, self._serial = owner, serial
+        self.nbytes, self.previous = nbytes, previous  # the limit set, and the one before
+        self._token = None
+
+    def __enter__(self):
+        self._token = self._owner._override.set(self.nbytes)
+        self._owner._settle(self._serial, scoped=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._owner._override.reset(self._token)
+        return False
+
+    def __del__(self):
+        if self._token is None:  # never entered: a plain setting
+            self._owner._settle(self._serial, scoped=False)
+
+
+# -------------------------------------------------------------------- autotune cache
+
+AUTOTUNE_ENTRIES = 4096
+
+
+class AutotuneCache:
+    """The fastest algorithm per call signature, least recently used dropped past
+    ``entries``; thread-safe."""
+
+    def __init__(self, entries: int):
+        self.entries = entries
+        self._winners: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> str | None:
+        with self._lock:
+            if key in self._winners:
+                self._winners.move_to_end(key)
+            return self._winners.get(key)
+
+    def put(self, key: tuple, name: str) -> None:
+        with self._lock:
+            self._winners[key] = name
+            self._winners.move_to_end(key)
+            while len(self._winners) > self.entries:
+                self._winners.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._winners.clear()
+
+    def __len__(self) -> int:
+        return len(self._winners)
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()
+
+
+# ------------------------------------------------------------------- compile notice
+
+QUIET_ENV = "CONVGRAD_QUIET_COMPILE"  # set to 1 to hide the compile notice
+
+
+class CompileNotice:
+    """One line on stderr the first time convgrad compiles a kernel in this process (a
+    compile takes about a second; loading one from numba's disk cache prints nothing).
+    Hidden when the environment variable ``CONVGRAD_QUIET_COMPILE`` is ``1``."""
+
+    MESSAGE = (
+        "convgrad: compiling its kernels for this machine, once (cached on disk; "
+        f"{QUIET_ENV}=1 hides this line) ..."
+    )
+
+    def __init__(self):
+        self.printed = False
+        self._lock = threading.Lock()
+
+    def compiling(self) -> None:
+        with self._lock:
+            if self.printed:
+                return
+            self.printed = True
+        if os.environ.get(QUIET_ENV, "") not in ("", "0"):
+            return
+        print(self.MESSAGE, file=sys.stderr, flush=True)
+
+    def after_fork_in_child(self):
+        self._lock = threading.Lock()
+
+
+# ------------------------------------------------------------------------ recorders
+
+
+class Recorders:
+    """The algorithm names collected by ``_plan.recording()`` blocks open in this context
+    (a ``ContextVar``: one thread's calls never land in another thread's block)."""
+
+    def __init__(self):
+        self._open: contextvars.ContextVar[tuple[list[str], ...]] = contextvars.ContextVar(
+            "convgrad_recorders", default=()
+        )
+
+    @contextlib.contextmanager
+    def recording(self):
+        names: list[str] = []
+        token = self._open.set((*self._open.get(), names))
+        try:
+            yield names
+        finally:
+            self._open.reset(token)
+
+    def record(self, name: str) -> None:
+        for names in self._open.get():
+            names.append(name)
+
+    def after_fork_in_child(self):
+        pass
+
+
+# ----------------------------------------------------------------------- instances
+
+blas = BlasLimit()
+jobs = JobPool(blas)
+workspaces = Workspaces(KEEP_BYTES)
+workspace_limit = WorkspaceLimit(DEFAULT_WORKSPACE_LIMIT)
+autotune_cache = AutotuneCache(AUTOTUNE_ENTRIES)
+compile_notice = CompileNotice()
+recorders = Recorders()
+
+
+def _after_fork_in_child() -> None:
+    for holder in (blas, jobs, workspaces, workspace_limit, autotune_cache, compile_notice):
+        holder.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
