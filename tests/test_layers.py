@@ -429,3 +429,115 @@ def test_dtype_is_validated_and_none_means_float32(make):
     # PyTorch: dtype=None is the default dtype, float32
     assert make(None).weight.dtype == np.float32
     assert make("float64").weight.dtype == np.float64
+
+
+# ------------------------------------------------- the input kept for backward, changed
+
+
+def _one_ulp_up(x):
+    x.flat[x.size // 2] = np.nextafter(x.flat[x.size // 2], np.inf)
+
+
+def _swap_first_and_last(x):
+    first, last = x.flat[0], x.flat[-1]
+    x.flat[0], x.flat[-1] = last, first
+
+
+def _reverse(x):
+    flat = x.reshape(-1)  # a view: the test inputs are contiguous
+    flat[:] = flat[::-1].copy()
+
+
+IN_PLACE = {
+    "x*=2": lambda x: x.__imul__(2),
+    "x[0]=0": lambda x: x.__setitem__(0, 0),
+    "one element one ulp up": _one_ulp_up,
+    "two elements swapped": _swap_first_and_last,
+    "reversed": _reverse,
+}
+
+
+def _twin(case):
+    """A layer built like _run's, for comparisons."""
+    cls, args, kwargs, _ = case
+    return cls(*args, **kwargs, dtype=np.float64, seed=0)
+
+
+@pytest.mark.parametrize("modify", IN_PLACE.values(), ids=list(IN_PLACE))
+@pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)
+def test_input_changed_in_place_after_forward_is_refused(case, modify):
+    layer, x, _, gy, _ = _run(case)
+    weight_grad = layer.weight_grad.copy()
+    modify(x)
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=f"^{name}.backward: the input saved by forward was "):
+        layer.backward(gy)
+    np.testing.assert_array_equal(layer.weight_grad, weight_grad)  # nothing was added
+    # forward again on the changed input: backward then gives its exact gradients
+    layer.zero_grad()
+    layer(x)
+    gx = layer.backward(gy)
+    twin = _twin(case)
+    twin(x.copy())
+    np.testing.assert_array_equal(gx, twin.backward(gy))
+    np.testing.assert_array_equal(layer.weight_grad, twin.weight_grad)
+
+
+def test_the_error_says_how_to_avoid_it():
+    layer, x, _, gy, _ = _run(CONV_CASES[3])
+    x[0, 0, 0, 0] += 1
+    with pytest.raises(RuntimeError) as info:
+        layer.backward(gy)
+    message = str(info.value)
+    assert "modified in place after forward" in message
+    assert "call forward again" in message and "x.copy()" in message
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)
+def test_unchanged_input_gives_the_same_gradients_every_time(case):
+    layer, x, _, gy, gx = _run(case)
+    twin = _twin(case)
+    twin(x.copy())
+    np.testing.assert_array_equal(gx, twin.backward(gy))
+    np.testing.assert_array_equal(layer.weight_grad, twin.weight_grad)
+    x *= 2
+    x /= 2  # changed and changed back: the same values, so backward is allowed
+    np.testing.assert_array_equal(layer.backward(gy), gx)
+    np.testing.assert_array_equal(layer.weight_grad, 2 * twin.weight_grad)
+
+
+def test_read_only_and_strided_inputs_are_kept_without_copies_and_checked():
+    rng = np.random.default_rng(5)
+    layer = Conv2d(3, 4, 3, padding=1, seed=0, dtype=np.float64)
+    base = rng.standard_normal((2, 5, 6, 3))  # channels last
+    views = {
+        "channels-last transposed": base.transpose(0, 3, 1, 2),
+        "every other column": rng.standard_normal((2, 3, 5, 12))[..., ::2],
+    }
+    for name, x in views.items():
+        assert not x.flags.c_contiguous, name
+        x.flags.writeable = False  # a read-only view of a writeable array
+        y = layer(x)
+        gy = rng.standard_normal(y.shape)
+        layer.zero_grad()
+        gx = layer.backward(gy)
+        np.testing.assert_array_equal(layer.backward(gy), gx)  # twice, read-only
+        twin = Conv2d(3, 4, 3, padding=1, seed=0, dtype=np.float64)
+        twin(np.ascontiguousarray(x))
+        np.testing.assert_array_equal(gx, twin.backward(gy))
+        # a change made through the array the view looks into is seen
+        x.base[1, 2, 3, 0] = 7.0
+        with pytest.raises(RuntimeError, match="modified in place after forward"):
+            layer.backward(gy)
+
+
+def test_a_list_input_is_kept_as_the_layers_own_array():
+    layer = Conv1d(1, 2, 2, seed=0, dtype=np.float64)
+    x = [[[1.0, 2.0, 3.0]], [[4.0, 5.0, 6.0]]]
+    y = layer(x)
+    gy = np.arange(y.size, dtype=np.float64).reshape(y.shape)
+    x[0][0][0] = 9.0  # changes the list, not the array the layer made from it
+    twin = Conv1d(1, 2, 2, seed=0, dtype=np.float64)
+    twin(np.array([[[1.0, 2.0, 3.0]], [[4.0, 5.0, 6.0]]]))
+    np.testing.assert_array_equal(layer.backward(gy), twin.backward(gy))
+    np.testing.assert_array_equal(layer.weight_grad, twin.weight_grad)

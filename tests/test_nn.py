@@ -383,3 +383,54 @@ def test_load_casts_floats_to_the_model_dtype(tmp_path):
     np.testing.assert_allclose(
         model32.state_dict()["0.weight"], _small_net(1).state_dict()["0.weight"], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "modify",
+    [
+        lambda x: x.__imul__(2),
+        lambda x: x.__setitem__((1, 2), np.nextafter(x[1, 2], np.inf)),
+        lambda x: x.__setitem__(slice(None), x[::-1].copy()),  # rows permuted
+        lambda x: x.__setitem__(slice(None), x[:, ::-1].copy()),  # features permuted
+    ],
+    ids=["x*=2", "one element one ulp up", "rows reversed", "features reversed"],
+)
+def test_linear_refuses_an_input_changed_in_place(modify):
+    layer = nn.Linear(5, 3, seed=0, dtype=np.float64)
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    gy = np.random.default_rng(3).standard_normal((4, 3))
+    layer(x)
+    gx = layer.backward(gy)
+    np.testing.assert_array_equal(layer.backward(gy), gx)  # twice, unchanged
+    weight_grad = layer.weight_grad.copy()
+    modify(x)
+    with pytest.raises(RuntimeError, match="^Linear.backward: the input saved by forward was "):
+        layer.backward(gy)
+    np.testing.assert_array_equal(layer.weight_grad, weight_grad)
+    layer.zero_grad()
+    layer(x)  # forward again: backward gives the changed input's exact gradients
+    layer.backward(gy)
+    np.testing.assert_array_equal(layer.weight_grad, gy.T @ x)
+
+
+def test_linear_takes_read_only_and_strided_input():
+    layer = nn.Linear(5, 3, seed=0, dtype=np.float64)
+    base = np.random.default_rng(2).standard_normal((4, 10))
+    x = base[:, ::2]
+    x.flags.writeable = False
+    gy = np.ones((4, 3))
+    layer(x)
+    layer.backward(gy)
+    np.testing.assert_array_equal(layer.weight_grad, gy.T @ np.ascontiguousarray(x))
+    base[0, 0] += 1  # seen through the read-only view
+    with pytest.raises(RuntimeError, match="modified in place after forward"):
+        layer.backward(gy)
+
+
+def test_in_place_change_is_caught_inside_a_network():
+    model = _small_net(0)
+    x = np.random.default_rng(4).standard_normal((2, 2, 6, 6))
+    _, g = nn.softmax_cross_entropy(model(x), np.array([0, 3]))
+    x[0, 1, 2, 3] = 0.0
+    with pytest.raises(RuntimeError, match="^Conv2d.backward: the input saved by forward"):
+        model.backward(g)

@@ -24,12 +24,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from . import _checks
 from . import functional as F
+from ._extras import require
 from ._spec import ConvSpec
+
+da = require("dask.array", extra="dask", package="dask", purpose="convolving dask arrays")
 
 SPLIT_EVERY = 8
 """Partial sums combined per node of the dE/dw and dE/db reduction trees."""

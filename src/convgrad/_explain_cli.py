@@ -136,6 +136,10 @@ def main(argv: list[str]) -> int:
     except (_ArgumentError, ValueError, TypeError) as exc:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
+    if args.figure:  # a missing matplotlib stops here, before the report is printed
+        from ._figure import require_matplotlib
+
+        require_matplotlib()
     report.print()
     if args.figure:
         try:

@@ -4,7 +4,7 @@ Rows are the input channels X[c], columns the output-gradient maps dE/dO[k]; the
 (c, k) is the filter gradient that pair makes (dE/dF[k, c] for a convolution, dE/dF[c, k]
 for a transposed one), coloured by group; pairs from different groups make no tile.
 Optionally a worked example with numbers for one pair, computed by convgrad itself.
-matplotlib is imported here only, with the Agg backend.
+matplotlib (the ``show`` extra) is imported here only, with the Agg backend.
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ import numpy as np
 _SUFFIXES = (".png", ".svg", ".pdf")
 _HIGHLIGHT = "#c0392b"
 _GREY = "#d9d9d9"
+
+
+def require_matplotlib():
+    """matplotlib, or :class:`convgrad._extras.MissingExtraError` naming the ``show`` extra."""
+    from ._extras import require
+
+    return require("matplotlib", extra="show", purpose="drawing figures")
 
 
 def _shown(n: int, limit: int) -> list[int | None]:
@@ -126,6 +133,7 @@ def _tile_name(report, k: int, c: int, cg: int, kg: int) -> str:
 
 def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 12):
     """Draw ``report``'s dE/dF tiling; save to ``path`` (PNG, SVG or PDF by extension)."""
+    require_matplotlib()
     from matplotlib.figure import Figure  # a bare Figure draws with Agg, never a GUI
 
     if path is not None and Path(path).suffix.lower() not in _SUFFIXES:

@@ -4,11 +4,14 @@ A module holds its parameters as plain NumPy arrays in attributes (``weight``, `
 and their gradients next to them (``weight_grad``, ``bias_grad``). ``forward`` keeps what
 ``backward`` needs; ``backward(grad_y)`` returns the gradient of the input and *adds* the
 parameter gradients to ``*_grad`` (they accumulate across calls until ``zero_grad``).
-Nothing here imports more than NumPy.
+A module that keeps the caller's input array (not a copy) for ``backward`` also keeps its
+:func:`fingerprint`, and ``backward`` refuses an input changed in place since
+(:func:`check_unchanged`). Nothing here imports more than NumPy and ``zlib``.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +53,66 @@ def positive_int(value: Any, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+# ------------------------------------------------------------- inputs kept for backward
+
+_CHUNK_ELEMENTS = 2**17  # a strided array is read through a buffer of this many elements
+
+
+def fingerprint(array: np.ndarray) -> tuple | None:
+    """A cheap fingerprint of ``array``: its shape, strides, dtype and the CRC-32 of its
+    elements in memory order.
+
+    It changes when any element's bytes change, and when elements trade places
+    (``x[:] = x[::-1]``), up to a 2**-32 chance of a collision. The array is read once
+    (CRC-32 runs at memory-copy speed), a contiguous one (in any axis order) without a copy,
+    a strided one through a bounded buffer. None for object arrays, which hold references.
+    """
+    if array.dtype.hasobject:
+        return None
+    crc = 0
+    if array.flags.c_contiguous:
+        crc = zlib.crc32(array)
+    elif array.size:
+        chunks = np.nditer(
+            array,
+            flags=["external_loop", "buffered", "zerosize_ok"],
+            op_flags=[["readonly", "contig"]],
+            order="K",
+            buffersize=_CHUNK_ELEMENTS,
+        )
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+    return (array.shape, array.strides, array.dtype.str, crc)
+
+
+def _is_dask(value: Any) -> bool:
+    return type(value).__module__.partition(".")[0] == "dask"
+
+
+def keep_for_backward(x: Any) -> tuple[Any, tuple | None]:
+    """(what ``backward`` reads, its fingerprint) for a forward input ``x`` that has
+    already been accepted: ``np.asarray(x)`` (the caller's array itself, not a copy) and
+    its :func:`fingerprint`; a dask array as it is, without one (dask arrays are immutable
+    and stay lazy)."""
+    if _is_dask(x):
+        return x, None
+    x = np.asarray(x)
+    return x, fingerprint(x)
+
+
+def check_unchanged(module: Any, x: Any, kept: tuple | None) -> None:
+    """RuntimeError if ``x``, kept by ``module``'s forward with fingerprint ``kept``, has
+    been modified in place since (its gradients would silently be wrong)."""
+    if kept is not None and fingerprint(x) != kept:
+        name = type(module).__name__
+        raise RuntimeError(
+            f"{name}.backward: the input saved by forward was modified in place after "
+            f"forward, so the gradients would be wrong. {name} keeps a reference to the "
+            f"array given to forward, not a copy: call forward again on the changed input "
+            f"before backward, or pass forward a copy (layer(x.copy())) to change x freely"
+        )
 
 
 class Parameter:

@@ -2,6 +2,7 @@
 
 Each subcommand is ``module:function`` taking ``argv: list[str]`` and returning an exit
 code; modules are imported only when their command runs, so ``convgrad --help`` stays fast.
+A command that needs a missing optional extra stops with one line on stderr and status 2.
 """
 
 from __future__ import annotations
@@ -77,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: str, argv: list[str]) -> int:
+    from ._extras import run_command
+
     module_name, function_name = COMMANDS[command][0].split(":")
-    return int(getattr(importlib.import_module(module_name), function_name)(argv) or 0)
+
+    def function(args: list[str]):
+        return getattr(importlib.import_module(module_name), function_name)(args)
+
+    return run_command(function, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -207,7 +207,8 @@ class Report:
         """Draw the tiling of dE/dF (which input map and output-gradient map make each
         filter-gradient tile); PNG/SVG/PDF by the extension of ``path``. ``worked`` adds the
         numbers of one worked example (default: when the layer is small). Returns the
-        matplotlib Figure."""
+        matplotlib Figure. Needs matplotlib (the ``show`` extra): without it, raises
+        ``convgrad._extras.MissingExtraError`` (an ImportError) saying how to install it."""
         from ._figure import draw
 
         return draw(self, path, worked=worked, max_channels=max_channels)

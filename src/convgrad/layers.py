@@ -9,8 +9,10 @@ Weights are ``(out, in/groups, *k)`` for ``ConvNd`` and ``(in, out/groups, *k)``
 weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with ``fan_in = weight.shape[1] *
 prod(kernel)``. Gradients accumulate across ``backward`` calls until ``zero_grad()``. A layer keeps the
 input of its last forward (not a copy; it is never written) until the next forward, so
-``backward`` may be called more than once. Dask arrays pass straight through to
-``convgrad.functional`` (outputs and gradients are then lazy dask arrays).
+``backward`` may be called more than once; ``backward`` raises RuntimeError if that input
+was modified in place since forward (checked by a CRC-32 fingerprint taken in forward).
+Dask arrays pass straight through to ``convgrad.functional`` (outputs and gradients are
+then lazy dask arrays).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from ._module import Module, float_dtype, make_rng, positive_int
+from ._module import (
+    Module,
+    check_unchanged,
+    float_dtype,
+    keep_for_backward,
+    make_rng,
+    positive_int,
+)
 from ._spec import _padding_pairs, check_padding_mode, int_tuple
 
 __all__ = [
@@ -103,14 +112,15 @@ class _ConvBase(Module):
                 f"{name}.backward called before forward: call the layer on an input first "
                 f"(forward keeps the input that backward needs)"
             )
-        out_shape = self._saved[1]
+        x, kept, out_shape, *rest = self._saved
         shape = _shape(grad_y)
         if shape != tuple(out_shape):
             raise ValueError(
                 f"grad_y must have the shape of the last forward output {tuple(out_shape)}, "
                 f"got {tuple(shape)}"
             )
-        return self._saved
+        check_unchanged(self, x, kept)
+        return (x, *rest)
 
     def _store_grads(self, grad_w: Any, grad_b: Any) -> None:
         self._accumulate("weight", grad_w)
@@ -171,12 +181,12 @@ class _ConvNd(_ConvBase):
     def forward(self, x: Any) -> Any:
         """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out)."""
         y = F.conv(x, self.weight, self.bias, *self._options())
-        self._saved = (x, y.shape)
+        self._saved = (*keep_for_backward(x), y.shape)
         return y
 
     def backward(self, grad_y: Any) -> Any:
         """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
-        x, _ = self._saved_for_backward(grad_y)
+        (x,) = self._saved_for_backward(grad_y)
         grad_x, grad_w, grad_b = F.conv_backward(
             grad_y, x, self.weight, self.bias, *self._options()
         )
@@ -280,7 +290,7 @@ class _ConvTransposeNd(_ConvBase):
         else:
             out_pad = self._output_padding_for(_shape(x), output_size)
         y = F.conv_transpose(x, self.weight, self.bias, *self._options(out_pad))
-        self._saved = (x, y.shape, out_pad)
+        self._saved = (*keep_for_backward(x), y.shape, out_pad)
         return y
 
     def __call__(self, x: Any, output_size: Any = None) -> Any:
@@ -288,7 +298,7 @@ class _ConvTransposeNd(_ConvBase):
 
     def backward(self, grad_y: Any) -> Any:
         """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
-        x, _, out_pad = self._saved_for_backward(grad_y)
+        x, out_pad = self._saved_for_backward(grad_y)
         grad_x, grad_w, grad_b = F.conv_transpose_backward(
             grad_y, x, self.weight, self.bias, *self._options(out_pad)
         )

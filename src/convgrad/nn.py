@@ -9,6 +9,8 @@
 
 Every module's ``backward(grad_y)`` returns the input gradient and adds its parameter
 gradients to ``*_grad``; optimizers replace parameter arrays (never write into them).
+The convolution layers and ``Linear`` keep the input of their last forward (not a copy):
+their ``backward`` raises RuntimeError if it was modified in place since forward.
 Files are ``.npz`` archives read with ``allow_pickle=False``.
 """
 
@@ -21,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ._module import Module, Parameter, float_dtype, make_rng, positive_int
+from ._module import (
+    Module,
+    Parameter,
+    check_unchanged,
+    fingerprint,
+    float_dtype,
+    make_rng,
+    positive_int,
+)
 from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __all__ = [
@@ -198,7 +208,8 @@ class Linear(Module):
             generator.uniform(-bound, bound, self.out_features).astype(self.dtype) if bias else None
         )
         self._init_grads()
-        self._x: np.ndarray | None = None
+        self._x: np.ndarray | None = None  # the caller's array, not a copy
+        self._x_kept: tuple | None = None
 
     def forward(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
@@ -207,12 +218,13 @@ class Linear(Module):
         y = x @ self.weight.T
         if self.bias is not None:
             y = y + self.bias
-        self._x = x
+        self._x, self._x_kept = x, fingerprint(x)
         return y
 
     def backward(self, grad_y: Any) -> np.ndarray:
         _needs_forward(self, self._x)
         x = self._x
+        check_unchanged(self, x, self._x_kept)
         grad_y = _check_grad_shape(grad_y, (*x.shape[:-1], self.out_features))
         g2 = grad_y.reshape(-1, self.out_features)
         self._accumulate("weight", g2.T @ x.reshape(-1, self.in_features))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import nn
+from .._extras import require, run_command
 
 __all__ = [
     "load_data",
@@ -42,11 +43,47 @@ __all__ = [
 DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 3e-3, "seed": 0, "target": 0.97}
 
 
+# the packages of the ``examples`` extra, imported where they are used
+def _require_sklearn():
+    return require("sklearn", extra="examples", package="scikit-learn", purpose="the digits data")
+
+
+def _require_tqdm():
+    return require("tqdm.auto", extra="examples", purpose="the training progress bar")
+
+
+def _require_matplotlib():
+    return require("matplotlib", extra="examples", purpose="the training plot")
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when no progress is shown (tqdm is then not needed)."""
+
+    def __init__(self, **_):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return None
+
+    def update(self, n=1):
+        pass
+
+    def set_description(self, *args, **kwargs):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+
 def load_data(
     seed: int = 0, test_size: float = 0.25, dtype: Any = np.float32
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test): images (N, 1, 8, 8) scaled to [0, 1], integer
     labels (N,); a stratified split seeded by ``seed`` (1797 images in all)."""
+    _require_sklearn()
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -123,9 +160,9 @@ def train(
 
     Returns a history: per-step ``step_loss``; per-epoch ``train_loss``, ``train_acc``,
     ``test_loss``, ``test_acc``; ``seconds`` (wall time) and the trained ``model``.
+    The progress bar (``progress=True``) needs tqdm.
     """
-    from tqdm.auto import tqdm
-
+    bar_type = _require_tqdm().tqdm if progress else _NoBar
     x_train, y_train, x_test, y_test = load_data(seed) if data is None else data
     model = build_model(seed)
     optimizer = nn.Adam(model.parameters(), lr=lr)
@@ -137,7 +174,7 @@ def train(
     }
     start = time.perf_counter()
     step = 0
-    with tqdm(total=total, disable=not progress, unit="step", file=sys.stderr) as bar:
+    with bar_type(total=total, unit="step", file=sys.stderr) as bar:
         for epoch in range(epochs):
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
             order = rng.permutation(len(y_train))
@@ -173,6 +210,7 @@ def train(
 def plot_history(history: dict[str, Any], path: str, target: float | None = None) -> None:
     """Save loss (per step and per epoch) and accuracy curves to ``path`` (Agg backend,
     no pyplot state touched)."""
+    _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -254,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         _check_output_path(parser, "--plot", args.plot, _PLOT_SUFFIXES)
     if args.save:
         _check_output_path(parser, "--save", args.save, None)
+    # and the optional packages it will need
+    _require_sklearn()
+    if not args.no_progress:
+        _require_tqdm()
+    if not args.no_plot:
+        _require_matplotlib()
 
     history = train(args.epochs, args.batch_size, args.lr, args.seed, not args.no_progress)
     acc = history["test_acc"][-1]
@@ -277,4 +321,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, sys.argv[1:]))

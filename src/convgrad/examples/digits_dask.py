@@ -26,11 +26,18 @@ from typing import Any
 import numpy as np
 
 from .. import nn
+from .._extras import require, run_command
 from . import digits
 
 __all__ = ["batches", "train_single", "train_parallel", "main"]
 
 _MODELS: dict[tuple, nn.Module] = {}  # one model per worker process, reused across steps
+
+
+def _require_dask_array():
+    return require(
+        "dask.array", extra="dask", package="dask", purpose="data-parallel training with Dask"
+    )
 
 
 def batches(n: int, batch_size: int, steps: int, seed: int) -> list[np.ndarray]:
@@ -97,8 +104,8 @@ def train_parallel(
 
     Returns (model, per-step mean losses).
     """
+    da = _require_dask_array()
     import dask
-    import dask.array as da
 
     x, y = data
     model = digits.build_model(seed, dtype=dtype)
@@ -151,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     shards = args.shards or args.workers
-
-    from distributed import Client, LocalCluster
+    # the optional packages it needs, before any work
+    _require_dask_array()
+    distributed = require("distributed", extra="dask", purpose="training on a Dask LocalCluster")
+    digits._require_sklearn()
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     x_train, y_train, x_test, y_test = digits.load_data(args.seed, dtype=args.dtype)
     data = (x_train, y_train)
@@ -193,4 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run_command(main, sys.argv[1:]))

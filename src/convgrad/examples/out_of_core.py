@@ -12,6 +12,7 @@ are the OS's page cache, not counted), and checks dE/dw against a NumPy loop ove
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -20,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import conv, conv_weight_grad
+from .._extras import require, run_command
+
+
+def _require_dask_array():
+    return require("dask.array", extra="dask", package="dask", purpose="the out-of-core example")
 
 
 class NpyFile:
@@ -40,7 +46,7 @@ class NpyFile:
 
 def npy_array(path: str | Path, rows: int):
     """A lazy dask array over a ``.npy`` file, ``rows`` items of axis 0 per chunk."""
-    import dask.array as da
+    da = _require_dask_array()
 
     source = NpyFile(path)
     return da.from_array(source, chunks=(rows, *source.shape[1:]), asarray=True)
@@ -63,7 +69,7 @@ def forward_and_weight_grad(
     Two passes over the disk: the forward pass to y, then dE/dw from x and y.
     (In one ``dask.compute`` of both, dask keeps every y chunk alive until the last one.)
     """
-    import dask.array as da
+    da = _require_dask_array()
 
     x = npy_array(x_path, rows)
     n = x.shape[0]
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where to write (a temp dir)")
     args = parser.parse_args(argv)
 
+    _require_dask_array()
     import dask
 
     with tempfile.TemporaryDirectory() as tmp, dask.config.set(scheduler="threads"):
@@ -137,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(run_command(main, sys.argv[1:]))
