@@ -1,0 +1,463 @@
+"""convgrad as a citizen of the user's process: forked children, many user threads,
+interrupts, the process-wide state in ``convgrad._process``, the compile notice.
+
+Every child and thread gets a deadline: a dead or hung child fails the test, never
+hangs it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import convgrad as cg
+from convgrad import _process, reference
+from convgrad._primitive import correlate
+from convgrad.algorithms import REGISTRY, _compiled
+
+DEADLINE_S = 120
+
+
+# ------------------------------------------------------------------------ workloads
+
+
+def _layers():
+    """(name, x, w, options): layers that reach every algorithm through ``auto``."""
+    rng = np.random.default_rng(7)
+    return [
+        ("origin", rng.standard_normal((2, 3, 12, 12)), rng.standard_normal((4, 3, 3, 3)), {}),
+        (
+            "depthwise",
+            rng.standard_normal((2, 8, 12, 12)),
+            rng.standard_normal((8, 1, 3, 3)),
+            dict(padding=1, groups=8),
+        ),
+        (
+            "dense",
+            rng.standard_normal((4, 16, 14, 14)),
+            rng.standard_normal((16, 16, 3, 3)),
+            dict(padding=1),
+        ),
+        (
+            "strided",
+            rng.standard_normal((2, 6, 11, 11)),
+            rng.standard_normal((5, 6, 3, 3)),
+            dict(stride=2, padding=1),
+        ),
+    ]
+
+
+def _public_results(dtype) -> dict:
+    """Every public function (and a layer) on the workload layers, in ``dtype``."""
+    out = {}
+    for name, x, w, opts in _layers():
+        x, w = x.astype(dtype), w.astype(dtype)
+        b = np.linspace(-1, 1, w.shape[0]).astype(dtype)
+        y = cg.conv(x, w, b, **opts)
+        gy = np.cos(np.arange(y.size)).reshape(y.shape).astype(dtype)
+        out[name, "conv"] = y
+        out[name, "input_grad"] = cg.conv_input_grad(gy, w, x.shape, **opts)
+        out[name, "weight_grad"] = cg.conv_weight_grad(x, gy, w.shape, **opts)
+        out[name, "bias_grad"] = cg.conv_bias_grad(gy)
+        dx, dw, db = cg.conv_backward(gy, x, w, b, **opts)
+        out[name, "backward"] = np.concatenate([dx.ravel(), dw.ravel(), db.ravel()])
+        if "groups" not in opts:  # transposed: the weight read as (C_in=K, C_out/g=C, *k)
+            stride = opts.get("stride", 1)
+            t = cg.conv_transpose(gy, w, None, stride=stride)
+            gt = np.sin(np.arange(t.size)).reshape(t.shape).astype(dtype)
+            out[name, "transpose"] = t
+            tx, tw, _ = cg.conv_transpose_backward(gt, gy, w, None, stride=stride)
+            out[name, "transpose_backward"] = np.concatenate([tx.ravel(), tw.ravel()])
+        layer = cg.Conv2d(x.shape[1], w.shape[0], 3, dtype=dtype, seed=0, **opts)
+        ly = layer(x)
+        out[name, "layer"] = np.concatenate([ly.ravel(), layer.backward(gy).ravel()])
+    return out
+
+
+def _expected_public() -> dict:
+    """The same results from the float64 reference (transposed passes: by their adjoint
+    identities on the reference, ``conv_transpose = conv_input_grad``)."""
+    out = {}
+    for name, x, w, opts in _layers():
+        b = np.linspace(-1, 1, w.shape[0])
+        y = reference.conv(x, w, b, **opts)
+        gy = np.cos(np.arange(y.size)).reshape(y.shape)
+        dx, dw, db = reference.conv_grads(x, w, gy, **opts)
+        out[name, "conv"] = y
+        out[name, "input_grad"], out[name, "weight_grad"], out[name, "bias_grad"] = dx, dw, db
+        out[name, "backward"] = np.concatenate([dx.ravel(), dw.ravel(), db.ravel()])
+        if "groups" not in opts:
+            stride = opts.get("stride", 1)
+            t = reference.conv_transpose(gy, w, None, stride=stride)
+            gt = np.sin(np.arange(t.size)).reshape(t.shape)
+            # d/dgy <conv_transpose(gy, w), gt> = conv(gt, w); d/dw = the weight gradient of
+            # conv(gt, w) at output gy
+            tx = reference.conv(gt, w, None, stride=stride)
+            _, tw, _ = reference.conv_grads(gt, w, gy, stride=stride)
+            out[name, "transpose"] = t
+            out[name, "transpose_backward"] = np.concatenate([tx.ravel(), tw.ravel()])
+        layer = cg.Conv2d(x.shape[1], w.shape[0], 3, dtype=np.float64, seed=0, **opts)
+        ly = reference.conv(x, layer.weight, layer.bias, **opts)
+        lx, _, _ = reference.conv_grads(x, layer.weight, gy, **opts)
+        out[name, "layer"] = np.concatenate([ly.ravel(), lx.ravel()])
+    return out
+
+
+def _registry_cases():
+    """(name, lhs, rhs, corr) for every algorithm, on a correlation it supports."""
+    from test_parallel import SPLIT, _case
+
+    cases, seen = [], set()
+    for entry in SPLIT:
+        if entry[0] in seen:
+            continue
+        seen.add(entry[0])
+        lhs, rhs, corr, expected = _case(*entry[1:])
+        cases.append((entry[0], lhs, rhs, corr, expected))
+    assert seen == set(REGISTRY), set(REGISTRY) - seen
+    return cases
+
+
+def _registry_results(dtype) -> dict:
+    return {
+        name: correlate(lhs.astype(dtype), rhs.astype(dtype), corr, algorithm=name)
+        for name, lhs, rhs, corr, _ in _registry_cases()
+    }
+
+
+def _mismatches(got: dict, expected: dict, rtol: float) -> list:
+    bad = []
+    for key, want in expected.items():
+        have = np.asarray(got[key], dtype=np.float64)
+        scale = max(1.0, float(np.abs(want).max()))
+        if have.shape != want.shape or not np.allclose(have, want, rtol=0, atol=rtol * scale):
+            bad.append(key)
+    return bad
+
+
+RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def _child_work() -> list:
+    """What a child computes: every public function and every algorithm, both dtypes;
+    returns the keys that disagree with the float64 reference."""
+    expected = _expected_public()
+    reg_expected = {name: e for name, *_, e in _registry_cases()}
+    bad = []
+    for dtype in (np.float32, np.float64):
+        with np.errstate(all="ignore"):
+            bad += _mismatches(_public_results(dtype), expected, RTOL[dtype])
+            bad += _mismatches(_registry_results(dtype), reg_expected, RTOL[dtype])
+    return bad
+
+
+@pytest.fixture(scope="module")
+def parent_ran_everything():
+    """Every algorithm in the registry (and the compiled loops on the pool and on the
+    calling thread) has run in this process, in both dtypes, before any fork."""
+    assert _child_work() == []
+    saved = _compiled.SERIAL_FLOPS
+    _compiled.SERIAL_FLOPS = 0.0  # compiled loops on the pool's threads too
+    try:
+        assert _child_work() == []
+    finally:
+        _compiled.SERIAL_FLOPS = saved
+
+
+# ---------------------------------------------------------------------------- fork
+
+
+def _wait_child(pid: int) -> int:
+    """The child's exit status; kills it and fails past the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"forked child {pid} hung for {DEADLINE_S} s")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_of_os_fork_is_exact_after_the_parent_ran_everything(parent_ran_everything):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 3
+        try:
+            os.write(write, pickle.dumps(_child_work()))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    assert _wait_child(pid) == 0
+    assert pickle.loads(data) == []
+
+
+def _queue_child_work(queue) -> None:
+    queue.put(_child_work())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_multiprocessing_fork_child_is_exact(parent_ran_everything):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_queue_child_work, args=(queue,))
+    child.start()
+    try:
+        bad = queue.get(timeout=DEADLINE_S)
+    finally:
+        child.join(DEADLINE_S)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    assert bad == []
+
+
+def _pool_task(dtype_name: str) -> list:
+    dtype = np.dtype(dtype_name).type
+    with np.errstate(all="ignore"):
+        return _mismatches(_public_results(dtype), _expected_public(), RTOL[dtype])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_pool_of_workers_is_exact(parent_ran_everything):
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(2) as pool:
+        results = pool.map_async(_pool_task, ["float32", "float64"] * 2).get(DEADLINE_S)
+    assert results == [[]] * 4
+
+
+# ------------------------------------------------------------------------- threads
+
+
+def _run_threads(target, count: int) -> list:
+    errors: list = []
+
+    def guarded(k):
+        try:
+            target(k)
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            errors.append((k, repr(error)))
+
+    threads = [threading.Thread(target=guarded, args=(k,), daemon=True) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE_S)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return errors
+
+
+def test_many_user_threads_calling_different_functions_are_exact():
+    expected = _expected_public()
+    keys = sorted(expected, key=str)
+    before = [lib.num_threads for lib in _process.blas_controllers().lib_controllers]
+
+    def caller(k):
+        for dtype in (np.float32, np.float64) if k % 2 else (np.float64, np.float32):
+            got = _public_results(dtype)
+            mine = keys[k % 3 :: 3]  # each thread checks its own share
+            bad = _mismatches(
+                {key: got[key] for key in mine}, {key: expected[key] for key in mine}, RTOL[dtype]
+            )
+            assert bad == [], bad
+
+    assert _run_threads(caller, 6) == []
+    assert [lib.num_threads for lib in _process.blas_controllers().lib_controllers] == before
+    assert _process.blas.users == 0
+
+
+def test_dask_threaded_scheduler_is_exact():
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    name, x, w, opts = _layers()[1]  # depthwise: the compiled loops
+    y = reference.conv(x, w, None, **opts)
+    gy = np.cos(np.arange(y.size)).reshape(y.shape)
+    dx, dw, _ = reference.conv_grads(x, w, gy, **opts)
+    xd = da.from_array(x.astype(np.float32), chunks=(1, *x.shape[1:]))
+    gd = da.from_array(gy.astype(np.float32), chunks=(1, *gy.shape[1:]))
+    with dask.config.set(scheduler="threads", num_workers=4):
+        got_y = cg.conv(xd, w.astype(np.float32), **opts).compute()
+        got_dx, got_dw = dask.compute(*cg.conv_backward(gd, xd, w.astype(np.float32), **opts)[:2])
+    for got, want in ((got_y, y), (got_dx, dx), (got_dw, dw)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1, np.abs(want).max()))
+
+
+def test_workspace_limit_as_a_context_is_per_thread_and_never_sticks():
+    default = cg.get_workspace_limit()
+    barrier = threading.Barrier(4)
+
+    def user(k):
+        limit = (k + 1) * 2**20
+        for _ in range(200):
+            with cg.set_workspace_limit(limit):
+                barrier.wait(5) if _ == 0 else None
+                assert cg.get_workspace_limit() == limit
+            assert cg.get_workspace_limit() == default
+
+    assert _run_threads(user, 4) == []
+    assert cg.get_workspace_limit() == default
+    cg.set_workspace_limit(3 * 2**20)  # a plain setting holds for the process
+    try:
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(cg.get_workspace_limit()))
+        t.start()
+        t.join()
+        assert seen == [3 * 2**20] and cg.get_workspace_limit() == 3 * 2**20
+    finally:
+        cg.set_workspace_limit(default)
+    assert cg.get_workspace_limit() == default
+
+
+def test_a_plain_setting_during_another_threads_block_wins_after_it():
+    default = cg.get_workspace_limit()
+    inside, done = threading.Event(), threading.Event()
+
+    def scoped():
+        with cg.set_workspace_limit(2**20):
+            inside.set()
+            done.wait(5)
+            assert cg.get_workspace_limit() == 2**20
+
+    t = threading.Thread(target=scoped)
+    t.start()
+    inside.wait(5)
+    try:
+        cg.set_workspace_limit(5 * 2**20)
+        done.set()
+        t.join(5)
+        assert cg.get_workspace_limit() == 5 * 2**20
+    finally:
+        cg.set_workspace_limit(default)
+
+
+# ------------------------------------------------------------------------ interrupt
+
+
+def test_keyboard_interrupt_during_a_long_call_leaves_the_process_as_it_was():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 64, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    before = [lib.num_threads for lib in _process.blas_controllers().lib_controllers]
+    cg.conv(x[:2], w, padding=1)  # compiled, pool started
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(200):  # each call ~0.1 s: the interrupt lands inside one
+                cg.conv_weight_grad(x, x, (64, 64, 9, 9), padding=4, algorithm="gemm")
+    finally:
+        timer.cancel()
+    assert _process.blas.users == 0
+    assert [lib.num_threads for lib in _process.blas_controllers().lib_controllers] == before
+    assert _process.workspaces.kept_bytes <= _process.KEEP_BYTES
+    small = x[:2, :4, :9, :9].astype(np.float64)
+    expected = reference.conv(small, w[:5, :4].astype(np.float64), padding=1)
+    for name in ("gemm", "implicit", "direct"):
+        got = cg.conv(small, w[:5, :4].astype(np.float64), padding=1, algorithm=name)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------- the process itself
+
+ALL_ALGORITHMS = textwrap.dedent(
+    """
+    import json, os, sys, threading
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    before = dict(os.environ)
+    import test_process as t
+    from convgrad.algorithms import _compiled
+    _compiled.SERIAL_FLOPS = 0.0
+    bad = []
+    def work():
+        bad.extend(t._child_work())
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    [th.start() for th in threads]
+    [th.join() for th in threads]
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = None
+    print(json.dumps({{"bad": [str(b) for b in bad], "env_same": dict(os.environ) == before,
+                      "layer": layer}}))
+    """
+)
+
+
+@pytest.mark.parametrize("threading_layer", [None, "workqueue", "forksafe"])
+def test_every_algorithm_from_threads_never_touches_environ_or_a_threading_layer(
+    threading_layer,
+):
+    """Runs in a fresh process (after this one filled the compiled-code cache): every
+    algorithm, both dtypes, from three threads at once. os.environ is unchanged, numba
+    never starts a threading layer (so none of its layers, e.g. 'workqueue', which aborts
+    on concurrent launches, matters), and results are exact."""
+    import json
+
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if threading_layer:
+        env["NUMBA_THREADING_LAYER"] = threading_layer
+    script = ALL_ALGORITHMS.format(tests=os.path.dirname(__file__))
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report == {"bad": [], "env_same": True, "layer": None}
+
+
+NOTICE_CALL = (
+    "import numpy as np, convgrad as cg; x = np.ones((1, 2, 9, 9), np.float32); "
+    "cg.conv_weight_grad(x, x[:, :, :7, :7], (2, 2, 3, 3), algorithm='blocked_dw')"
+)
+
+
+def test_a_compile_prints_one_notice_a_cache_load_none_and_the_setting_hides_it(tmp_path):
+    def run(cache, quiet):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache))
+        env.pop(_process.QUIET_ENV, None)
+        if quiet:
+            env[_process.QUIET_ENV] = "1"
+        done = subprocess.run(
+            [sys.executable, "-c", NOTICE_CALL], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert run("a", quiet=True) == ""  # compiled, silently
+    assert run("a", quiet=False) == ""  # loaded from the cache: no compile, no notice
+    noisy = run("b", quiet=False)  # a fresh cache: compiles
+    assert noisy.count("compiling") == 1 and _process.QUIET_ENV in noisy
+    assert noisy.strip() == _process.CompileNotice.MESSAGE
+
+
+def test_jobs_follow_the_callers_blas_limit_and_a_job_never_waits_on_new_jobs():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _process.jobs.workers(64) == 1
+    inner = []
+    got = _process.jobs.run(lambda k: inner.append(_process.jobs.workers(8)) or k, [0, 1, 2])
+    assert got == [0, 1, 2]
+    assert 1 in inner  # a job running on a pool thread would run nested jobs itself
+    assert _process.split_range(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert _process.split_range(2, 8) == [(0, 1), (1, 2)]
