@@ -144,6 +144,168 @@ def test_companions_refuse_backward_before_forward_and_bad_gradients(make, x_sha
         nn.CrossEntropyLoss().backward()
 
 
+# ------------------------------------------------------- NaN and ±inf, as in PyTorch
+
+
+def _special(shape, seed, dtype=np.float64):
+    """Standard normal values with about 10% NaN, 7% +inf and 7% -inf (seeded)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    pick = rng.random(shape)
+    x[pick < 0.1] = np.nan
+    x[(pick >= 0.1) & (pick < 0.17)] = np.inf
+    x[(pick >= 0.17) & (pick < 0.24)] = -np.inf
+    return x.astype(dtype)
+
+
+def _same(actual, expected, rtol=1e-12):
+    """Equal values, with NaN and ±inf in the same places."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol, equal_nan=True)
+
+
+def test_relu_nan_and_inf_as_torch():
+    torch = _torch()
+    x = np.concatenate([[np.nan, np.inf, -np.inf, -0.0, 0.0, 2.0, -3.0], _special(40, 0)])
+    relu = nn.ReLU()
+    y = relu(x)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.relu(xt)
+    gy = np.random.default_rng(1).standard_normal(x.shape)
+    yt.backward(torch.from_numpy(gy))
+    _same(y, yt.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(yt.detach().numpy()))
+    assert np.isnan(y[0]) and y[1] == np.inf and y[2] == 0
+    _same(relu.backward(gy), xt.grad.numpy())
+    assert relu.backward(gy)[0] == gy[0]  # NaN passes its gradient on, as in torch
+    # NaN and ±inf in the incoming gradient go where torch sends them
+    gy_special = _special(x.shape, 2)
+    xt.grad = None
+    torch.relu(xt).backward(torch.from_numpy(gy_special))
+    _same(relu.backward(gy_special), xt.grad.numpy())
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, shape",
+    [
+        (2, None, 0, (2, 3, 8, 8)),
+        (3, 2, 1, (2, 2, 7, 9)),
+        ((2, 3), (1, 2), (1, 1), (3, 5, 6)),
+        (3, 1, 1, (1, 2, 5, 5)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_maxpool_nan_and_inf_as_torch(kernel, stride, padding, shape, dtype):
+    torch = _torch()
+    x = _special(shape, 3, dtype)
+    x[..., 0, :] = -np.inf  # windows whose maximum is -inf, next to the padding
+    pool = nn.MaxPool2d(kernel, stride, padding)
+    x_before = x.copy()
+    y = pool(x)
+    np.testing.assert_array_equal(x, x_before)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.nn.functional.max_pool2d(xt, kernel, stride, padding)
+    gy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    yt.backward(torch.from_numpy(gy))
+    assert np.isnan(y).any() and np.isinf(y).any()
+    _same(y, yt.detach().numpy())
+    _same(pool.backward(gy), xt.grad.numpy(), rtol=1e-6)
+
+
+def test_maxpool_all_minus_inf_window_with_padding_sends_the_gradient_inside():
+    pool = nn.MaxPool2d((1, 2), padding=(0, 1))
+    x = np.full((1, 1, 1, 4), -np.inf)
+    y = pool(x)
+    np.testing.assert_array_equal(y, np.full((1, 1, 1, 3), -np.inf))
+    # windows (pad, x0), (x1, x2), (x3, pad): the first element inside wins each tie
+    np.testing.assert_array_equal(pool.backward(np.ones_like(y)), [[[[1.0, 1.0, 0.0, 1.0]]]])
+
+
+def test_flatten_and_linear_nan_and_inf_as_torch():
+    torch = _torch()
+    x = _special((4, 2, 3), 5)
+    flat = nn.Flatten()
+    _same(flat(x), torch.flatten(torch.from_numpy(x), 1).numpy())
+    gy = _special((4, 6), 6)
+    _same(flat.backward(gy), gy.reshape(4, 2, 3))
+
+    lin = nn.Linear(6, 3, dtype=np.float64, seed=0)
+    tl = torch.nn.Linear(6, 3).double()
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(lin.weight))
+        tl.bias.copy_(torch.from_numpy(lin.bias))
+    xl = _special((5, 6), 7)
+    xl[0] = np.random.default_rng(8).standard_normal(6)  # one finite row stays finite
+    xt = torch.from_numpy(xl).requires_grad_(True)
+    yt = tl(xt)
+    gl = np.random.default_rng(9).standard_normal((5, 3))
+    yt.backward(torch.from_numpy(gl))
+    y = lin(xl)
+    assert np.isfinite(y[0]).all() and np.isnan(y).any()
+    _same(y, yt.detach().numpy())
+    _same(lin.backward(gl), xt.grad.numpy())
+    _same(lin.weight_grad, tl.weight.grad.numpy())
+    _same(lin.bias_grad, tl.bias.grad.numpy())
+
+
+def test_cross_entropy_nan_and_inf_as_torch():
+    torch = _torch()
+    nan, inf = np.nan, np.inf
+    rows = [
+        ([nan, 1.0, 2.0], 0),
+        ([1.0, nan, 2.0], 0),
+        ([inf, 1.0, 2.0], 0),
+        ([1.0, 2.0, inf], 0),
+        ([-inf, 1.0, 2.0], 0),  # the label's logit is -inf: loss +inf
+        ([1.0, -inf, 2.0], 0),  # another logit -inf: finite
+        ([-inf, -inf, -inf], 2),
+        ([0.5, -1.0, 2.0], 1),
+    ]
+    for batch in ([r] for r in rows), [rows[5:]], [rows]:
+        for chosen in batch:
+            logits = np.array([r for r, _ in chosen])
+            labels = np.array([k for _, k in chosen])
+            loss, grad = nn.softmax_cross_entropy(logits, labels)
+            lt = torch.from_numpy(logits).requires_grad_(True)
+            tloss = torch.nn.functional.cross_entropy(lt, torch.from_numpy(labels))
+            tloss.backward()
+            _same(np.float64(loss), tloss.detach().numpy())
+            _same(grad, lt.grad.numpy())
+    assert math.isnan(nn.softmax_cross_entropy(np.array([[nan, 1.0]]), np.array([1]))[0])
+
+
+def test_one_nan_pixel_gives_a_nan_loss_as_in_torch():
+    """A NaN input must not vanish in ReLU: the loss is NaN (torch agrees), not finite
+    with NaN hiding in every gradient."""
+    torch = _torch()
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=0),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * 3 * 3, 3, dtype=np.float64, seed=1),
+    )
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(18, 3),
+    ).double()
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((4, 1, 6, 6))
+    x[2, 0, 3, 3] = np.nan
+    labels = np.array([0, 1, 2, 0])
+    loss, _, grads = _loss_and_grads(model, x, labels)
+    tloss = torch.nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(labels))
+    tloss.backward()
+    assert math.isnan(loss) and math.isnan(tloss.item())
+    for name, param in tm.named_parameters():
+        assert np.isnan(grads[name]).any() == bool(param.grad.isnan().any()), name
+
+
 # ------------------------------------------------------------------ whole network
 
 
