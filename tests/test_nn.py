@@ -4,7 +4,9 @@ network, optimizers against torch.optim, save/load and refusal of bad files."""
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -545,3 +547,64 @@ def test_load_casts_floats_to_the_model_dtype(tmp_path):
     np.testing.assert_allclose(
         model32.state_dict()["0.weight"], _small_net(1).state_dict()["0.weight"], rtol=1e-6
     )
+
+
+def _first_member_data(path) -> tuple[bytearray, int]:
+    """The bytes of a zip archive and the offset of its first member's (stored or
+    deflated) data, read from the member's local header."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.infolist()[0].header_offset
+    name_length = int.from_bytes(data[offset + 26 : offset + 28], "little")
+    extra_length = int.from_bytes(data[offset + 28 : offset + 30], "little")
+    return data, offset + 30 + name_length + extra_length
+
+
+def _damaged_files(tmp_path):
+    """name -> path of a damaged copy of a saved model (deterministic damage)."""
+    raw, compressed = tmp_path / "raw.npz", tmp_path / "compressed.npz"
+    np.savez(raw, **_small_net(0).state_dict())
+    np.savez_compressed(compressed, **_small_net(0).state_dict())
+    data, start = _first_member_data(raw)
+    flipped = bytearray(data)
+    start += 128  # past the .npy header: the array's bytes
+    flipped[start : start + 16] = bytes(255 - b for b in data[start : start + 16])
+    packed, start = _first_member_data(compressed)
+    packed[start : start + 8] = b"\xff" * 8
+    files = {
+        "empty": b"",
+        "truncated": bytes(data[: len(data) // 2]),
+        "tail cut": bytes(data[:-10]),
+        "bad CRC": bytes(flipped),
+        "zip magic then junk": b"PK\x03\x04" + bytes(range(64)),
+        "damaged deflate": bytes(packed),
+    }
+    paths = {}
+    for i, (name, content) in enumerate(files.items()):
+        paths[name] = tmp_path / f"damaged{i}.npz"
+        paths[name].write_bytes(content)
+    return paths
+
+
+def test_load_refuses_empty_truncated_and_corrupt_files_naming_them(tmp_path):
+    target = _small_net(1)
+    before = target.state_dict()
+    for name, path in _damaged_files(tmp_path).items():
+        with pytest.raises(ValueError) as info:
+            nn.load(target, path)
+        assert repr(str(path)) in str(info.value), (name, str(info.value))
+        after = target.state_dict()
+        assert all(np.array_equal(before[k], after[k]) for k in before), name
+    with pytest.raises(FileNotFoundError):
+        nn.load(target, tmp_path / "missing.npz")
+
+
+def test_save_refuses_a_path_without_a_file_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = _small_net(0)
+    for path in ("", str(tmp_path / "sub") + os.sep):
+        with pytest.raises(ValueError, match="path must name a file"):
+            nn.save(model, path)
+    assert list(tmp_path.iterdir()) == []  # no hidden '.npz' written anywhere
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        nn.save(model, 3)

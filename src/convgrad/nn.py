@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -462,35 +464,63 @@ class Adam(_Optimizer):
 def save(model: Module, path: str | os.PathLike) -> str:
     """Write every parameter of ``model`` to an uncompressed ``.npz`` archive (no pickle).
     Keys are the parameter names (``'0.weight'`` ...). As with ``np.savez``, ``.npz`` is
-    appended to a path without it; returns the path written."""
-    path = os.fspath(path)
+    appended to a path without it; returns the path written. A path without a file name
+    ('' or ending in a separator) raises ValueError rather than writing a hidden '.npz'."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        name = None
+    if not isinstance(name, str):
+        raise TypeError(f"path must be a str or os.PathLike naming a file, got {path!r}")
+    path = name
+    if not os.path.basename(path):
+        raise ValueError(f"path must name a file (e.g. 'model.npz'), got {path!r}")
     if not path.endswith(".npz"):
         path += ".npz"
     np.savez(path, **model.state_dict())
     return path
 
 
+# what reading a damaged file raises, besides ValueError: an empty or truncated file, a
+# broken zip directory, a bad CRC, a damaged deflate stream
+_UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def load(model: Module, path: str | os.PathLike) -> None:
     """Load parameters saved by :func:`save` into ``model``, with ``allow_pickle=False``.
 
-    A file that is not an ``.npz`` archive, holds a pickled (object) array, misses a key,
-    has an unexpected one or a wrong shape raises ValueError naming the key; the model
-    is then left unchanged.
+    A file that is not an ``.npz`` archive (empty, truncated, corrupt or of another kind)
+    raises ValueError naming the file; one that holds a pickled (object) array, misses a
+    key, has an unexpected one or a wrong shape raises ValueError naming the key; the
+    model is then left unchanged. A missing file raises FileNotFoundError.
     """
+    name = os.fspath(path)
     try:
         archive = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a parameter archive: {exc}") from exc
+    except _UNREADABLE as exc:
+        raise ValueError(
+            f"{name!r} is not a parameter archive (empty, truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{os.fspath(path)!r} must be an .npz archive of named arrays")
+        raise ValueError(f"{name!r} must be an .npz archive of named arrays")
     state = {}
     with archive:
         for key in archive.files:
             try:
                 state[key] = archive[key]
             except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise ValueError(
+                        f"parameter {key!r} in {name!r} cannot be read (corrupt archive?): {exc}"
+                    ) from exc
                 raise ValueError(
-                    f"parameter {key!r} in {os.fspath(path)!r} is a pickled object array; "
+                    f"parameter {key!r} in {name!r} is a pickled object array; "
                     f"refusing to load it (allow_pickle=False)"
+                ) from exc
+            except _UNREADABLE as exc:
+                raise ValueError(
+                    f"parameter {key!r} in {name!r} cannot be read (truncated or corrupt "
+                    f"archive?): {type(exc).__name__}: {exc}"
                 ) from exc
     model.load_state_dict(state)
