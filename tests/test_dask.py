@@ -533,3 +533,19 @@ def test_cli_knows_the_data_parallel_command(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train-digits-dask", "--help"])
     assert exit_.value.code == 0 and "--shards" in capsys.readouterr().out
+
+
+def test_other_byte_order_is_accepted():
+    other = ">" if np.little_endian else "<"
+    x, w, b = randn(4, 3, 7, 7), randn(5, 3, 3, 3), randn(5)
+    xs, ws = x.astype(other + "f8"), w.astype(other + "f8")
+    lazy_x = lazy(xs, 2)
+    assert not lazy_x.dtype.isnative
+    close(cg.conv(lazy_x, ws, b, padding=1).compute(), cg.conv(x, w, b, padding=1))
+    gy = randn(4, 5, 7, 7)
+    for got, want in zip(
+        dask.compute(*cg.conv_backward(lazy(gy, 2), lazy_x, ws, b, padding=1)),
+        cg.conv_backward(gy, x, w, b, padding=1),
+    ):
+        close(got, want)
+    assert xs.dtype == np.dtype(other + "f8")

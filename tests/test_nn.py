@@ -608,3 +608,31 @@ def test_save_refuses_a_path_without_a_file_name(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no hidden '.npz' written anywhere
     with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
         nn.save(model, 3)
+
+
+def test_the_other_byte_order_is_accepted(tmp_path):
+    """'>f8' arrays (on a little-endian machine) give the native results and are left
+    alone; archives and dtypes in that byte order load as native float arrays."""
+    other = ">" if np.little_endian else "<"
+    model = _small_net(0)
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6))
+    labels = np.array([0, 3, 1])
+    swapped = x.astype(other + "f8")
+    before = swapped.copy()
+    loss, gx, grads = _loss_and_grads(model, x, labels)
+    loss_s, gx_s, grads_s = _loss_and_grads(model, swapped, labels)
+    assert loss_s == loss
+    np.testing.assert_array_equal(gx_s, gx)
+    for name in grads:
+        np.testing.assert_array_equal(grads_s[name], grads[name])
+        assert grads_s[name].dtype == np.float64
+    assert swapped.dtype == np.dtype(other + "f8")
+    np.testing.assert_array_equal(swapped, before)
+
+    source = _small_net(1)
+    state = {k: v.astype(other + "f8") for k, v in source.state_dict().items()}
+    nn.load(model, _write(tmp_path / "swapped.npz", state))
+    assert _states_equal(model, source)
+    assert all(v.dtype == np.float64 for v in model.state_dict().values())
+    lin = nn.Linear(3, 2, dtype=other + "f4", seed=0)
+    assert lin.weight.dtype == np.float32 and lin.weight.dtype.isnative
