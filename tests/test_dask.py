@@ -549,3 +549,39 @@ def test_other_byte_order_is_accepted():
     ):
         close(got, want)
     assert xs.dtype == np.dtype(other + "f8")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--shards", "0"], "argument --shards: must be a positive integer, got '0'"),
+        (["--shards", "-1"], "argument --shards: must be a positive integer, got '-1'"),
+        (["--shards", "two"], "argument --shards: must be a positive integer, got 'two'"),
+        (["--workers", "0"], "argument --workers: must be a positive integer"),
+        (["--steps", "-3"], "argument --steps: must be a positive integer"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+        (["--lr", "-0.1"], "--lr must be a positive number"),
+    ],
+)
+def test_data_parallel_command_refuses_bad_counts(args, words, capsys, monkeypatch):
+    """Only the argument parsing runs: loading the data (the step before the cluster
+    starts) fails the test if it is ever reached."""
+    from convgrad import cli
+    from convgrad.examples import digits
+
+    def must_not_train(*a, **k):
+        raise AssertionError("the command went past its argument checks")
+
+    monkeypatch.setattr(digits, "load_data", must_not_train)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train-digits-dask", *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("convgrad")
+
+
+def test_data_parallel_command_takes_its_shards():
+    from convgrad.examples import digits_dask
+
+    assert digits_dask._parse_arguments(["--shards", "3"]).shards == 3
+    assert digits_dask._parse_arguments([]).shards is None  # then one per worker
