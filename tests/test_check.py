@@ -323,6 +323,36 @@ def test_sys_exit_and_other_base_exceptions_fail_the_case():
     assert "raised Escape: out" in report["stride"].message
 
 
+class _Liar(np.ndarray):
+    """An ndarray whose difference with anything is zero: it would pass any comparison."""
+
+    def __sub__(self, other):
+        return np.zeros(self.shape)
+
+    def __rsub__(self, other):
+        return np.zeros(self.shape)
+
+
+def test_an_array_subclass_or_an_exception_cannot_lie_to_the_grader():
+    def lies(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return np.zeros_like(dx).view(_Liar), dw, db
+
+    report = check(lies, features=["basic"])
+    assert report.failures == ["basic"] and "dX wrong" in report["basic"].message
+
+    class Hostile(Exception):
+        def __str__(self):
+            sys.exit(0)  # formatting the message must not end the grading either
+
+    def raises_hostile(*args):
+        raise Hostile
+
+    report = check(raises_hostile, features=["basic"])
+    assert report.failures == ["basic"]
+    assert "raised Hostile (its message cannot be shown)" in report["basic"].message
+
+
 def test_keyboard_interrupt_is_passed_on():
     def interrupted(*args):
         raise KeyboardInterrupt

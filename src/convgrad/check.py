@@ -376,9 +376,28 @@ class _TimedOut(Exception):
 
 
 class _Raised(Exception):
-    def __init__(self, error: BaseException):
-        super().__init__(str(error))
+    def __init__(self, error: BaseException, text: str):
+        super().__init__(text)
         self.error = error
+        self.text = text  # 'Name: message' or 'sys.exit(code)', made in the worker thread
+
+
+def _text(exc: BaseException) -> str:
+    """'Name: message' of an exception (``sys.exit(code)`` for SystemExit). Called in the
+    worker thread, where a hostile ``__str__`` can only fail or hang that thread."""
+    try:
+        if isinstance(exc, SystemExit):
+            return f"sys.exit({exc.code!r})"
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001
+        return f"{type(exc).__name__} (its message cannot be shown)"
+
+
+class _NotAnArray:
+    """In place of a gradient that np.array could not convert: why."""
+
+    def __init__(self, why: str):
+        self.why = why
 
 
 def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
@@ -391,6 +410,7 @@ def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
         try:
             box["value"] = call()
         except BaseException as exc:  # noqa: BLE001 - sys.exit in graded code is its failure
+            box["text"] = _text(exc)
             box["error"] = exc
 
     worker = threading.Thread(target=target, name="convgrad-check-case", daemon=True)
@@ -402,30 +422,32 @@ def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
         error = box.pop("error")
         if isinstance(error, KeyboardInterrupt):
             raise error
-        raise _Raised(error)
+        raise _Raised(error, box["text"])
     return box["value"]
 
 
-def _describe_raised(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"called sys.exit({exc.code!r}): a graded function must return its gradients"
-    return f"raised {type(exc).__name__}: {exc}"
+def _describe_raised(raised: _Raised) -> str:
+    if isinstance(raised.error, SystemExit):
+        return f"called {raised.text}: a graded function must return its gradients"
+    return f"raised {raised.text}"
 
 
 def _results(got: Any) -> Any:
-    """In the worker thread: fn's return value with each gradient made an array (None
-    kept; an exception in place of one that cannot be), or a str saying what is wrong."""
+    """In the worker thread: fn's return value as three plain ndarray copies (None kept; a
+    _NotAnArray for one that cannot be converted), or a str saying what is wrong. Copies of
+    the base class: an ndarray subclass cannot bring its own arithmetic into the grading,
+    and fn cannot change a result after returning it."""
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         return f"must return (dx, dw, db), got {type(got).__name__}"
-    out = []
-    for value in got:
+    out: list[Any] = []
+    for value in tuple(got):
         if value is None:
             out.append(None)
             continue
         try:
-            out.append(np.asarray(value))
+            out.append(np.array(value, copy=True, subok=False))
         except Exception as exc:  # noqa: BLE001 - anything that is not an array of numbers
-            out.append(exc)
+            out.append(_NotAnArray(_text(exc)))
     return tuple(out)
 
 
@@ -442,9 +464,8 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
             f"timed out: no result after {timeout:g} s", _GRADS, raised=True, timed_out=True
         ) from None
     except _Raised as raised:  # any error of the user's function is a failure
-        exc = raised.error
-        where = _user_frame(exc.__traceback__)
-        raise _CaseFailure(f"{_describe_raised(exc)}{where}", _GRADS, raised=True) from None
+        where = _user_frame(raised.error.__traceback__)
+        raise _CaseFailure(f"{_describe_raised(raised)}{where}", _GRADS, raised=True) from None
     if isinstance(got, str):
         raise _CaseFailure(got, _GRADS)
     written = [
@@ -495,9 +516,8 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
 
 def _unusable(pretty: str, value: Any, shape: tuple) -> tuple[str, str]:
     """(problem, short reason) when a result cannot be compared at all, else ('', '')."""
-    if not isinstance(value, np.ndarray):
-        why = f" ({type(value).__name__}: {value})" if isinstance(value, Exception) else ""
-        return f"{pretty} is not an array of numbers{why}", "type"
+    if isinstance(value, _NotAnArray):
+        return f"{pretty} is not an array of numbers ({value.why})", "type"
     if value.dtype.kind == "c":
         return (
             f"{pretty} is complex ({value.dtype}): return a real array (the .real of an FFT's "
@@ -741,10 +761,14 @@ def _timeout(value: Any) -> float | None:
 
 
 def _name(fn) -> str:
-    inner = getattr(fn, "func", None)  # functools.partial
-    if inner is not None and callable(inner):
-        return f"partial({_name(inner)})"
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    try:
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is not None and callable(inner):
+            return f"partial({_name(inner)})"
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        return name if isinstance(name, str) else type(fn).__name__
+    except Exception:  # noqa: BLE001 - a callable whose attributes raise
+        return type(fn).__name__
 
 
 def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, timeout) -> None:
@@ -827,10 +851,9 @@ def _load(target: str, timeout: float | None = DEFAULT_TIMEOUT) -> Callable:
             f"cannot import {module_name}: it did not finish within {timeout:g} s"
         ) from None
     except _Raised as raised:  # report the user's import error in one line
-        exc = raised.error
-        why = f"{type(exc).__name__}: {exc}"
+        exc, why = raised.error, raised.text
         if isinstance(exc, SystemExit):
-            why = f"it called sys.exit({exc.code!r})"
+            why = f"it called {raised.text}"
         elif isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
             why += " (a file is given as path/to/file.py:function)"
         raise ValueError(f"cannot import {module_name}: {why}") from None
