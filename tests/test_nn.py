@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import warnings
 import zipfile
 
 import numpy as np
@@ -454,6 +455,32 @@ def test_sgd_matches_torch(kwargs):
 def test_adam_matches_torch(kwargs):
     torch = _torch()
     _optimizer_trajectory(lambda p: nn.Adam(p, **kwargs), lambda p: torch.optim.Adam(p, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+        ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ],
+)
+def test_optimizers_take_nan_and_inf_gradients_as_torch(name, kwargs):
+    torch = _torch()
+    lin = nn.Linear(4, 3, dtype=np.float64, seed=0)
+    tparams = [torch.tensor(lin.weight.copy()), torch.tensor(lin.bias.copy())]
+    opt = getattr(nn, name)(lin.parameters(), **kwargs)
+    topt = getattr(torch.optim, name)(tparams, **kwargs)
+    for step in range(3):
+        gw, gb = _special((3, 4), 10 + step), _special(3, 20 + step)
+        opt.zero_grad()
+        lin.weight_grad, lin.bias_grad = gw, gb
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf, inf / inf
+            opt.step()
+        tparams[0].grad, tparams[1].grad = torch.from_numpy(gw), torch.from_numpy(gb)
+        topt.step()
+        _same(lin.weight, tparams[0].numpy())
+        _same(lin.bias, tparams[1].numpy())
 
 
 def test_optimizer_arguments_are_checked():
