@@ -566,16 +566,6 @@ def test_pickle_files_are_refused(tmp_path):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-def test_load_casts_floats_to_the_model_dtype(tmp_path):
-    model32 = _small_net(0, dtype=np.float32)
-    path = _write(tmp_path / "m.npz", _small_net(1, dtype=np.float64).state_dict())
-    nn.load(model32, path)
-    assert all(v.dtype == np.float32 for v in model32.state_dict().values())
-    np.testing.assert_allclose(
-        model32.state_dict()["0.weight"], _small_net(1).state_dict()["0.weight"], rtol=1e-6
-    )
-
-
 def _first_member_data(path) -> tuple[bytearray, int]:
     """The bytes of a zip archive and the offset of its first member's (stored or
     deflated) data, read from the member's local header."""
@@ -663,3 +653,13 @@ def test_the_other_byte_order_is_accepted(tmp_path):
     assert all(v.dtype == np.float64 for v in model.state_dict().values())
     lin = nn.Linear(3, 2, dtype=other + "f4", seed=0)
     assert lin.weight.dtype == np.float32 and lin.weight.dtype.isnative
+
+
+def test_load_casts_floats_to_the_model_dtype(tmp_path):
+    model32 = _small_net(0, dtype=np.float32)
+    path = _write(tmp_path / "m.npz", _small_net(1, dtype=np.float64).state_dict())
+    nn.load(model32, path)
+    assert all(v.dtype == np.float32 for v in model32.state_dict().values())
+    np.testing.assert_allclose(
+        model32.state_dict()["0.weight"], _small_net(1).state_dict()["0.weight"], rtol=1e-6
+    )
