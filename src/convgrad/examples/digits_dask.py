@@ -134,42 +134,41 @@ def max_difference(a: nn.Module, b: nn.Module) -> float:
     return float(np.abs(va - vb).max() / np.abs(vb).max())
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (argparse names the option in its error)."""
+def _positive(kind: type, text: str) -> Any:
+    """``kind(text)`` if it is a finite number > 0, else an argparse error (which names
+    the option: 'argument --shards: must be a positive integer, got '0'')."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    if not 0 < value < float("inf"):
+        noun = "integer" if kind is int else "number"
+        raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}")
     return value
 
 
-def _parse_arguments(argv: list[str]) -> argparse.Namespace:
-    """The command's options; a bad one is a one-line error and exit 2 (SystemExit)."""
-    parser = argparse.ArgumentParser(
-        prog="convgrad train-digits-dask", description=__doc__.splitlines()[0]
-    )
-    positive = _positive_int
-    parser.add_argument("--steps", type=positive, default=60, help="optimizer steps (%(default)s)")
-    parser.add_argument("--batch-size", type=positive, default=64, help="default %(default)s")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam peak lr (%(default)s)")
-    parser.add_argument(
-        "--workers", type=positive, default=2, help="worker processes (%(default)s)"
-    )
-    parser.add_argument("--shards", type=positive, default=None, help="per batch (= workers)")
-    parser.add_argument("--seed", type=int, default=0, help="default %(default)s")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--no-check", action="store_true", help="skip the single-process run")
-    args = parser.parse_args(argv)
-    if not args.lr > 0 or args.lr == float("inf"):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
-    return args
+def _count(text: str) -> int:
+    return _positive(int, text)
+
+
+def _rate(text: str) -> float:
+    return _positive(float, text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_arguments(sys.argv[1:] if argv is None else argv)
-    shards = args.workers if args.shards is None else args.shards
+    parser = argparse.ArgumentParser(
+        prog="convgrad train-digits-dask", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--steps", type=_count, default=60, help="optimizer steps (%(default)s)")
+    parser.add_argument("--batch-size", type=_count, default=64, help="default %(default)s")
+    parser.add_argument("--lr", type=_rate, default=3e-3, help="Adam peak lr (%(default)s)")
+    parser.add_argument("--workers", type=_count, default=2, help="worker processes (%(default)s)")
+    parser.add_argument("--shards", type=_count, default=None, help="per batch (= workers)")
+    parser.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--no-check", action="store_true", help="skip the single-process run")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    shards = args.shards or args.workers
 
     from distributed import Client, LocalCluster
 
