@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import subprocess
 import sys
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -118,7 +121,9 @@ def test_db_none_is_not_graded_and_features_subset():
 
     report = check(no_bias, features={"basic", "channels", "stride"})
     assert report.ok and report.passed == ["basic", "channels", "stride"]
-    assert np.isnan(report["basic"].max_error["db"])
+    assert report["basic"].max_error["db"] is None  # not compared
+    basic_row = next(line for line in str(report).splitlines() if line.startswith("basic"))
+    assert basic_row.split()[4] == "-"
 
 
 def test_bad_arguments():
@@ -288,6 +293,169 @@ def test_writing_into_an_input_fails():
     assert "copy" in report["basic"].hint
 
 
+# ------------------------------------------------------- a graded function cannot fool it
+
+
+def _row(report, feature):
+    """The plain-text table row of a feature: [feature, result, dX, dW, db, note...]."""
+    return next(line for line in str(report).splitlines() if line.startswith(feature)).split()
+
+
+def test_sys_exit_and_other_base_exceptions_fail_the_case():
+    def exits(*args):
+        sys.exit(0)
+
+    report = check(exits)
+    assert not report.ok and report["basic"].status == "fail"
+    assert "called sys.exit(0)" in report["basic"].message
+    assert _row(report, "basic")[2:5] == ["-", "-", "-"]  # nothing compared
+
+    class Escape(BaseException):
+        pass
+
+    def escapes(x, w, gy, stride, padding, dilation, groups):
+        if stride != 1:
+            raise Escape("out")
+        return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+    report = check(escapes, features=["basic", "channels", "stride"])
+    assert report.passed == ["basic", "channels"] and report.failures == ["stride"]
+    assert "raised Escape: out" in report["stride"].message
+
+
+class _Liar(np.ndarray):
+    """An ndarray whose difference with anything is zero: it would pass any comparison."""
+
+    def __sub__(self, other):
+        return np.zeros(self.shape)
+
+    def __rsub__(self, other):
+        return np.zeros(self.shape)
+
+
+def test_an_array_subclass_or_an_exception_cannot_lie_to_the_grader():
+    def lies(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return np.zeros_like(dx).view(_Liar), dw, db
+
+    report = check(lies, features=["basic"])
+    assert report.failures == ["basic"] and "dX wrong" in report["basic"].message
+
+    class Hostile(Exception):
+        def __str__(self):
+            sys.exit(0)  # formatting the message must not end the grading either
+
+    def raises_hostile(*args):
+        raise Hostile
+
+    report = check(raises_hostile, features=["basic"])
+    assert report.failures == ["basic"]
+    assert "raised Hostile (its message cannot be shown)" in report["basic"].message
+
+
+def test_keyboard_interrupt_is_passed_on():
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        check(interrupted)
+
+
+def test_a_hanging_case_times_out_and_grading_stops():
+    release = threading.Event()
+
+    def hangs_on_stride(x, w, gy, stride, padding, dilation, groups):
+        if stride != 1:
+            release.wait()  # hangs until the test lets it go
+        return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+    try:
+        report = check(hangs_on_stride, timeout=0.2)
+    finally:
+        release.set()
+    assert not report.ok and report.timed_out == ["stride"]
+    assert report.failures == ["stride"]
+    assert report["stride"].message == "timed out: no result after 0.2 s"
+    assert "timeout" in report["stride"].hint
+    after = FEATURES[FEATURES.index("stride") + 1 :]
+    assert all(report[f].status == "skip" for f in after)
+    assert report["padding"].message == "not graded: fn timed out in stride"
+    assert set(report.passed) == {"basic", "channels", "batch", "non_square"}
+    assert "timed out in stride" in str(report).splitlines()[-1]
+
+
+def test_timeout_is_checked():
+    for bad, error in (
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ):
+        with pytest.raises(error, match="timeout must be"):
+            check(hand.scatter_backward, timeout=bad)
+    assert check(hand.scatter_backward, features=["basic"], timeout=None).ok
+
+
+def test_complex_and_non_float_results_fail_clearly():
+    def complex_dw(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx, dw.astype(np.complex128), db  # right real part, zero imaginary part
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: nothing is silently dropped
+        report = check(complex_dw, features=["basic"])
+    assert not report.ok and "dW is complex (complex128)" in report["basic"].message
+    assert _row(report, "basic")[3] == "complex"
+    assert report["basic"].hint == ""  # no advice on the maths of a right real part
+
+    def integer_db(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx, dw, np.round(db).astype(np.int64)
+
+    report = check(integer_db, features=["basic"])
+    assert "db has dtype int64, expected a floating-point array" in report["basic"].message
+
+    class NoArray:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("cannot be converted")
+
+    def not_an_array(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return NoArray(), dw, db
+
+    report = check(not_an_array, features=["basic"])
+    assert "dX is not an array of numbers (RuntimeError: cannot be converted)" in (
+        report["basic"].message
+    )
+
+
+@pytest.mark.parametrize("bad, shown", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "inf")])
+def test_nan_and_inf_errors_are_shown_as_such_and_fail(bad, shown):
+    def poisoned(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        dx = dx.copy()
+        dx.flat[0] = bad
+        return dx, dw, db
+
+    report = check(poisoned, features=["basic", "channels"])
+    assert report.failures == ["basic", "channels"]
+    assert f"dX holds {'NaN' if shown == 'nan' else 'inf'}" in report["basic"].message
+    assert _row(report, "basic")[2] == shown
+    assert math.isnan(report["basic"].max_error["dx"]) == (shown == "nan")
+    assert "shape" not in str(report)
+
+
+def test_a_wrong_shape_is_labelled_shape():
+    def cropped_dx(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx[:, :, 1:], dw, db
+
+    report = check(cropped_dx, features=["basic"])
+    assert _row(report, "basic")[2] == "shape" and report["basic"].unusable == {"dx": "shape"}
+    assert report["basic"].max_error["dx"] is None
+
+
 def test_gradcheck_failure_in_float32_says_why():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 2, 5, 5))
@@ -318,3 +486,57 @@ def test_cli_features_runs_only_those(tmp_path):
     assert "passes all 3 checked features" in only.stdout
     wrong = _run(f"{module}:bad", "--features", "basic,nonsense")
     assert wrong.returncode == 2 and "nonsense" in wrong.stderr
+
+
+def test_cli_exit_status_when_fn_exits_or_hangs(tmp_path):
+    module = tmp_path / "hostile.py"
+    module.write_text(
+        "import sys, time\n"
+        "def exits(*args):\n"
+        "    sys.exit(0)\n"
+        "def hangs(*args):\n"
+        "    time.sleep(3600)\n"
+    )
+    exits = _run(f"{module}:exits", "--features", "basic")
+    assert exits.returncode == 1, exits.stdout + exits.stderr
+    assert "called sys.exit(0)" in exits.stdout and "FAILED: basic" in exits.stdout
+    hangs = _run(f"{module}:hangs", "--timeout", "0.5")
+    assert hangs.returncode == 1, hangs.stdout + hangs.stderr
+    assert "timed out: no result after 0.5 s" in hangs.stdout
+    assert "not graded: fn timed out in basic" in hangs.stdout
+
+
+def test_cli_refuses_what_cannot_be_graded_in_one_line(tmp_path):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "hangs_on_import.py").write_text("import time\ntime.sleep(3600)\n")
+    (tmp_path / "fine.py").write_text("def fn(*args):\n    return None\n")
+    cases = {
+        "sys.exit(0)": (f"{tmp_path / 'exits_on_import.py'}:fn",),
+        "did not finish within 0.5 s": (
+            f"{tmp_path / 'hangs_on_import.py'}:fn",
+            "--timeout",
+            "0.5",
+        ),
+        "no such file": (f"{tmp_path / 'nosuch'}:fn",),
+        "timeout must be a positive number": (f"{tmp_path / 'fine.py'}:fn", "--timeout", "0"),
+        "invalid float value": (f"{tmp_path / 'fine.py'}:fn", "--timeout", "soon"),
+        "expected module:function": (f"{tmp_path / 'fine.py'}:",),
+    }
+    for words, args in cases.items():
+        proc = _run(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert words in proc.stderr, proc.stderr
+
+
+def test_cli_reads_a_file_without_py_suffix(tmp_path):
+    (tmp_path / "mine").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "import _backwards as hand\n"
+        "good = hand.scatter_backward\n"
+    )
+    for target in ("mine:good", "./mine:good", f"{tmp_path / 'mine'}:good"):
+        proc = _run(target, "--features", "basic", cwd=tmp_path)
+        assert proc.returncode == 0, (target, proc.stdout, proc.stderr)
+        assert "OK" in proc.stdout

@@ -533,3 +533,66 @@ def test_cli_knows_the_data_parallel_command(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train-digits-dask", "--help"])
     assert exit_.value.code == 0 and "--shards" in capsys.readouterr().out
+
+
+def test_other_byte_order_is_accepted():
+    other = ">" if np.little_endian else "<"
+    x, w, b = randn(4, 3, 7, 7), randn(5, 3, 3, 3), randn(5)
+    xs, ws = x.astype(other + "f8"), w.astype(other + "f8")
+    lazy_x = lazy(xs, 2)
+    assert not lazy_x.dtype.isnative
+    close(cg.conv(lazy_x, ws, b, padding=1).compute(), cg.conv(x, w, b, padding=1))
+    gy = randn(4, 5, 7, 7)
+    for got, want in zip(
+        dask.compute(*cg.conv_backward(lazy(gy, 2), lazy_x, ws, b, padding=1)),
+        cg.conv_backward(gy, x, w, b, padding=1),
+    ):
+        close(got, want)
+    assert xs.dtype == np.dtype(other + "f8")
+
+
+class _PastTheChecks(Exception):
+    pass
+
+
+def _stop_before_training(monkeypatch):
+    """Loading the data is the step before the cluster starts: make it end the command."""
+    from convgrad.examples import digits
+
+    def stop(*args, **kwargs):
+        raise _PastTheChecks
+
+    monkeypatch.setattr(digits, "load_data", stop)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--shards", "0"], "argument --shards: must be a positive integer, got '0'"),
+        (["--shards", "-1"], "argument --shards: must be a positive integer, got '-1'"),
+        (["--shards", "two"], "argument --shards: must be a positive integer, got 'two'"),
+        (["--workers", "0"], "argument --workers: must be a positive integer"),
+        (["--steps", "-3"], "argument --steps: must be a positive integer"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+        (["--lr", "-0.1"], "argument --lr: must be a positive number, got '-0.1'"),
+        (["--lr", "nan"], "argument --lr: must be a positive number, got 'nan'"),
+    ],
+)
+def test_data_parallel_command_refuses_bad_counts(args, words, capsys, monkeypatch):
+    """Only the argument parsing runs (no cluster is started)."""
+    from convgrad import cli
+
+    _stop_before_training(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train-digits-dask", *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("convgrad")
+
+
+def test_data_parallel_command_takes_good_counts(monkeypatch):
+    from convgrad import cli
+
+    _stop_before_training(monkeypatch)
+    with pytest.raises(_PastTheChecks):
+        cli.main(["train-digits-dask", "--shards", "3", "--workers", "1", "--lr", "0.01"])

@@ -345,6 +345,8 @@ def test_cli_options_and_figure(tmp_path):
         ("explain", "--nonsense"),
         ("explain", "--padding-mode", "mirror"),
         ("explain", "--figure", "out.txt"),
+        ("explain", "--figure", ""),
+        ("explain", "--figure", "", "--worked"),
         ("explain", "--batch", "0"),
     ],
 )

@@ -313,3 +313,33 @@ def test_gradients_by_finite_differences(x_shape, w_shape, options):
                 2 * eps
             )
             assert abs(numeric - grad[i]) < 1e-6 * max(1.0, abs(numeric)), (which, i)
+
+
+@pytest.mark.parametrize("kind", ["f8", "f4", "f2"])
+def test_non_native_byte_order_is_accepted_and_left_alone(kind, rng):
+    """Arrays in the other byte order ('>f8' on little-endian machines) give the native
+    results, in the native dtype, and are never modified."""
+    other = ">" if np.little_endian else "<"
+    x, w, b = (rng.standard_normal(s) for s in ((2, 4, 8, 7), (6, 2, 3, 3), (6,)))
+    native = [a.astype(kind) for a in (x, w, b)]
+    swapped = [a.astype(other + kind) for a in native]
+    assert not any(a.dtype.isnative for a in swapped)
+    before = [a.copy() for a in swapped]
+    opts = dict(stride=2, padding=1, groups=2)
+    y = cg.conv(*swapped, **opts)
+    assert y.dtype == np.dtype(kind) and y.dtype.isnative
+    np.testing.assert_array_equal(y, cg.conv(*native, **opts))
+    assert_close(y, ref.conv(x, w, b, **opts), dtype=np.dtype(kind).type)
+    gy = rng.standard_normal(y.shape).astype(kind)
+    grads = cg.conv_backward(gy.astype(other + kind), *swapped, **opts)
+    for got, want in zip(grads, cg.conv_backward(gy, *native, **opts)):
+        assert got.dtype == np.dtype(kind)
+        np.testing.assert_array_equal(got, want)
+    # the transposed convolution, from y back to x's shape
+    t = cg.conv_transpose(y.astype(other + kind), swapped[1], None, stride=2, padding=1, groups=2)
+    np.testing.assert_array_equal(
+        t, cg.conv_transpose(y, native[1], None, stride=2, padding=1, groups=2)
+    )
+    for a, c in zip(swapped, before):
+        assert a.dtype == c.dtype
+        np.testing.assert_array_equal(a, c)

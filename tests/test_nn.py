@@ -4,7 +4,10 @@ network, optimizers against torch.optim, save/load and refusal of bad files."""
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -142,6 +145,168 @@ def test_companions_refuse_backward_before_forward_and_bad_gradients(make, x_sha
         module.backward(np.ones((*y.shape, 1)))
     with pytest.raises(RuntimeError, match="before computing"):
         nn.CrossEntropyLoss().backward()
+
+
+# ------------------------------------------------------- NaN and ±inf, as in PyTorch
+
+
+def _special(shape, seed, dtype=np.float64):
+    """Standard normal values with about 10% NaN, 7% +inf and 7% -inf (seeded)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    pick = rng.random(shape)
+    x[pick < 0.1] = np.nan
+    x[(pick >= 0.1) & (pick < 0.17)] = np.inf
+    x[(pick >= 0.17) & (pick < 0.24)] = -np.inf
+    return x.astype(dtype)
+
+
+def _same(actual, expected, rtol=1e-12):
+    """Equal values, with NaN and ±inf in the same places."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol, equal_nan=True)
+
+
+def test_relu_nan_and_inf_as_torch():
+    torch = _torch()
+    x = np.concatenate([[np.nan, np.inf, -np.inf, -0.0, 0.0, 2.0, -3.0], _special(40, 0)])
+    relu = nn.ReLU()
+    y = relu(x)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.relu(xt)
+    gy = np.random.default_rng(1).standard_normal(x.shape)
+    yt.backward(torch.from_numpy(gy))
+    _same(y, yt.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(yt.detach().numpy()))
+    assert np.isnan(y[0]) and y[1] == np.inf and y[2] == 0
+    _same(relu.backward(gy), xt.grad.numpy())
+    assert relu.backward(gy)[0] == gy[0]  # NaN passes its gradient on, as in torch
+    # NaN and ±inf in the incoming gradient go where torch sends them
+    gy_special = _special(x.shape, 2)
+    xt.grad = None
+    torch.relu(xt).backward(torch.from_numpy(gy_special))
+    _same(relu.backward(gy_special), xt.grad.numpy())
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, shape",
+    [
+        (2, None, 0, (2, 3, 8, 8)),
+        (3, 2, 1, (2, 2, 7, 9)),
+        ((2, 3), (1, 2), (1, 1), (3, 5, 6)),
+        (3, 1, 1, (1, 2, 5, 5)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_maxpool_nan_and_inf_as_torch(kernel, stride, padding, shape, dtype):
+    torch = _torch()
+    x = _special(shape, 3, dtype)
+    x[..., 0, :] = -np.inf  # windows whose maximum is -inf, next to the padding
+    pool = nn.MaxPool2d(kernel, stride, padding)
+    x_before = x.copy()
+    y = pool(x)
+    np.testing.assert_array_equal(x, x_before)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.nn.functional.max_pool2d(xt, kernel, stride, padding)
+    gy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    yt.backward(torch.from_numpy(gy))
+    assert np.isnan(y).any() and np.isinf(y).any()
+    _same(y, yt.detach().numpy())
+    _same(pool.backward(gy), xt.grad.numpy(), rtol=1e-6)
+
+
+def test_maxpool_all_minus_inf_window_with_padding_sends_the_gradient_inside():
+    pool = nn.MaxPool2d((1, 2), padding=(0, 1))
+    x = np.full((1, 1, 1, 4), -np.inf)
+    y = pool(x)
+    np.testing.assert_array_equal(y, np.full((1, 1, 1, 3), -np.inf))
+    # windows (pad, x0), (x1, x2), (x3, pad): the first element inside wins each tie
+    np.testing.assert_array_equal(pool.backward(np.ones_like(y)), [[[[1.0, 1.0, 0.0, 1.0]]]])
+
+
+def test_flatten_and_linear_nan_and_inf_as_torch():
+    torch = _torch()
+    x = _special((4, 2, 3), 5)
+    flat = nn.Flatten()
+    _same(flat(x), torch.flatten(torch.from_numpy(x), 1).numpy())
+    gy = _special((4, 6), 6)
+    _same(flat.backward(gy), gy.reshape(4, 2, 3))
+
+    lin = nn.Linear(6, 3, dtype=np.float64, seed=0)
+    tl = torch.nn.Linear(6, 3).double()
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(lin.weight))
+        tl.bias.copy_(torch.from_numpy(lin.bias))
+    xl = _special((5, 6), 7)
+    xl[0] = np.random.default_rng(8).standard_normal(6)  # one finite row stays finite
+    xt = torch.from_numpy(xl).requires_grad_(True)
+    yt = tl(xt)
+    gl = np.random.default_rng(9).standard_normal((5, 3))
+    yt.backward(torch.from_numpy(gl))
+    y = lin(xl)
+    assert np.isfinite(y[0]).all() and np.isnan(y).any()
+    _same(y, yt.detach().numpy())
+    _same(lin.backward(gl), xt.grad.numpy())
+    _same(lin.weight_grad, tl.weight.grad.numpy())
+    _same(lin.bias_grad, tl.bias.grad.numpy())
+
+
+def test_cross_entropy_nan_and_inf_as_torch():
+    torch = _torch()
+    nan, inf = np.nan, np.inf
+    rows = [
+        ([nan, 1.0, 2.0], 0),
+        ([1.0, nan, 2.0], 0),
+        ([inf, 1.0, 2.0], 0),
+        ([1.0, 2.0, inf], 0),
+        ([-inf, 1.0, 2.0], 0),  # the label's logit is -inf: loss +inf
+        ([1.0, -inf, 2.0], 0),  # another logit -inf: finite
+        ([-inf, -inf, -inf], 2),
+        ([0.5, -1.0, 2.0], 1),
+    ]
+    for batch in ([r] for r in rows), [rows[5:]], [rows]:
+        for chosen in batch:
+            logits = np.array([r for r, _ in chosen])
+            labels = np.array([k for _, k in chosen])
+            loss, grad = nn.softmax_cross_entropy(logits, labels)
+            lt = torch.from_numpy(logits).requires_grad_(True)
+            tloss = torch.nn.functional.cross_entropy(lt, torch.from_numpy(labels))
+            tloss.backward()
+            _same(np.float64(loss), tloss.detach().numpy())
+            _same(grad, lt.grad.numpy())
+    assert math.isnan(nn.softmax_cross_entropy(np.array([[nan, 1.0]]), np.array([1]))[0])
+
+
+def test_one_nan_pixel_gives_a_nan_loss_as_in_torch():
+    """A NaN input must not vanish in ReLU: the loss is NaN (torch agrees), not finite
+    with NaN hiding in every gradient."""
+    torch = _torch()
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, seed=0),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * 3 * 3, 3, dtype=np.float64, seed=1),
+    )
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(18, 3),
+    ).double()
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((4, 1, 6, 6))
+    x[2, 0, 3, 3] = np.nan
+    labels = np.array([0, 1, 2, 0])
+    loss, _, grads = _loss_and_grads(model, x, labels)
+    tloss = torch.nn.functional.cross_entropy(tm(torch.from_numpy(x)), torch.from_numpy(labels))
+    tloss.backward()
+    assert math.isnan(loss) and math.isnan(tloss.item())
+    for name, param in tm.named_parameters():
+        assert np.isnan(grads[name]).any() == bool(param.grad.isnan().any()), name
 
 
 # ------------------------------------------------------------------ whole network
@@ -292,6 +457,32 @@ def test_adam_matches_torch(kwargs):
     _optimizer_trajectory(lambda p: nn.Adam(p, **kwargs), lambda p: torch.optim.Adam(p, **kwargs))
 
 
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+        ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ],
+)
+def test_optimizers_take_nan_and_inf_gradients_as_torch(name, kwargs):
+    torch = _torch()
+    lin = nn.Linear(4, 3, dtype=np.float64, seed=0)
+    tparams = [torch.tensor(lin.weight.copy()), torch.tensor(lin.bias.copy())]
+    opt = getattr(nn, name)(lin.parameters(), **kwargs)
+    topt = getattr(torch.optim, name)(tparams, **kwargs)
+    for step in range(3):
+        gw, gb = _special((3, 4), 10 + step), _special(3, 20 + step)
+        opt.zero_grad()
+        lin.weight_grad, lin.bias_grad = gw, gb
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf, inf / inf
+            opt.step()
+        tparams[0].grad, tparams[1].grad = torch.from_numpy(gw), torch.from_numpy(gb)
+        topt.step()
+        _same(lin.weight, tparams[0].numpy())
+        _same(lin.bias, tparams[1].numpy())
+
+
 def test_optimizer_arguments_are_checked():
     lin = nn.Linear(2, 2, seed=0)
     with pytest.raises(ValueError, match="lr"):
@@ -373,6 +564,95 @@ def test_pickle_files_are_refused(tmp_path):
         nn.load(model, npy)
     after = model.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def _first_member_data(path) -> tuple[bytearray, int]:
+    """The bytes of a zip archive and the offset of its first member's (stored or
+    deflated) data, read from the member's local header."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.infolist()[0].header_offset
+    name_length = int.from_bytes(data[offset + 26 : offset + 28], "little")
+    extra_length = int.from_bytes(data[offset + 28 : offset + 30], "little")
+    return data, offset + 30 + name_length + extra_length
+
+
+def _damaged_files(tmp_path):
+    """name -> path of a damaged copy of a saved model (deterministic damage)."""
+    raw, compressed = tmp_path / "raw.npz", tmp_path / "compressed.npz"
+    np.savez(raw, **_small_net(0).state_dict())
+    np.savez_compressed(compressed, **_small_net(0).state_dict())
+    data, start = _first_member_data(raw)
+    flipped = bytearray(data)
+    start += 128  # past the .npy header: the array's bytes
+    flipped[start : start + 16] = bytes(255 - b for b in data[start : start + 16])
+    packed, start = _first_member_data(compressed)
+    packed[start : start + 8] = b"\xff" * 8
+    files = {
+        "empty": b"",
+        "truncated": bytes(data[: len(data) // 2]),
+        "tail cut": bytes(data[:-10]),
+        "bad CRC": bytes(flipped),
+        "zip magic then junk": b"PK\x03\x04" + bytes(range(64)),
+        "damaged deflate": bytes(packed),
+    }
+    paths = {}
+    for i, (name, content) in enumerate(files.items()):
+        paths[name] = tmp_path / f"damaged{i}.npz"
+        paths[name].write_bytes(content)
+    return paths
+
+
+def test_load_refuses_empty_truncated_and_corrupt_files_naming_them(tmp_path):
+    target = _small_net(1)
+    before = target.state_dict()
+    for name, path in _damaged_files(tmp_path).items():
+        with pytest.raises(ValueError) as info:
+            nn.load(target, path)
+        assert repr(str(path)) in str(info.value), (name, str(info.value))
+        after = target.state_dict()
+        assert all(np.array_equal(before[k], after[k]) for k in before), name
+    with pytest.raises(FileNotFoundError):
+        nn.load(target, tmp_path / "missing.npz")
+
+
+def test_save_refuses_a_path_without_a_file_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = _small_net(0)
+    for path in ("", str(tmp_path / "sub") + os.sep):
+        with pytest.raises(ValueError, match="path must name a file"):
+            nn.save(model, path)
+    assert list(tmp_path.iterdir()) == []  # no hidden '.npz' written anywhere
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        nn.save(model, 3)
+
+
+def test_the_other_byte_order_is_accepted(tmp_path):
+    """'>f8' arrays (on a little-endian machine) give the native results and are left
+    alone; archives and dtypes in that byte order load as native float arrays."""
+    other = ">" if np.little_endian else "<"
+    model = _small_net(0)
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6))
+    labels = np.array([0, 3, 1])
+    swapped = x.astype(other + "f8")
+    before = swapped.copy()
+    loss, gx, grads = _loss_and_grads(model, x, labels)
+    loss_s, gx_s, grads_s = _loss_and_grads(model, swapped, labels)
+    assert loss_s == loss
+    np.testing.assert_array_equal(gx_s, gx)
+    for name in grads:
+        np.testing.assert_array_equal(grads_s[name], grads[name])
+        assert grads_s[name].dtype == np.float64
+    assert swapped.dtype == np.dtype(other + "f8")
+    np.testing.assert_array_equal(swapped, before)
+
+    source = _small_net(1)
+    state = {k: v.astype(other + "f8") for k, v in source.state_dict().items()}
+    nn.load(model, _write(tmp_path / "swapped.npz", state))
+    assert _states_equal(model, source)
+    assert all(v.dtype == np.float64 for v in model.state_dict().values())
+    lin = nn.Linear(3, 2, dtype=other + "f4", seed=0)
+    assert lin.weight.dtype == np.float32 and lin.weight.dtype.isnative
 
 
 def test_load_casts_floats_to_the_model_dtype(tmp_path):

@@ -26,7 +26,9 @@ AsArray = Callable[[Any, str], Any]
 
 
 def as_float_array(value: Any, name: str) -> np.ndarray:
-    """np.asarray(value) if it has a float16/32/64 dtype, else TypeError naming ``name``."""
+    """np.asarray(value) if it has a float16/32/64 dtype, else TypeError naming ``name``.
+    A non-native byte order (``'>f8'`` on a little-endian machine) is converted to a
+    native copy; ``value`` itself is never modified."""
     try:
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - anything that cannot become an array
@@ -34,11 +36,17 @@ def as_float_array(value: Any, name: str) -> np.ndarray:
             f"{name} must be an array of float16, float32 or float64, got {type(value).__name__}"
         ) from exc
     check_float_dtype(array.dtype, name)
-    return array
+    return array if array.dtype.isnative else array.astype(native(array.dtype))
+
+
+def native(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in the machine's byte order (``'>f8'`` -> float64 on little-endian)."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
 def check_float_dtype(dtype: np.dtype, name: str) -> None:
-    if dtype not in FLOAT_DTYPES:
+    """TypeError naming ``name`` unless ``dtype`` is float16/32/64, in either byte order."""
+    if native(dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got {dtype}")
 
 

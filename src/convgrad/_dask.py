@@ -60,6 +60,8 @@ def _float(value: Any, name: str) -> Any:
             f"call {name}.compute_chunk_sizes() first"
         )
     _checks.check_float_dtype(value.dtype, name)
+    if not value.dtype.isnative:  # '>f8' on a little-endian machine: a native lazy copy
+        value = value.astype(_checks.native(value.dtype))
     return value
 
 

@@ -129,10 +129,12 @@ def main(argv: list[str]) -> int:
                 else parse_ints(args.workspace_limit, "workspace_limit")
             ),
         )
+        # `is not None`: an empty --figure "" is an error, not a figure silently not drawn
+        suffix = None if args.figure is None else Path(args.figure).suffix.lower()
+        if suffix is not None and suffix not in (".png", ".svg", ".pdf"):
+            raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
         if args.worked and not args.figure:
             raise ValueError("--worked adds to the figure: give --figure out.png too")
-        if args.figure and Path(args.figure).suffix.lower() not in (".png", ".svg", ".pdf"):
-            raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
     except (_ArgumentError, ValueError, TypeError) as exc:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2

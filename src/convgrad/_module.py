@@ -23,13 +23,16 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 def float_dtype(dtype: Any) -> np.dtype:
     """np.dtype(dtype) if it is float16, float32 or float64, else TypeError.
 
-    None means float32, PyTorch's default (``np.dtype(None)`` would be float64)."""
+    None means float32, PyTorch's default (``np.dtype(None)`` would be float64). A
+    non-native byte order (``'>f4'``) gives the native dtype (float32)."""
     if dtype is None:
         return np.dtype(np.float32)
     try:
         result = np.dtype(dtype)
     except TypeError:
         result = None
+    if result is not None and not result.isnative:
+        result = result.newbyteorder("=")
     # not ``result in FLOAT_DTYPES``: a dtype compares equal to None (np.dtype(None) is float64)
     if result is None or not any(result == d for d in FLOAT_DTYPES):
         raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
@@ -208,7 +211,7 @@ class Module:
         new = {}
         for key, p in params.items():
             array = np.asarray(state[key])
-            if array.dtype not in FLOAT_DTYPES:
+            if array.dtype.newbyteorder("=") not in FLOAT_DTYPES:  # either byte order
                 raise ValueError(
                     f"parameter {key!r} must be a float array, got dtype {array.dtype}"
                 )

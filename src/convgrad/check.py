@@ -15,6 +15,16 @@ Protocol of ``fn``::
 * returns ``dx`` (N, C, H, W), ``dw`` (K, C // groups, R, S) and ``db`` (K,) (``db`` may be
   None if the layer has no bias; it is then not graded). Anything array-like is accepted.
 * must not write into ``x``, ``weight`` or ``grad_output`` (a case where it does fails).
+* each gradient must be a real floating-point array: a complex, integer or other result
+  fails (its imaginary part is never silently dropped); NaN or inf in it fails too.
+
+Each case calls ``fn`` in a daemon thread of its own. Whatever ``fn`` raises, SystemExit
+(``sys.exit``) included, fails that case; only KeyboardInterrupt is passed on. A case that
+has not returned after ``timeout`` seconds (30 by default) fails as timed out, and grading
+stops there: a Python thread cannot be killed, so the hung call is left running in the
+background until the process exits, and the features after it are reported as not
+graded. Code that holds the GIL (a long loop inside a C extension) delays the timeout
+until it lets go, and ``os._exit`` or a crash of the interpreter itself cannot be caught.
 
 Features, in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
 dilation, groups, combined, tuples. Declare what ``fn`` does not support with
@@ -26,9 +36,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import math
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,21 +167,26 @@ _BATTERY: dict[str, tuple[list[_Case], tuple[str, ...], str]] = {
 FEATURES: tuple[str, ...] = tuple(_BATTERY)
 _GRADS = ("dx", "dw", "db")
 _PRETTY = {"dx": "dX", "dw": "dW", "db": "db"}
+DEFAULT_TIMEOUT = 30.0  # seconds per case
 
 
 @dataclass
 class FeatureResult:
     """Outcome of one feature: status 'pass', 'fail' or 'skip'; max_error: the largest
-    absolute error of dx/dw/db over the cases run (nan where not compared)."""
+    absolute error of dx/dw/db over the cases run (None where never compared, NaN where a
+    result held NaN); unusable: the gradients whose result could not be compared at all,
+    with why ('shape', 'complex', 'dtype', 'type')."""
 
     feature: str
     status: str
     description: str
     cases: int = 0
-    max_error: dict[str, float] = field(default_factory=dict)
+    max_error: dict[str, float | None] = field(default_factory=dict)
+    unusable: dict[str, str] = field(default_factory=dict)
     failing_case: str = ""
     message: str = ""
     hint: str = ""
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -182,6 +200,7 @@ class CheckReport:
 
     results: list[FeatureResult]
     function: str = "fn"
+    timeout: float | None = DEFAULT_TIMEOUT
 
     @property
     def ok(self) -> bool:
@@ -205,9 +224,14 @@ class CheckReport:
                 return r
         raise KeyError(feature)
 
+    @property
+    def timed_out(self) -> list[str]:
+        """The features whose case did not return within the timeout (grading stopped)."""
+        return [r.feature for r in self.results if r.timed_out]
+
     def _rows(self):
         for r in self.results:
-            errs = [_fmt_err(r.max_error.get(g, math.nan)) for g in _GRADS]
+            errs = [r.unusable.get(g) or _fmt_err(r.max_error.get(g)) for g in _GRADS]
             note = r.message if r.status != "pass" else r.description
             yield r, errs, note
 
@@ -218,7 +242,10 @@ class CheckReport:
             )
         if not self.passed and not self.failures:
             return "nothing was checked: every feature was skipped"
-        return f"FAILED: {', '.join(self.failures)}"
+        summary = f"FAILED: {', '.join(self.failures)}"
+        if self.timed_out:
+            summary += f" (timed out in {self.timed_out[0]}: the features after it not graded)"
+        return summary
 
     def __str__(self) -> str:
         head = (
@@ -279,10 +306,22 @@ class CheckReport:
         print(str(self), file=file)
 
 
-def _fmt_err(value: float) -> str:
-    if math.isnan(value):
+def _fmt_err(value: float | None) -> str:
+    """'-' for not compared; 'nan' and 'inf' as such."""
+    if value is None:
         return "-"
-    return "shape" if math.isinf(value) else f"{value:.1e}"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.1e}"
+
+
+def _worse(a: float | None, b: float | None) -> float | None:
+    """The larger error of two, NaN winning and None (not compared) losing."""
+    if a is None or b is None:
+        return b if a is None else a
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return max(a, b)
 
 
 # ---------------------------------------------------------------------------- running
@@ -320,28 +359,115 @@ class _CaseFailure(Exception):
         errors: dict | None = None,
         raised: bool = False,
         written: bool = False,
+        unusable: dict | None = None,
+        timed_out: bool = False,
     ):
         super().__init__(message)
         self.bad = bad
         self.errors = errors or {}
         self.raised = raised  # fn raised: there are no results to give hints about
         self.written = written  # fn wrote into an input array
+        self.unusable = unusable or {}  # gradient -> why its result could not be compared
+        self.timed_out = timed_out  # fn did not return in time
 
 
-def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
+class _TimedOut(Exception):
+    pass
+
+
+class _Raised(Exception):
+    def __init__(self, error: BaseException, text: str):
+        super().__init__(text)
+        self.error = error
+        self.text = text  # 'Name: message' or 'sys.exit(code)', made in the worker thread
+
+
+def _text(exc: BaseException) -> str:
+    """'Name: message' of an exception (``sys.exit(code)`` for SystemExit). Called in the
+    worker thread, where a hostile ``__str__`` can only fail or hang that thread."""
+    try:
+        if isinstance(exc, SystemExit):
+            return f"sys.exit({exc.code!r})"
+        return f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001
+        return f"{type(exc).__name__} (its message cannot be shown)"
+
+
+class _NotAnArray:
+    """In place of a gradient that np.array could not convert: why."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
+    """``call()`` in a daemon thread: its result; _Raised carrying whatever it raised
+    (SystemExit included; a KeyboardInterrupt is re-raised as is); _TimedOut if it has not
+    returned after ``timeout`` seconds (it is then left running: threads cannot be killed)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - sys.exit in graded code is its failure
+            box["text"] = _text(exc)
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="convgrad-check-case", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise _TimedOut
+    if "error" in box:
+        error = box.pop("error")
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        raise _Raised(error, box["text"])
+    return box["value"]
+
+
+def _describe_raised(raised: _Raised) -> str:
+    if isinstance(raised.error, SystemExit):
+        return f"called {raised.text}: a graded function must return its gradients"
+    return f"raised {raised.text}"
+
+
+def _results(got: Any) -> Any:
+    """In the worker thread: fn's return value as three plain ndarray copies (None kept; a
+    _NotAnArray for one that cannot be converted), or a str saying what is wrong. Copies of
+    the base class: an ndarray subclass cannot bring its own arithmetic into the grading,
+    and fn cannot change a result after returning it."""
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        return f"must return (dx, dw, db), got {type(got).__name__}"
+    out: list[Any] = []
+    for value in tuple(got):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(np.array(value, copy=True, subok=False))
+        except Exception as exc:  # noqa: BLE001 - anything that is not an array of numbers
+            out.append(_NotAnArray(_text(exc)))
+    return tuple(out)
+
+
+def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | None = None):
     """Compare fn with convgrad on one case; return errors or raise _CaseFailure."""
     x, w, gy = _arrays(case, rng)
     want = _reference(x, w, gy, case)
     args = [a.copy() for a in (x, w, gy)]
+    options = (case.stride, case.padding, case.dilation, case.groups)
     try:
-        got = fn(*args, case.stride, case.padding, case.dilation, case.groups)
-    except Exception as exc:  # noqa: BLE001 - any error of the user's function is a failure
-        where = _user_frame(exc.__traceback__)
+        got = _in_thread(lambda: _results(fn(*args, *options)), timeout)
+    except _TimedOut:
         raise _CaseFailure(
-            f"raised {type(exc).__name__}: {exc}{where}", _GRADS, raised=True
+            f"timed out: no result after {timeout:g} s", _GRADS, raised=True, timed_out=True
         ) from None
-    if not isinstance(got, (tuple, list)) or len(got) != 3:
-        raise _CaseFailure(f"must return (dx, dw, db), got {type(got).__name__}", _GRADS)
+    except _Raised as raised:  # any error of the user's function is a failure
+        where = _user_frame(raised.error.__traceback__)
+        raise _CaseFailure(f"{_describe_raised(raised)}{where}", _GRADS, raised=True) from None
+    if isinstance(got, str):
+        raise _CaseFailure(got, _GRADS)
     written = [
         name
         for name, before, after in zip(("x", "weight", "grad_output"), (x, w, gy), args)
@@ -354,36 +480,55 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float):
             (),
             written=True,
         )
-    errors, bad, problems = {}, [], []
+    errors, bad, problems, unusable = {}, [], [], {}
     for name, value, ref in zip(_GRADS, got, want):
+        pretty = _PRETTY[name]
         if value is None and name == "db":
-            errors[name] = math.nan
+            continue  # no bias: not graded
+        problem, why = _unusable(pretty, value, ref.shape)
+        if problem:
+            bad.append(name)
+            problems.append(problem)
+            unusable[name] = why
             continue
         tol = rtol
-        try:
-            value = np.asarray(value)
-            if value.dtype.kind == "f" and value.dtype.itemsize <= 4:
-                tol = max(rtol, 1e-4 if value.dtype.itemsize == 4 else 1e-2)  # float32 / float16
-            value = value.astype(np.float64)
-        except (TypeError, ValueError):
-            bad.append(name)
-            problems.append(f"{_PRETTY[name]} is not an array of numbers")
-            continue
-        if value.shape != ref.shape:
-            bad.append(name)
-            errors[name] = math.inf
-            problems.append(f"{_PRETTY[name]} has shape {value.shape}, expected {ref.shape}")
-            continue
+        if value.dtype.itemsize <= 4:
+            tol = max(rtol, 1e-4 if value.dtype.itemsize == 4 else 1e-2)  # float32 / float16
+        value = value.astype(np.float64)
         err = float(np.max(np.abs(value - ref))) if ref.size else 0.0
         errors[name] = err
         if not err <= atol + tol * max(float(np.max(np.abs(ref))), 1.0):
             bad.append(name)
-            problems.append(f"{_PRETTY[name]} wrong")
+            if np.isnan(value).any():
+                problems.append(f"{pretty} holds NaN")
+            elif np.isinf(value).any():
+                problems.append(f"{pretty} holds inf")
+            else:
+                problems.append(f"{pretty} wrong")
     if bad:
         extra = _diagnose(got, x, w, gy, case, bad, rtol, atol)
         msg = "; ".join(problems)
-        raise _CaseFailure(msg + (f" — {extra}" if extra else ""), tuple(bad), errors)
+        raise _CaseFailure(
+            msg + (f" — {extra}" if extra else ""), tuple(bad), errors, unusable=unusable
+        )
     return errors
+
+
+def _unusable(pretty: str, value: Any, shape: tuple) -> tuple[str, str]:
+    """(problem, short reason) when a result cannot be compared at all, else ('', '')."""
+    if isinstance(value, _NotAnArray):
+        return f"{pretty} is not an array of numbers ({value.why})", "type"
+    if value.dtype.kind == "c":
+        return (
+            f"{pretty} is complex ({value.dtype}): return a real array (the .real of an FFT's "
+            "result, once its imaginary part is checked to be ~0)",
+            "complex",
+        )
+    if value.dtype.kind != "f":
+        return f"{pretty} has dtype {value.dtype}, expected a floating-point array", "dtype"
+    if value.shape != shape:
+        return f"{pretty} has shape {value.shape}, expected {shape}", "shape"
+    return "", ""
 
 
 def _user_frame(tb) -> str:
@@ -404,10 +549,9 @@ def _user_frame(tb) -> str:
 
 
 def _close(a, b, rtol, atol) -> bool:
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
         return False
+    a = a.astype(np.float64)
     return a.shape == b.shape and bool(
         np.max(np.abs(a - b), initial=0.0) <= atol + rtol * max(np.max(np.abs(b)), 1.0)
     )
@@ -442,9 +586,15 @@ def _hint(
     history: dict[str, set],
     raised: bool = False,
     written: bool = False,
+    timeout: float | None = None,
 ) -> str:
     """One line per distinct piece of advice; gradients that share one are named together."""
     s, p, d, g = case.stride, case.padding, case.dilation, case.groups
+    if timeout is not None:
+        return (
+            f"fn did not return within {timeout:g} s here: look for a loop that never ends; "
+            f"if fn is only slow, raise the limit: check(fn, timeout=...) or --timeout"
+        )
     if written:
         return (
             "copy an input before changing it in place (x = x.copy()); np.pad returns a new array"
@@ -550,6 +700,7 @@ def check(
     atol: float = 1e-9,
     seed: int = 0,
     stop_on_failure: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> CheckReport:
     """Grade ``fn``, a 2-D convolution backward (protocol in the module docstring).
 
@@ -557,10 +708,13 @@ def check(
     that needs them); ``features``: run only these; ``tuples``: fn accepts (h, w) tuples.
     A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db
     (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
+    ``timeout``: seconds one case may take (None: no limit); a case past it fails as
+    timed out and grading stops (see the module docstring).
     Returns a :class:`CheckReport` (``.ok``, ``.failures``, prints as a table).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    timeout = _timeout(timeout)
     skipped = _declared(unsupported, "unsupported") | _declared(skip, "skip")
     wanted = set(FEATURES) if features is None else _declared(features, "features")
     if not tuples:
@@ -569,6 +723,7 @@ def check(
     results: list[FeatureResult] = []
     history: dict[str, set] = {}
     status: dict[str, str] = {}
+    hung = ""
     for feature, (cases, needs, description) in _BATTERY.items():
         result = FeatureResult(feature, "skip", description)
         results.append(result)
@@ -583,48 +738,74 @@ def check(
             )
         elif missing:
             result.message = f"needs {', '.join(missing)} (skipped)"
+        elif hung:
+            result.message = f"not graded: fn timed out in {hung}"
         else:
-            _run_feature(fn, result, cases, rng, rtol, atol, history)
+            _run_feature(fn, result, cases, rng, rtol, atol, history, timeout)
+            if result.timed_out:  # the hung call still runs: grading more would race it
+                hung = feature
         status[feature] = result.status
         if stop_on_failure and result.status == "fail":
             break
-    return CheckReport(results, function=_name(fn))
+    return CheckReport(results, function=_name(fn), timeout=timeout)
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+    return float(value)
 
 
 def _name(fn) -> str:
-    inner = getattr(fn, "func", None)  # functools.partial
-    if inner is not None and callable(inner):
-        return f"partial({_name(inner)})"
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    try:
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is not None and callable(inner):
+            return f"partial({_name(inner)})"
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        return name if isinstance(name, str) else type(fn).__name__
+    except Exception:  # noqa: BLE001 - a callable whose attributes raise
+        return type(fn).__name__
 
 
-def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> None:
-    errors = {g: 0.0 for g in _GRADS}
+def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, timeout) -> None:
+    errors: dict[str, float | None] = {g: None for g in _GRADS}
     good = set(_GRADS)
     for case in cases:
         result.cases += 1
         try:
-            errs = _run_case(fn, case, rng, rtol, atol)
+            errs = _run_case(fn, case, rng, rtol, atol, timeout)
         except _CaseFailure as failure:
             errs = failure.errors
+            for g, why in failure.unusable.items():
+                result.unusable.setdefault(g, why)
             if result.status != "fail":
                 result.status = "fail"
                 result.failing_case = case.describe()
-                here = [
-                    f"{_PRETTY[g]} {errs[g]:.2g}"
-                    for g in failure.bad
-                    if g in errs and math.isfinite(errs[g])
-                ]
+                here = [f"{_PRETTY[g]} {errs[g]:.2g}" for g in failure.bad if g in errs]
                 if here:
                     result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
+                # a result of the wrong kind is explained by the message, not by the maths
+                maths = [g for g in failure.bad if failure.unusable.get(g, "shape") == "shape"]
                 result.hint = _hint(
-                    result.feature, failure.bad, case, history, failure.raised, failure.written
+                    result.feature,
+                    tuple(maths),
+                    case,
+                    history,
+                    failure.raised,
+                    failure.written,
+                    timeout if failure.timed_out else None,
                 )
             good -= set(failure.bad)
+            if failure.timed_out:
+                result.timed_out = True
+                break
         for g in _GRADS:
-            value = errs.get(g, math.nan)
-            errors[g] = value if math.isnan(value) else max(errors[g], value)
+            errors[g] = _worse(errors[g], errs.get(g))
     if result.status != "fail":
         result.status = "pass"
     result.max_error = errors
@@ -634,27 +815,48 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history) -> 
 # -------------------------------------------------------------------------------- CLI
 
 
-def _load(target: str) -> Callable:
+def _load(target: str, timeout: float | None = DEFAULT_TIMEOUT) -> Callable:
+    """The function named by ``module:function`` or ``path/to/file:function``, imported in
+    a worker thread as the cases are run: an import that raises (SystemExit included) or
+    does not finish within ``timeout`` seconds is a ValueError."""
     if ":" not in target:
         raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
     module_name, _, attr = target.rpartition(":")
-    if module_name.endswith(".py") or "/" in module_name:
-        path = Path(module_name)
+    if not module_name or not attr:
+        raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
+    path = Path(module_name)
+    is_path = module_name.endswith(".py") or "/" in module_name or os.sep in module_name
+    if is_path or path.is_file():  # a file, even one without .py, is read as Python source
         if not path.is_file():
             raise ValueError(f"no such file: {module_name}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
+        loader = importlib.machinery.SourceFileLoader(path.stem or "graded", str(path))
+        spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
         module = importlib.util.module_from_spec(spec)
-        try:
+
+        def do_import():
             spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - report the user's import error in one line
-            raise ValueError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+            return module
+
     else:
         if "" not in sys.path:
             sys.path.insert(0, "")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
+
+        def do_import():
+            return importlib.import_module(module_name)
+
+    try:
+        module = _in_thread(do_import, timeout)
+    except _TimedOut:
+        raise ValueError(
+            f"cannot import {module_name}: it did not finish within {timeout:g} s"
+        ) from None
+    except _Raised as raised:  # report the user's import error in one line
+        exc, why = raised.error, raised.text
+        if isinstance(exc, SystemExit):
+            why = f"it called {raised.text}"
+        elif isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            why += " (a file is given as path/to/file.py:function)"
+        raise ValueError(f"cannot import {module_name}: {why}") from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
@@ -675,8 +877,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cli_main(argv: list[str]) -> int:
-    """``convgrad check module:function``: exit 0 if every checked feature passes, 1 if not,
-    2 on bad usage."""
+    """``convgrad check module:function``: exit 0 if every checked feature passes, 1 if any
+    failed, timed out or nothing could be graded, 2 on bad usage or a target that cannot
+    be imported."""
     parser = _Parser(
         prog="convgrad check",
         description="Grade a 2-D convolution backward fn(x, weight, grad_output, stride, "
@@ -690,13 +893,28 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--tuples", action="store_true", help="fn accepts (h, w) tuples")
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-9)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds one case (and the import) may take; a case past it fails and grading "
+        "stops (default %(default)g)",
+    )
     try:
         args = parser.parse_args(argv)
+        timeout = _timeout(args.timeout)
         skip = [s.strip() for s in args.skip.split(",") if s.strip()]
-        fn = _load(args.target)
+        fn = _load(args.target, timeout)
         only = [s.strip() for s in args.features.split(",") if s.strip()] or None
         report = check(
-            fn, skip=skip, features=only, tuples=args.tuples, rtol=args.rtol, atol=args.atol
+            fn,
+            skip=skip,
+            features=only,
+            tuples=args.tuples,
+            rtol=args.rtol,
+            atol=args.atol,
+            timeout=timeout,
         )
     except (_ArgumentError, ValueError, TypeError, ImportError, SyntaxError) as exc:
         print(f"convgrad check: error: {exc}", file=sys.stderr)

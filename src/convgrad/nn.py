@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,15 +80,17 @@ def _check_grad_shape(grad_y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class ReLU(Module):
-    """y = max(x, 0) elementwise; dE/dx = dE/dy where x > 0."""
+    """y = max(x, 0) elementwise; dE/dx = dE/dy where y > 0 or is NaN. As in PyTorch, NaN
+    stays NaN (forward) and passes its gradient on (backward); -0.0 stays -0.0."""
 
     def __init__(self) -> None:
         self._mask: np.ndarray | None = None
 
     def forward(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
-        self._mask = x > 0
-        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+        # comparisons with NaN are False: NaN is neither zeroed nor blocked
+        self._mask = ~(x <= 0)
+        return np.where(x < 0, 0, x).astype(x.dtype, copy=False)
 
     def backward(self, grad_y: Any) -> np.ndarray:
         _needs_forward(self, self._mask)
@@ -99,8 +103,10 @@ class ReLU(Module):
 
 class MaxPool2d(Module):
     """2-d max pooling: x (N, C, H, W) or (C, H, W) -> (N, C, H', W'),
-    H' = (H + 2*padding - kernel) // stride + 1. The gradient goes to the first maximum of
-    each window (as in PyTorch); overlapping windows add up."""
+    H' = (H + 2*padding - kernel) // stride + 1. As in PyTorch: a window holding NaN gives
+    NaN, and its gradient goes to its last NaN; otherwise the gradient goes to the first
+    maximum of the window (never to padding, even when the maximum is -inf); overlapping
+    windows add up."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         from ._spec import int_tuple
@@ -131,11 +137,9 @@ class MaxPool2d(Module):
         if ph or pw:
             fill = -np.inf if xb.dtype.kind == "f" else np.iinfo(xb.dtype).min
             xb = np.pad(xb, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-        windows = np.lib.stride_tricks.sliding_window_view(xb, (kh, kw), axis=(2, 3))
-        windows = windows[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kh, kw)
-        ho, wo = windows.shape[2:4]
-        flat = windows.reshape(n, c, ho, wo, kh * kw)
-        arg = flat.argmax(axis=-1)
+        flat = self._windows(xb)  # (N, C, Ho, Wo, kh*kw)
+        ho, wo = flat.shape[2:4]
+        arg = self._argmax(flat, h, w)
         y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
         # flat index of each maximum in the padded (N, C, Hp, Wp) input
         hp, wp = xb.shape[2:]
@@ -144,6 +148,31 @@ class MaxPool2d(Module):
         base = (np.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
         self._saved = (base + rows * wp + cols, (n, c, hp, wp), x.shape, y.shape, batched)
         return y if batched else y[0]
+
+    def _windows(self, array: np.ndarray) -> np.ndarray:
+        """(N, C, Hp, Wp) -> every pooling window, flattened: (N, C, Ho, Wo, kh*kw)."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        windows = np.lib.stride_tricks.sliding_window_view(array, (kh, kw), axis=(2, 3))
+        windows = windows[:, :, ::sh, ::sw]
+        return windows.reshape(*windows.shape[:4], kh * kw)
+
+    def _argmax(self, flat: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Index in its window of each output, chosen as PyTorch does: the last NaN of a
+        window holding NaN, else the first maximum that is not padding."""
+        (ph, pw), size = self.padding, flat.shape[-1]
+        top = flat.max(axis=-1, keepdims=True)  # NaN where the window holds NaN
+        if ph or pw:  # the padding fill (-inf) must lose ties with an input's -inf
+            inside = np.zeros((1, 1, h + 2 * ph, w + 2 * pw), dtype=bool)
+            inside[..., ph : ph + h, pw : pw + w] = True
+            arg = ((flat == top) & self._windows(inside)[0, 0]).argmax(axis=-1)
+        else:
+            arg = flat.argmax(axis=-1)  # the first maximum
+        if flat.dtype.kind == "f":
+            has_nan = np.isnan(top[..., 0])
+            if has_nan.any():
+                last_nan = size - 1 - np.isnan(flat[has_nan])[:, ::-1].argmax(axis=-1)
+                arg[has_nan] = last_nan
+        return arg
 
     def backward(self, grad_y: Any) -> np.ndarray:
         _needs_forward(self, self._saved)
@@ -257,17 +286,20 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(logits) (N, K) against integer labels (N,).
 
     Returns (loss, dloss/dlogits) with dloss/dlogits = (softmax(logits) - onehot) / N.
+    As in PyTorch, a row holding NaN or +inf makes the loss and that row's gradient NaN,
+    and a label whose logit is -inf makes the loss +inf (without warnings).
     """
     logits = np.asarray(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, classes), got {logits.shape}")
     labels = _labels(labels, logits)
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_p = shifted - log_z
-    loss = float(-log_p[np.arange(n), labels].mean())
-    grad = np.exp(log_p)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in PyTorch
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_p = shifted - log_z
+        loss = float(-log_p[np.arange(n), labels].mean())
+        grad = np.exp(log_p)
     grad[np.arange(n), labels] -= 1
     return loss, (grad / n).astype(logits.dtype, copy=False)
 
@@ -444,35 +476,63 @@ class Adam(_Optimizer):
 def save(model: Module, path: str | os.PathLike) -> str:
     """Write every parameter of ``model`` to an uncompressed ``.npz`` archive (no pickle).
     Keys are the parameter names (``'0.weight'`` ...). As with ``np.savez``, ``.npz`` is
-    appended to a path without it; returns the path written."""
-    path = os.fspath(path)
+    appended to a path without it; returns the path written. A path without a file name
+    ('' or ending in a separator) raises ValueError rather than writing a hidden '.npz'."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        name = None
+    if not isinstance(name, str):
+        raise TypeError(f"path must be a str or os.PathLike naming a file, got {path!r}")
+    path = name
+    if not os.path.basename(path):
+        raise ValueError(f"path must name a file (e.g. 'model.npz'), got {path!r}")
     if not path.endswith(".npz"):
         path += ".npz"
     np.savez(path, **model.state_dict())
     return path
 
 
+# what reading a damaged file raises, besides ValueError: an empty or truncated file, a
+# broken zip directory, a bad CRC, a damaged deflate stream
+_UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def load(model: Module, path: str | os.PathLike) -> None:
     """Load parameters saved by :func:`save` into ``model``, with ``allow_pickle=False``.
 
-    A file that is not an ``.npz`` archive, holds a pickled (object) array, misses a key,
-    has an unexpected one or a wrong shape raises ValueError naming the key; the model
-    is then left unchanged.
+    A file that is not an ``.npz`` archive (empty, truncated, corrupt or of another kind)
+    raises ValueError naming the file; one that holds a pickled (object) array, misses a
+    key, has an unexpected one or a wrong shape raises ValueError naming the key; the
+    model is then left unchanged. A missing file raises FileNotFoundError.
     """
+    name = os.fspath(path)
     try:
         archive = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a parameter archive: {exc}") from exc
+    except _UNREADABLE as exc:
+        raise ValueError(
+            f"{name!r} is not a parameter archive (empty, truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{os.fspath(path)!r} must be an .npz archive of named arrays")
+        raise ValueError(f"{name!r} must be an .npz archive of named arrays")
     state = {}
     with archive:
         for key in archive.files:
             try:
                 state[key] = archive[key]
             except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise ValueError(
+                        f"parameter {key!r} in {name!r} cannot be read (corrupt archive?): {exc}"
+                    ) from exc
                 raise ValueError(
-                    f"parameter {key!r} in {os.fspath(path)!r} is a pickled object array; "
+                    f"parameter {key!r} in {name!r} is a pickled object array; "
                     f"refusing to load it (allow_pickle=False)"
+                ) from exc
+            except _UNREADABLE as exc:
+                raise ValueError(
+                    f"parameter {key!r} in {name!r} cannot be read (truncated or corrupt "
+                    f"archive?): {type(exc).__name__}: {exc}"
                 ) from exc
     model.load_state_dict(state)

@@ -141,22 +141,40 @@ def max_difference(a: nn.Module, b: nn.Module) -> float:
     return float(np.abs(va - vb).max() / np.abs(vb).max())
 
 
+def _positive(kind: type, text: str) -> Any:
+    """``kind(text)`` if it is a finite number > 0, else an argparse error (which names
+    the option: 'argument --shards: must be a positive integer, got '0'')."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):
+        noun = "integer" if kind is int else "number"
+        raise argparse.ArgumentTypeError(f"must be a positive {noun}, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    return _positive(int, text)
+
+
+def _rate(text: str) -> float:
+    return _positive(float, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="convgrad train-digits-dask", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps (%(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam peak lr (%(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (%(default)s)")
-    parser.add_argument("--shards", type=int, default=None, help="per batch (= workers)")
+    parser.add_argument("--steps", type=_count, default=60, help="optimizer steps (%(default)s)")
+    parser.add_argument("--batch-size", type=_count, default=64, help="default %(default)s")
+    parser.add_argument("--lr", type=_rate, default=3e-3, help="Adam peak lr (%(default)s)")
+    parser.add_argument("--workers", type=_count, default=2, help="worker processes (%(default)s)")
+    parser.add_argument("--shards", type=_count, default=None, help="per batch (= workers)")
     parser.add_argument("--seed", type=int, default=0, help="default %(default)s")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--no-check", action="store_true", help="skip the single-process run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    for name in ("steps", "batch_size", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     shards = args.shards or args.workers
     # the optional packages it needs, before any work
     _require_dask_array()
