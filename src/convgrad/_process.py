@@ -38,7 +38,6 @@ import functools
 import os
 import sys
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -109,12 +108,6 @@ class BlasLimit:
 
 # ----------------------------------------------------------------------------- jobs
 
-# OpenBLAS's workers spin for about 0.1 s after a threaded call, and jobs that call BLAS
-# started meanwhile run at half speed (two jobs of small GEMMs: 3.1 -> 6.4 ms): after
-# convgrad's own threaded BLAS (``JobPool.threaded_blas_used``), BLAS jobs run one after
-# another on the calling thread with threaded BLAS until this long has passed
-SPIN_S = 0.15
-
 
 class JobPool:
     """convgrad's one parallel runtime: ``CORES`` threads that run one call's independent
@@ -128,7 +121,7 @@ class JobPool:
     def _reset(self):
         self._lock = threading.Lock()
         self._executor = None
-        self.last_threaded_blas = -1.0
+        self._simulated: tuple[int, list[int]] | None = None  # see ``simulate``
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -149,22 +142,34 @@ class JobPool:
         """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
         more than the BLAS threads the caller allows (so a caller's
         ``threadpool_limits(1)``, e.g. a dask worker's, keeps convgrad on its thread)."""
+        if self._simulated is not None:
+            return max(1, min(jobs, self._simulated[0]))
         if jobs <= 1 or CORES <= 1 or self.in_pool():
             return 1
         return max(1, min(jobs, CORES, blas_threads()))
 
-    def threaded_blas_used(self) -> None:
-        """Note that this call just ran threaded BLAS (its workers now spin for a while)."""
-        self.last_threaded_blas = time.monotonic()
+    @contextlib.contextmanager
+    def simulate(self, cores: int):
+        """Form jobs as on a machine with ``cores`` cores (BLAS's threads aside), run them
+        on the calling thread, and collect each call's job count in the yielded list (for
+        benchmarks: how the same code would split the work on a larger machine). Not for
+        use while other threads call convgrad."""
+        counts: list[int] = []
+        self._simulated = (cores, counts)
+        try:
+            yield counts
+        finally:
+            self._simulated = None
 
     def run(self, job: Callable, args: Sequence, *, blas: bool = True) -> list:
         """``[job(a) for a in args]``, one job per thread (the calling thread runs the
-        first). ``blas``: the jobs call BLAS, which is then single-threaded while they run;
-        such jobs stay on the calling thread, BLAS untouched, when convgrad ran threaded
-        BLAS less than SPIN_S ago. One job, or a call from a pool thread, runs here."""
-        if len(args) <= 1 or self.in_pool():
-            return [job(a) for a in args]
-        if blas and time.monotonic() - self.last_threaded_blas < SPIN_S:
+        first). ``blas``: the jobs call BLAS, which is then single-threaded while they run
+        (convgrad never runs threaded BLAS itself: a job started while BLAS's own workers
+        spin after a threaded call runs at half speed). One job, or a call from a pool
+        thread, runs here, BLAS untouched."""
+        if self._simulated is not None:
+            self._simulated[1].append(len(args))
+        if len(args) <= 1 or self.in_pool() or self._simulated is not None:
             return [job(a) for a in args]
         limit = self._blas if blas else _NoLimit
         with limit:

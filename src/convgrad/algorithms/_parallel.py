@@ -19,9 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .._process import CORES, jobs
+from .._process import CORES, jobs, split_range
 
-__all__ = ["CORES", "batch_chunks", "cores_for", "run_jobs", "threaded_blas_used", "workers"]
+__all__ = [
+    "CORES",
+    "batch_chunks",
+    "box_slices",
+    "cores_for",
+    "run_jobs",
+    "workers",
+]
 
 
 def workers(count: int) -> int:
@@ -36,14 +43,24 @@ def cores_for(units: int) -> float:
     return units / -(-units // CORES)
 
 
-def threaded_blas_used() -> None:
-    """Note that this call just ran threaded BLAS (its workers now spin for a while)."""
-    jobs.threaded_blas_used()
-
-
 def run_jobs(job: Callable, args: Sequence) -> list:
     """``[job(a) for a in args]``, jobs that call BLAS, on the pool (``JobPool.run``)."""
     return jobs.run(job, args, blas=True)
+
+
+PARALLEL_FLOPS = 4e6  # below this, handing work to the pool (~50 us) costs more than it saves
+
+
+def box_slices(sizes: Sequence[int], jobs: int) -> list[tuple[slice, ...]]:
+    """At most ``jobs`` boxes of slices covering ``sizes``, cut along the first axis with
+    at least ``jobs`` entries (else the longest): one contiguous box per job."""
+    axis = next((i for i, n in enumerate(sizes) if n >= jobs), None)
+    if axis is None:
+        axis = max(range(len(sizes)), key=lambda i: sizes[i])
+    return [
+        tuple(slice(lo, hi) if i == axis else slice(None) for i in range(len(sizes)))
+        for lo, hi in split_range(sizes[axis], jobs)
+    ]
 
 
 def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = None):

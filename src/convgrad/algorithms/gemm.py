@@ -111,23 +111,35 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     lhs, rhs = lhs.astype(dtype, copy=False), rhs.astype(dtype, copy=False)
     result = np.empty((g, b, o, length), dtype=dtype)
-    if _pointwise(rhs.shape, corr):  # one threaded matmul (no copies to spread)
-        np.matmul(rhs.reshape(g, 1, o, c), lhs.reshape(g, b, c, length), out=result)
-        _parallel.threaded_blas_used()
+    flops = 2.0 * g * b * o * c * taps * length
+    jobs = _parallel.workers(g * b * length) if flops >= _parallel.PARALLEL_FLOPS else 1
+    if _pointwise(rhs.shape, corr):  # matmuls over boxes of (G, B, L), one per job
+        lhs_, rhs_ = lhs.reshape(g, b, c, length), rhs.reshape(g, 1, o, c)
+
+        def pointwise(box):
+            gs, bs, ls = box
+            np.matmul(rhs_[gs], lhs_[gs, bs, :, ls], out=result[gs, bs, :, ls])
+
+        _parallel.run_jobs(pointwise, _parallel.box_slices((g, b, length), jobs))
         return result.reshape(g, b, o, *out_spatial)
 
     if _one_window(lhs.shape, rhs.shape, corr):  # sum_c lhs[g, :, c] @ rhs[g, :, c]^T
         flat_lhs = lhs.reshape(g, b, c, taps).swapaxes(1, 2)  # (G, C, B, K): views if
         flat_rhs = rhs.reshape(g, o, c, taps).transpose(0, 2, 3, 1)  # contiguous per c
-        step = _one_window_chunk(lhs.shape, rhs.shape, dtype.itemsize, workspace_limit)
         total = result.reshape(g, b, o)
-        for c0 in range(0, c, step):
-            part = np.matmul(flat_lhs[:, c0 : c0 + step], flat_rhs[:, c0 : c0 + step])
-            if c0 == 0:
-                part.sum(axis=1, out=total)
-            else:
-                total += part.sum(axis=1)
-        _parallel.threaded_blas_used()
+        boxes = _parallel.box_slices((g, b), _parallel.workers(g * b) if jobs > 1 else 1)
+        step = _one_window_chunk(lhs.shape, rhs.shape, dtype.itemsize, workspace_limit)
+
+        def one_window(box):  # the jobs' (G, c, B, O) products share the limit
+            gs, bs = box
+            for c0 in range(0, c, step):
+                part = np.matmul(flat_lhs[gs, c0 : c0 + step, bs], flat_rhs[gs, c0 : c0 + step])
+                if c0 == 0:
+                    part.sum(axis=1, out=total[gs, bs])
+                else:
+                    total[gs, bs] += part.sum(axis=1)
+
+        _parallel.run_jobs(one_window, boxes)
         return result.reshape(g, b, o, *out_spatial)
     isz = dtype.itemsize
     padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))

@@ -20,11 +20,12 @@ building its padded planes from the caller's arrays in place.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 
-from .._process import CORES
+from .._process import CORES, split_range
 from .._rules import Correlation
 from . import _blas, _parallel
 from ._common import (
@@ -195,6 +196,23 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     return out.astype(dtype, copy=False).reshape(g, b, o, *out_spatial)
 
 
+def _products(operands, gn, g0, npos, first_c, positions):
+    """The BLAS products of output positions ``range(*positions)`` for groups g0..g0+gn,
+    block by block of the contraction (each block in cache for all the positions)."""
+    flat_lhs, grid, acc, shifts, b, o, row, depth, block = operands
+    for gi in range(gn):
+        for k0 in range(0, depth, block):
+            kn = min(block, depth - k0)
+            beta = 0.0 if first_c and k0 == 0 else 1.0
+            for i in range(*positions):
+                _blas.gemm(
+                    flat_lhs, gi * b * row + shifts[i] + k0, row,
+                    grid, gi * o * row + k0, row,
+                    acc, ((g0 + gi) * npos + i) * b * o, o,
+                    b, o, kn, beta, trans_b=True,
+                )  # fmt: skip
+
+
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     out = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])  # weight-gradient shaped
@@ -287,20 +305,17 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                 depth = (m - 1) * plane + last  # contraction length
                 # contraction in cache-sized blocks: all output positions reuse a block
                 block = max(256, L2_BYTES // 2 // ((b + o) * isz))
-                for gi in range(gn):
-                    for k0 in range(0, depth, block):
-                        kn = min(block, depth - k0)
-                        beta = 0.0 if c0 == 0 and k0 == 0 else 1.0
-                        for i, shift in enumerate(part_shifts):
-                            _blas.gemm(
-                                flat_lhs, gi * b * row + shift + k0, row,
-                                grid, gi * o * row + k0, row,
-                                acc, ((g0 + gi) * npos + i) * b * o, o,
-                                b, o, kn, beta, trans_b=True,
-                            )  # fmt: skip
+
+                # one job per core over the output positions (each writes its own)
+                flops = 2.0 * gn * npos * b * o * depth
+                jobs = _parallel.workers(npos) if flops >= _parallel.PARALLEL_FLOPS else 1
+                operands = (flat_lhs, grid, acc, part_shifts, b, o, row, depth, block)
+                _parallel.run_jobs(
+                    functools.partial(_products, operands, gn, g0, npos, c0 == 0),
+                    split_range(npos, jobs),
+                )
         done = acc[: g * npos * b * o].reshape(g, npos, b, o)
         np.copyto(result[..., i0 : i0 + npos], done.transpose(0, 2, 3, 1), casting="unsafe")
-        _parallel.threaded_blas_used()
     if not np.isfinite(result).all():  # grid zeros may have met inf/NaN: redo exactly
         from . import gemm
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._process import split_range
 from .._rules import Correlation
 from . import _parallel
 from ._common import compute_dtype, laid_out, result_dtype, scratch
@@ -210,20 +211,23 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     units = [
         (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
     ]
-    jobs = _parallel.workers(len(units)) if _in_jobs(c, o, compute.itemsize) else 1
     result = np.empty((g, b, o, *out), dtype=dtype)
-    _parallel.run_jobs(
-        lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine),
-        [units[j::jobs] for j in range(jobs)],
-    )
-    if jobs == 1:
-        _parallel.threaded_blas_used()
+    if _in_jobs(c, o, compute.itemsize):  # bands in jobs
+        jobs = _parallel.workers(len(units))
+        _parallel.run_jobs(
+            lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine, 1),
+            [units[j::jobs] for j in range(jobs)],
+        )
+    else:  # bands in turn, each band's 16 products split over the jobs
+        _run_bands(lhs, u, corr, result, (rows, images), units, _parallel.workers(16))
     return result
 
 
-def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
+def _run_bands(lhs, u, corr: Correlation, result, band, units, product_jobs) -> None:
     """result[gi, b0 : b0 + images, :, 2*t0 : 2*(t0 + rows)] for each (gi, b0, t0) of
-    ``units``, on this thread's own workspaces; u (16, G, C, O)."""
+    ``units``, on this thread's own workspaces; u (16, G, C, O). The 16 products of a
+    band run as ``product_jobs`` jobs (large transformed filters: the transforms are
+    cheap beside them)."""
     b, c, (h, w) = lhs.shape[1], lhs.shape[2], lhs.shape[3:]
     o, (oh, ow) = result.shape[2], result.shape[3:]
     rows, images = band
@@ -253,7 +257,13 @@ def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
         v = _planes(v_buf, k * n * tw, c)
         to_v(p, v, n, tw)
         m = _planes(m_buf, k * n * tw, o)
-        np.matmul(v, u[:, gi], out=m)
+        if product_jobs > 1:
+            _parallel.run_jobs(
+                lambda planes, v=v, m=m, gi=gi: np.matmul(v[planes], u[planes, gi], out=m[planes]),
+                [slice(lo, hi) for lo, hi in split_range(16, product_jobs)],
+            )
+        else:
+            np.matmul(v, u[:, gi], out=m)
         y = y_buf[: 4 * k * n * tw * o].reshape(k, 2 * n, 2 * tw, o)
         to_y(m, y, n, tw)
         rows_out = min(oh - 2 * t0, 2 * n)
