@@ -101,3 +101,27 @@ def test_public_functions_through_every_algorithm(name, options):
         return
     for got, want in ((y, y_ref), (gx, gx_ref), (gw, gw_ref)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_the_cost_model_takes_the_thread_count():
+    """Work spreads over as many threads as it has jobs: a one-job count costs the same on
+    one thread and on two, one with many jobs half as much on two."""
+    one_job = _plan.Counts(gemm_flops=1e9, gemm_min_dim=64, bytes=1e6, calls=10, jobs=1)
+    many = _plan.Counts(gemm_flops=1e9, gemm_min_dim=64, bytes=1e6, calls=10, jobs=64)
+    assert _plan.seconds(one_job, threads=1) == pytest.approx(_plan.seconds(one_job, threads=2))
+    calls = 10 * _plan.MACHINE["CALL_S"]
+    assert _plan.seconds(many, threads=1) - calls == pytest.approx(
+        2 * (_plan.seconds(many, threads=2) - calls)
+    )
+    # a single image through a dense layer: im2col's jobs are images, the compiled loop's
+    # are bands of rows; with more threads only the latter gets faster
+    corr = Correlation((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    shapes = ((1, 1, 4, 32, 32), (1, 4, 4, 3, 3), corr, 4)
+    est1, est2 = _plan.estimates(*shapes, threads=1), _plan.estimates(*shapes, threads=2)
+    assert est1["gemm"] == pytest.approx(est2["gemm"])
+    assert est2["direct"] < est1["direct"]
+    for threads in (1, 2, 8):
+        assert (
+            _plan.choose(*shapes, threads=threads)
+            == min(_plan.estimates(*shapes, threads=threads).items(), key=lambda kv: kv[1])[0]
+        )

@@ -47,23 +47,29 @@ class Counts:
     gemm_flops: float = 0.0
     gemm_min_dim: int = 1 << 30
     fft_flops: float = 0.0
-    loop_flops: float = 0.0  # flops of compiled elementwise loops (vectorised, 2 threads)
+    loop_flops: float = 0.0  # flops of compiled elementwise loops (vectorised)
     bytes: float = 0.0
     calls: int = 0
+    jobs: int = 1 << 30  # independent jobs the work splits into (the cores it can use)
 
 
-def seconds(counts: Counts, machine: dict | None = None) -> float:
-    """Estimated run time of ``counts`` on ``machine`` (default MACHINE)."""
+MACHINE_THREADS = 2  # the thread count MACHINE's rates were fitted with
+
+
+def seconds(counts: Counts, machine: dict | None = None, threads: int = MACHINE_THREADS) -> float:
+    """Estimated run time of ``counts`` on ``machine`` (default MACHINE) with ``threads``
+    threads: the work, at MACHINE's rates, spread over as many of them as it has jobs."""
     m = MACHINE if machine is None else machine
     dim = counts.gemm_min_dim
     rate = m["GEMM_FLOPS"] * dim / (dim + m["GEMM_HALF_DIM"])
-    return (
+    work = (
         counts.gemm_flops / rate
         + counts.fft_flops / m["FFT_FLOPS"]
         + counts.loop_flops / m["LOOP_FLOPS"]
         + counts.bytes / m["BYTES_PER_S"]
-        + counts.calls * m["CALL_S"]
     )
+    busy = max(1, min(threads, counts.jobs))
+    return work * MACHINE_THREADS / busy + counts.calls * m["CALL_S"]
 
 
 # ------------------------------------------------------------------ workspace limit
@@ -94,23 +100,34 @@ def candidates(lhs_shape, rhs_shape, corr: Correlation) -> list[str]:
     return [name for name, impl in REGISTRY.items() if impl.supports(lhs_shape, rhs_shape, corr)]
 
 
-def estimates(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> dict[str, float]:
-    """{algorithm: estimated seconds} for every algorithm that supports the correlation."""
+def threads_in_force() -> int:
+    """Threads a call here would use: one per core, as many as BLAS allows now."""
+    return _process.jobs.workers(_process.CORES)
+
+
+def estimates(
+    lhs_shape, rhs_shape, corr: Correlation, itemsize: int, threads: int | None = None
+) -> dict[str, float]:
+    """{algorithm: estimated seconds} for every algorithm that supports the correlation,
+    with ``threads`` threads (default: those in force)."""
+    threads = threads_in_force() if threads is None else threads
     return {
-        name: seconds(REGISTRY[name].counts(lhs_shape, rhs_shape, corr, itemsize))
+        name: seconds(REGISTRY[name].counts(lhs_shape, rhs_shape, corr, itemsize), threads=threads)
         for name in candidates(lhs_shape, rhs_shape, corr)
     }
 
 
 @functools.lru_cache(maxsize=4096)
-def _choose(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int) -> str:
-    est = estimates(lhs_shape, rhs_shape, corr, itemsize)
+def _choose(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int, threads: int):
+    est = estimates(lhs_shape, rhs_shape, corr, itemsize, threads)
     return min(est, key=est.get)
 
 
-def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
-    """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised)."""
-    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize))
+def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, threads: int | None = None):
+    """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised), for
+    ``threads`` threads (default: those in force; the choice may differ per count)."""
+    threads = threads_in_force() if threads is None else int(threads)
+    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads)
 
 
 def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:
@@ -125,7 +142,7 @@ def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
     winner = _process.autotune_cache.get(key)
     if winner is not None:
         return winner, None
-    est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize)
+    est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize, None)
     best_est = min(est.values())
     best, best_time, best_result = None, float("inf"), None
     for name in sorted(est, key=est.get):

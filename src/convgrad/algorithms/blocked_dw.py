@@ -86,6 +86,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         min(m, o, BLOCK),
         bytes=(planes + columns) / _parallel.cores_for(g * c),  # each job copies its own
         calls=4 * blocks + (8 if phases > 1 else 6) * g * c + 10,
+        jobs=g * c,
     )
 
 

@@ -88,9 +88,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     flops = 2.0 * g * b * o * c * taps * length
     if _pointwise(rhs_shape, corr):
-        return Counts(flops, min(o, c, length), calls=3)
+        return Counts(flops, min(o, c, length), calls=3, jobs=max(g, b, length))
     if _one_window(lhs_shape, rhs_shape, corr):  # one matmul per lhs channel, no copies
-        return Counts(flops, min(o, b, taps), calls=3 + c // 4)
+        return Counts(flops, min(o, b, taps), calls=3 + c // 4, jobs=max(g, b))
     padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
     moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
     chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
@@ -98,7 +98,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
     # (layout B, the weight gradients' long kernels: measured no faster in jobs, e.g. the
     # stem's dW 24 -> 26 ms, so the copy still counts whole)
-    return Counts(flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks)
+    return Counts(flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks, jobs=g * b)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

@@ -115,9 +115,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     if merged:  # the kw-shift copy, and kw times fewer calls
         moved += g * b * c * kw * grid * 2 * itemsize
     moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
-    return Counts(
-        flops, min(o, c, b * padded), bytes=moved, calls=g * (taps // kw if merged else taps) + 10
-    )
+    calls = g * (taps // kw if merged else taps) + 10
+    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=calls, jobs=g * b)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

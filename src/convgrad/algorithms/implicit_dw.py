@@ -241,9 +241,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     operands = g * outs * c * (b + o) * plane * itemsize
     moved += operands // 4 if b * o < 64 else operands
     if b * o <= SMALL:  # compiled dot products (two loads per multiply-add): half the rate
-        return Counts(loop_flops=2 * flops, bytes=g * c * (b + o) * plane * 2 * itemsize)
+        moved = g * c * (b + o) * plane * 2 * itemsize
+        return Counts(loop_flops=2 * flops, bytes=moved, jobs=g * b * o)
     blocks = -(-c * plane * (b + o) * itemsize // (L2_BYTES // 2))
-    return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10)
+    return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10, jobs=outs)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

@@ -83,7 +83,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
     moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
-    return Counts(flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases))
+    return Counts(
+        flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases), jobs=g * b
+    )
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:

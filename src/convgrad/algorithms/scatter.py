@@ -47,7 +47,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     out = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * itemsize
     flops = 2.0 * g * b * o * c * taps * length
     moved = (4 * z + out) / _parallel.cores_for(b)  # each job scatters its own images
-    return Counts(flops, min(o * taps, c, length), bytes=moved, calls=2 * taps + 8)
+    return Counts(flops, min(o * taps, c, length), bytes=moved, calls=2 * taps + 8, jobs=b)
 
 
 def _tap_slices(tap, lhs_spatial, out_spatial, corr: Correlation):

@@ -103,7 +103,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved += g * tiles * 16 * (c + o) * itemsize  # the transforms, within the cache
     bands = g * -(-b // images) * -(-th // rows)
     moved /= _parallel.cores_for(bands)
-    return Counts(flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10)
+    jobs = bands if _in_jobs(c, o, itemsize) else 16  # bands, or a band's 16 products
+    return Counts(
+        flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10, jobs=jobs
+    )
 
 
 @lazy_kernel
