@@ -35,9 +35,9 @@ GY = np.zeros((2, 6, 6, 6))
         (lambda: cg.conv(X, W, groups=2, padding=-1), ValueError, "padding must be >= 0"),
         (lambda: cg.conv(X, W, groups=2, padding=((1, -1), 0)), ValueError, "padding must be >= 0"),
         (
-            lambda: cg.conv(X, W, groups=2, padding="full"),
+            lambda: cg.conv(X, W, groups=2, padding="causal"),
             ValueError,
-            "padding must be 'valid', 'same'",
+            "padding must be 'valid', 'same', 'full'",
         ),
         (
             lambda: cg.conv(X, W, groups=2, padding=(1, 2, 3)),

@@ -122,8 +122,10 @@ def _padding_pairs(
                 total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
                 pairs.append((total // 2, total - total // 2))
             return tuple(pairs)
+        if padding == "full":  # every overlap of x and the dilated kernel: d*(k-1) per side
+            return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation))
         raise ValueError(
-            f"padding must be 'valid', 'same', an int or per-dim values, got {padding!r}"
+            f"padding must be 'valid', 'same', 'full', an int or per-dim values, got {padding!r}"
         )
     if _is_int(padding):
         p = int(padding)
@@ -150,8 +152,8 @@ def _padding_pairs(
             pairs.append(pair)
         return tuple(pairs)
     raise TypeError(
-        f"padding must be an int, a sequence of ints or (low, high) pairs, 'valid' or 'same', "
-        f"got {padding!r}"
+        "padding must be an int, a sequence of ints or (low, high) pairs, 'valid', 'same' or "
+        f"'full', got {padding!r}"
     )
 
 
