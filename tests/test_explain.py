@@ -196,7 +196,7 @@ def test_printing_plain_and_rich():
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
-        (((5, 100, 100), (10, 4, 5, 5)), {}, "weight.shape[1]"),
+        (((5, 100, 100), (10, 4, 5, 5)), {}, "to have 4 channels"),
         (((5, 100, 100), (10, 5, 5, 5)), {"padding": "causal"}, "padding"),
         (((5, 4, 4), (10, 5, 5, 5)), {}, "output would be empty"),
         (((5, 10, 10), (10, 5, 3, 3)), {"groups": 2}, "divisible by groups"),

@@ -230,9 +230,11 @@ def conv_spec(
     if k_out % groups:
         raise ValueError(f"weight out channels ({k_out}) must be divisible by groups ({groups})")
     if c_per_group * groups != c:
+        named = input_name if input_name.endswith("_shape") else f"{input_name} of shape"
         raise ValueError(
-            f"weight.shape[1] must be {input_name} channels / groups = {c} / {groups} = "
-            f"{c // groups}, got {c_per_group}"
+            f"expected {named} {input_shape} to have {c_per_group * groups} "
+            f"channels (weight.shape[1] * groups = {c_per_group} * {groups}), but got {c} "
+            "channels instead"
         )
     stride = int_tuple(stride, nd, "stride", 1)
     dilation = int_tuple(dilation, nd, "dilation", 1)
@@ -300,8 +302,9 @@ def transpose_spec(
     groups = _check_groups(groups)
     if weight_shape[0] != c:
         raise ValueError(
-            f"weight.shape[0] must equal input channels ({c}) for a transposed convolution "
-            f"(weight is (in, out/groups, *kernel)), got {weight_shape[0]}"
+            f"expected input of shape {input_shape} to have {weight_shape[0]} channels "
+            "(weight.shape[0]: a transposed convolution's weight is (in, out/groups, *kernel)), "
+            f"but got {c} channels instead"
         )
     if c % groups:
         raise ValueError(f"input channels ({c}) must be divisible by groups ({groups})")
