@@ -270,6 +270,19 @@ def test_report_renders_with_rich():
     assert text.splitlines()[1].startswith("finding 1 (groups, combined): dX and dW equal the")
 
 
+def test_plain_report_wraps_its_prose_to_the_width_and_keeps_the_table():
+    report = check(functools.partial(hand.conv_style_backward, no_flip=True))
+    buf = io.StringIO()
+    report.print(buf, width=70)  # not a terminal: plain text
+    lines = buf.getvalue().splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("feature "))
+    assert head > 2 and all(len(line) <= 70 for line in lines[:head])  # the finding, wrapped
+    assert lines[2].startswith("    ")  # continuation lines indented
+    rows = [line for line in lines if line.startswith("basic ")]
+    assert rows == [line for line in str(report).splitlines() if line.startswith("basic ")]
+    assert buf.getvalue().split() == str(report).split()  # no word lost
+
+
 # ------------------------------------------------------------------------------- CLI
 
 

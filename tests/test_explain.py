@@ -184,8 +184,13 @@ def test_stride_remainder_is_pointed_out():
 def test_printing_plain_and_rich():
     report = explain((2, 3, 8), (4, 3, 3), stride=2, padding=1)
     buf = io.StringIO()
-    report.print(buf)  # not a terminal: plain text
+    report.print(buf, width=1000)  # not a terminal: plain text
     assert buf.getvalue() == str(report)
+    buf = io.StringIO()
+    report.print(buf, width=60)  # prose wrapped to the width, no word lost or cut
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= 60 and len(lines) > len(str(report).splitlines())
+    assert buf.getvalue().split() == str(report).split()
     rich = pytest.importorskip("rich.console")
     console = rich.Console(file=io.StringIO(), width=120, record=True)
     console.print(report)

@@ -310,18 +310,32 @@ class CheckReport:
         return summary
 
     def __str__(self) -> str:
+        return self.format()
+
+    def format(self, width: int | None = None) -> str:
+        """The report as plain text; with ``width``, its prose (findings, hints, summary)
+        is wrapped to that many columns (table rows are left whole)."""
+        from ._wrap import wrap_line
+
+        def prose(line: str, indent: int | None = None) -> list[str]:
+            return [line] if width is None else wrap_line(line, width, indent)
+
         head = (
             f"{'feature':<17} {'result':<6} {'max|ΔdX|':>9} {'max|ΔdW|':>9} {'max|Δdb|':>9}  note"
         )
-        lines = [f"check of {self.function}", *self._lead(), head, "-" * len(head)]
+        lines = [f"check of {self.function}"]
+        for line in self._lead():
+            lines += prose(line, 4)
+        lines += [head, "-" * len(head)]
         for r, errs, note in self._rows():
             lines.append(
                 f"{r.feature:<17} {r.status.upper():<6} {errs[0]:>9} {errs[1]:>9} "
                 f"{errs[2]:>9}  {note}"
             )
             for kind, text in self._details(r):
-                lines.append(f"{'':<17} {kind}{':' if kind == 'hint' else ''} {text}")
-        lines.append(self._summary())
+                label = f"{kind}:" if kind == "hint" else kind
+                lines += prose(f"{'':<17} {label} {text}", 18 + len(label) + 1)
+        lines += prose(self._summary(), 8)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -385,8 +399,11 @@ class CheckReport:
         summary = Text(self._summary(), style="bold green" if self.ok else "bold red")
         return Group(head, table, summary)
 
-    def print(self, file=None) -> None:
-        """Print as a rich table in a terminal (if rich is installed), else plain text."""
+    def print(self, file=None, width: int | None = None) -> None:
+        """Print as a rich table in a terminal (if rich is installed), else plain text with
+        its prose wrapped to ``width`` columns (default: the terminal's width)."""
+        from ._wrap import terminal_width
+
         file = sys.stdout if file is None else file
         if getattr(file, "isatty", lambda: False)():
             try:
@@ -394,9 +411,9 @@ class CheckReport:
             except ImportError:  # pragma: no cover
                 pass
             else:
-                Console(file=file).print(self)
+                Console(file=file, width=width).print(self)
                 return
-        print(str(self), file=file)
+        print(self.format(terminal_width() if width is None else width), file=file)
 
 
 def _fmt_err(value: float | None) -> str:
