@@ -122,17 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         namespace, rest = parser.parse_known_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return _exit_code(exc)
+    except SystemExit as exc:  # convgrad's own --help or --version (already printed)
+        return exc.code if isinstance(exc.code, int) else 0
     return _run(namespace.command, rest)
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """The status of a ``sys.exit`` (argparse's --help, a usage error) as main's result."""
-    if exc.code is None or isinstance(exc.code, int):
-        return exc.code or 0
-    print(exc.code, file=sys.stderr)  # sys.exit("message") prints it and means status 1
-    return 1
 
 
 def _run(command: str, argv: list[str]) -> int:
@@ -143,10 +135,9 @@ def _run(command: str, argv: list[str]) -> int:
     def function(args: list[str]):
         return getattr(importlib.import_module(module_name), function_name)(args)
 
-    try:
-        return run_command(function, argv)
-    except SystemExit as exc:  # a command's own argparse: --help, or a usage error
-        return _exit_code(exc)
+    # a command's own argparse exits (SystemExit) for its --help and usage errors, as a
+    # command run on its own does
+    return run_command(function, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
