@@ -236,6 +236,8 @@ def test_wrong_shapes_and_return_values():
     report = check(transposed_dw)
     assert report.failures[0] == "channels"
     assert "dW has shape (3, 4, 3, 3), expected (4, 3, 3, 3)" in report["channels"].message
+    assert [f.cause for f in report.findings] == ["kc_swapped"]
+    assert "dW has its first two axes swapped" in report.findings[0].advice
 
     report = check(lambda *args: None)
     assert report.failures[0] == "basic" and "must return (dx, dw, db)" in report["basic"].message

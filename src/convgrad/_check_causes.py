@@ -153,20 +153,14 @@ def _shape_causes(got, want, case, shapes_bad) -> dict[str, tuple[list[str], str
         elif grad == "dw" and len(shape) == 4 and shape == (right[1], right[0], *right[2:]):
             cause = "kc_swapped"
         elif grad == "dx" and len(shape) == 4 and shape[:2] == right[:2]:
-            spec = conv_spec(
-                right, (case.k, case.c // case.groups, *case.rs), case.stride, case.padding,
-                case.dilation, case.groups,
-            )  # fmt: skip
+            weight = (case.k, case.c // case.groups, *case.rs)
+            options = (case.stride, case.padding, case.dilation, case.groups)
+            spec = conv_spec(right, weight, *options)
             rems = [
-                size + lo + hi - ((out - 1) * s + d * (k - 1) + 1)
-                for size, (lo, hi), out, s, d, k in zip(
-                    spec.in_spatial,
-                    spec.pads,
-                    spec.out_spatial,
-                    spec.stride,
-                    spec.dilation,
-                    spec.kernel,
-                )  # fmt: skip
+                size + lo + hi - ((out - 1) * s + ke)
+                for size, (lo, hi), out, s, ke in zip(
+                    spec.in_spatial, spec.pads, spec.out_spatial, spec.stride, spec.effective_kernel
+                )
             ]
             short = [r - m for r, m in zip(right[2:], shape[2:])]
             if shape[2:] != right[2:] and all(0 <= d <= r for d, r in zip(short, rems)):

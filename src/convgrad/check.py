@@ -277,8 +277,8 @@ class CheckReport:
         lines = [("at", r.failing_case)] if r.failing_case else []
         numbers = [i for i, f in enumerate(self.findings, 1) if r.feature in f.features]
         if numbers:
-            lines.append(("see", f"finding{'s' if len(numbers) > 1 else ''} "
-                          f"{', '.join(map(str, numbers))} above"))  # fmt: skip
+            plural = "s" if len(numbers) > 1 else ""
+            lines.append(("see", f"finding{plural} {', '.join(map(str, numbers))} above"))
         lines += [("hint", hint) for hint in r.hint.splitlines()]
         return lines
 
