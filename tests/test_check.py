@@ -30,51 +30,178 @@ def test_correct_implementations_pass(fn):
     assert all(feature in text for feature in FEATURES) and "OK" in text
 
 
-# (implementation, first failing feature, every failing feature, words in message/hint)
+# (implementation, every failing feature, the cause recognised, words of its advice)
 WRONG = {
     "no stride in backward": (
         functools.partial(hand.scatter_backward, ignore_stride=True),
         ["stride", "stride_remainder", "combined"],
-        "right at stride 1 but not at stride 2",
+        "stride_ignored",
+        "dX and dW equal the result with the stride ignored",
     ),
     "no flip in dX": (
         functools.partial(hand.conv_style_backward, no_flip=True),
         [f for f in FEATURES if f != "tuples"],
         "unflipped",
+        "dX equals the result with unflipped filters",
     ),
     "groups ignored": (
         functools.partial(hand.scatter_backward, ignore_groups=True),
         ["groups", "combined"],
-        "groups=2",
+        "groups_first",
+        "every group reading the first group's channels: with groups=2",
     ),
     "off-by-one padding": (
         functools.partial(hand.conv_style_backward, pad_off_by_one=True),
         ["padding", "combined"],
-        "padding p=1",
+        "padding_shift",
+        "dX equals the right result shifted by one pixel",
     ),
     "dW not summed over the batch": (
         functools.partial(hand.scatter_backward, overwrite_batch=True),
         ["batch", "combined"],
-        "sum over the batch",
+        "batch_one",
+        "dW equals one sample's gradient: sum over the batch",
     ),
     "stride remainder dropped": (
         functools.partial(hand.conv_style_backward, no_remainder=True),
         ["stride_remainder", "combined"],
+        "remainder_dropped",
         "X's full shape",
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(WRONG))
-def test_wrong_implementations_name_the_feature(name):
-    fn, failing, words = WRONG[name]
+def test_wrong_implementations_get_one_finding_for_their_one_mistake(name):
+    fn, failing, cause, words = WRONG[name]
     report = check(fn)
     assert not report.ok
     assert report.failures == failing, str(report)
-    first = report[failing[0]]
-    assert first.status == "fail" and first.hint and first.failing_case
-    assert words in first.message + " " + first.hint, str(report)
-    assert "FAILED" in str(report)
+    assert [f.cause for f in report.findings] == [cause], str(report)
+    finding = report.findings[0]
+    assert finding.features == failing and words in finding.advice, finding
+    for feature in failing:  # each failing feature points at the finding, with no own hint
+        result = report[feature]
+        assert result.failing_case and list(result.causes) == [cause]
+        assert result.hint == "", result.hint
+    text = str(report)
+    assert text.count(finding.advice) == 1 and "hint:" not in text, text
+    assert text.splitlines()[1] == f"finding 1 ({', '.join(failing)}): {finding.advice}"
+    assert text.count("see finding 1 above") == len(failing)
+    assert "FAILED" in text
+
+
+def test_an_unflipped_kernel_is_one_finding_not_one_hint_per_feature():
+    report = check(functools.partial(hand.conv_style_backward, no_flip=True))
+    assert len(report.failures) == 10 and len(report.findings) == 1
+    text = str(report)
+    assert text.count("unflipped") == 1
+    # none of the per-feature advice that has nothing to do with the flip
+    for unrelated in ("H/W", "spread out by the stride", "with padding p=", "groups="):
+        assert unrelated not in text, unrelated
+
+
+def _transposed_kernel(x, w, gy, stride, padding, dilation, groups):
+    """Planted mistake: dX from the filters with rows and columns exchanged."""
+    dx, _, _ = hand.scatter_backward(
+        x, w.swapaxes(2, 3).copy(), gy, stride, padding, dilation, groups
+    )
+    _, dw, db = hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+    return dx, dw, db
+
+
+def _hw_swapped(x, w, gy, *options):
+    """Planted mistake: dX comes back (W, H) when the image is not square."""
+    dx, dw, db = hand.scatter_backward(x, w, gy, *options)
+    return (dx.swapaxes(2, 3) if x.shape[2] != x.shape[3] else dx), dw, db
+
+
+def _batch_mean(x, w, gy, *options):
+    """Planted mistake: dW and db averaged over the batch."""
+    dx, dw, db = hand.scatter_backward(x, w, gy, *options)
+    return dx, dw / len(x), db / len(x)
+
+
+@pytest.mark.parametrize(
+    "fn, features, cause, words",
+    [
+        (_transposed_kernel, ["basic", "channels", "batch"], "kernel_transposed", "dX equals"),
+        (_hw_swapped, ["basic", "channels", "non_square"], "hw_swapped", "(1, 2, 9, 6)"),
+        (_batch_mean, ["basic", "channels", "batch"], "batch_mean", "dW and db equal the batch"),
+    ],
+)
+def test_more_classic_mistakes_are_recognised(fn, features, cause, words):
+    report = check(fn, features=features)
+    assert [f.cause for f in report.findings] == [cause], str(report)
+    assert words in report.findings[0].advice
+    assert report.findings[0].features == report.failures
+
+
+def test_unrecognised_failures_keep_their_feature_hints():
+    def doubled_dw(*args):
+        dx, dw, db = hand.scatter_backward(*args)
+        return dx, 2 * dw, db
+
+    report = check(doubled_dw, features=["basic"])
+    assert report.findings == [] and report["basic"].causes == {}
+    assert "dE/dF = X ⋆ dE/dO" in report["basic"].hint and "hint:" in str(report)
+
+
+def _three_arguments(x, w, gy):
+    return hand.scatter_backward(x, w, gy, 1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("fn", [_three_arguments, functools.partial(_three_arguments, 1), getattr])
+def test_a_wrong_signature_is_reported_once_before_any_feature(fn):
+    report = check(fn)
+    assert not report.ok and report.signature and report.failures == []
+    assert report.findings == [] and report.passed == []
+    assert all(r.status == "skip" for r in report.results)
+    text = str(report)
+    lines = text.splitlines()
+    assert lines[1].startswith("fn cannot be called as check calls it: ")
+    assert text.count(report.signature) == 1
+    assert "declare it" not in text and "hint:" not in text
+    assert lines[-1] == (
+        "FAILED: fn cannot be called as fn(x, weight, grad_output, stride, padding, dilation, "
+        "groups)"
+    )
+    if fn is _three_arguments:  # read from the signature, before any call
+        assert "_three_arguments(x, w, gy): too many positional arguments" in report.signature
+    if fn is getattr:  # no readable signature: the TypeError of the first call
+        assert "TypeError: getattr expected at most 3 arguments" in report.signature
+
+
+def test_a_type_error_inside_fn_is_a_failure_not_a_signature_problem():
+    def raises_inside(x, w, gy, stride, padding, dilation, groups):
+        if stride != 1:
+            return len(5)  # a TypeError raised by fn's own code
+        return hand.scatter_backward(x, w, gy, stride, padding, dilation, groups)
+
+    report = check(raises_inside, features=["basic", "channels", "stride"])
+    assert report.signature == "" and report.failures == ["stride"]
+    assert "TypeError: object of type 'int' has no len()" in report["stride"].message
+
+
+def test_the_report_shows_its_table_in_a_repl_ipython_and_jupyter():
+    report = check(functools.partial(hand.conv_style_backward, no_flip=True))
+    assert repr(report) == str(report)
+
+    class Printer:  # IPython's pretty printer, reduced to what _repr_pretty_ uses
+        def __init__(self):
+            self.out = []
+
+        def text(self, value):
+            self.out.append(value)
+
+    printer = Printer()
+    report._repr_pretty_(printer, cycle=False)
+    assert printer.out == [str(report)]
+    page = report._repr_html_()
+    assert page.startswith("<div>") and page.count("<tr>") == 1 + len(FEATURES)
+    assert "dX equals the result with unflipped filters" in page
+    assert "<b>FAIL</b>" in page and "partial(conv_style_backward)" in page
+    assert "rotate F by 180°" in page and "&lt;" not in page.replace("<", "")
 
 
 def test_only_the_broken_gradient_is_blamed():
@@ -109,6 +236,8 @@ def test_wrong_shapes_and_return_values():
     report = check(transposed_dw)
     assert report.failures[0] == "channels"
     assert "dW has shape (3, 4, 3, 3), expected (4, 3, 3, 3)" in report["channels"].message
+    assert [f.cause for f in report.findings] == ["kc_swapped"]
+    assert "dW has its first two axes swapped" in report.findings[0].advice
 
     report = check(lambda *args: None)
     assert report.failures[0] == "basic" and "must return (dx, dw, db)" in report["basic"].message
@@ -139,7 +268,21 @@ def test_report_renders_with_rich():
     console = rich.Console(file=io.StringIO(), width=160, record=True)
     console.print(report)
     text = console.export_text()
-    assert "groups" in text and "FAIL" in text and "hint" in text
+    assert "groups" in text and "FAIL" in text and "see finding 1 above" in text
+    assert text.splitlines()[1].startswith("finding 1 (groups, combined): dX and dW equal the")
+
+
+def test_plain_report_wraps_its_prose_to_the_width_and_keeps_the_table():
+    report = check(functools.partial(hand.conv_style_backward, no_flip=True))
+    buf = io.StringIO()
+    report.print(buf, width=70)  # not a terminal: plain text
+    lines = buf.getvalue().splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("feature "))
+    assert head > 2 and all(len(line) <= 70 for line in lines[:head])  # the finding, wrapped
+    assert lines[2].startswith("    ")  # continuation lines indented
+    rows = [line for line in lines if line.startswith("basic ")]
+    assert rows == [line for line in str(report).splitlines() if line.startswith("basic ")]
+    assert buf.getvalue().split() == str(report).split()  # no word lost
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -221,6 +364,35 @@ def test_gradcheck_catches_a_wrong_gradient():
         gradcheck(fn, x, w, backward=unflipped)
     result = gradcheck(fn, x, w, backward=unflipped, raise_exception=False)
     assert not result.ok and result.worst[0] == 0 and result.max_error[1] < 1e-6
+
+
+def test_gradcheck_says_how_many_elements_were_checked_and_how_many_failed():
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 1, 5, 5)), rng.standard_normal((1, 1, 3, 3))
+    fn, backward = _conv_pair(stride=1, padding=0)
+
+    def one_wrong_tap(g, x, w):
+        dx, dw = backward(g, x, w)
+        dw = dw.copy()
+        dw[0, 0, 1, 1] += 1.0  # exactly one element of 25 + 9 is wrong
+        return dx, dw
+
+    result = gradcheck(fn, x, w, backward=one_wrong_tap, raise_exception=False)
+    assert (result.checked, result.failed) == (34, 1) and not result.ok
+    assert str(result).startswith("gradcheck FAILED: 1 of 34 elements checked disagree; worst:")
+    with pytest.raises(GradcheckError, match="FAILED: 1 of 34 elements checked disagree"):
+        gradcheck(fn, x, w, backward=one_wrong_tap)
+    good = gradcheck(fn, x, w, backward=backward)
+    assert good.failed == 0 and str(good).startswith("gradcheck OK: all 34 elements checked agree")
+
+    def nan_dx(g, x, w):
+        dx, dw = backward(g, x, w)
+        dx = dx.copy()
+        dx[0, 0, 0, 0] = np.nan
+        return dx, dw
+
+    result = gradcheck(fn, x, w, backward=nan_dx, raise_exception=False)
+    assert not result.ok and result.failed == 1 and result.worst[1] == (0, 0, 0, 0)
 
 
 def test_gradcheck_any_function_and_fn_backward():
@@ -527,6 +699,24 @@ def test_cli_refuses_what_cannot_be_graded_in_one_line(tmp_path):
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert words in proc.stderr, proc.stderr
+
+
+def test_cli_imports_a_file_with_its_folder_on_the_path(tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "helpers.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "import _backwards as hand\n"
+        "backward = hand.scatter_backward\n"
+    )
+    (folder / "mine.py").write_text("from helpers import backward\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for target in (f"{folder / 'mine.py'}:backward", "../work/mine.py:backward"):
+        proc = _run(target, "--features", "basic", cwd=elsewhere)
+        assert proc.returncode == 0, (target, proc.stdout, proc.stderr)
+        assert "OK" in proc.stdout
 
 
 def test_cli_reads_a_file_without_py_suffix(tmp_path):

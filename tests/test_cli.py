@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 HEAVY = (
     "matplotlib",
@@ -52,3 +55,74 @@ def test_no_arguments_separates_explain_from_demo(capsys):
     out = capsys.readouterr().out
     explain_part, _, demo_part = out.partition("\n== convgrad demo ==\n")
     assert "== Cost ==" in explain_part and "origin layer" in demo_part and "OK" in demo_part
+
+
+# ------------------------------------------------------------- argparse, --version
+
+
+def test_version_is_the_packages():
+    import convgrad
+
+    result = _run("-m", "convgrad", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"convgrad {convgrad.__version__}\n"
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with open(pyproject, "rb") as fh:
+        assert tomllib.load(fh)["project"]["version"] == convgrad.__version__
+
+
+def test_version_falls_back_to_the_package_without_metadata(monkeypatch, capsys):
+    import importlib.metadata
+
+    import convgrad
+    from convgrad import cli
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.setattr(convgrad, "__version__", "9.9.9")
+    assert cli.version() == "9.9.9"
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == "convgrad 9.9.9\n"
+
+
+def test_help_lists_every_command_and_imports_none_of_them():
+    from convgrad.cli import COMMANDS
+
+    code = (
+        "import sys\n"
+        "from convgrad import cli\n"
+        "assert cli.main(['--help']) == 0\n"
+        "lazy = ('convgrad._demo', 'convgrad._explain_cli', 'convgrad.examples.digits',\n"
+        "        'convgrad.examples.digits_dask')\n"
+        "print('loaded:', [m for m in lazy if m in sys.modules])\n"
+    )
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("loaded: []")
+    for name in COMMANDS:
+        assert f"    {name}" in result.stdout
+    assert "options without a command go to convgrad explain" in " ".join(result.stdout.split())
+
+
+def test_commands_get_their_own_arguments_and_options_go_to_explain(capsys):
+    from convgrad import cli
+
+    with pytest.raises(SystemExit) as exit_:  # the command's own argparse, as before
+        cli.main(["explain", "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: convgrad explain")
+    assert cli.main(["--input", "2x6x6", "--weight", "3x2x3x3", "--padding", "full"]) == 0
+    assert "O 3×8×8" in capsys.readouterr().out
+    assert cli.main(["explain", "--input", "2x6x6", "--nonsense"]) == 2
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
+    assert cli.main(["-h"]) == 0 and "commands:" in capsys.readouterr().out
+
+
+def test_unknown_command_names_the_choices():
+    result = _run("-m", "convgrad", "expalin")
+    assert result.returncode == 2
+    assert "unknown command 'expalin' (choose from explain, check, demo" in result.stderr
+    assert result.stderr.startswith("usage: convgrad")

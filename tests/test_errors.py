@@ -19,7 +19,12 @@ GY = np.zeros((2, 6, 6, 6))
         (lambda: cg.conv(X, W[0]), ValueError, "x must have 3 dims"),
         (lambda: cg.conv(X, np.zeros((6,))), ValueError, "weight must have 3, 4 or 5 dims"),
         (lambda: cg.conv(X, np.zeros((2, 4, 8, 8, 3, 3, 3))), ValueError, "weight must have"),
-        (lambda: cg.conv(X, W), ValueError, "weight.shape[1] must be"),
+        (
+            lambda: cg.conv(X, W),
+            ValueError,
+            "expected x of shape (2, 4, 8, 8) to have 2 channels (weight.shape[1] * groups = "
+            "2 * 1), but got 4 channels instead",
+        ),
         (lambda: cg.conv(X, W, groups=3), ValueError, "divisible by groups"),
         (lambda: cg.conv(X, np.zeros((5, 2, 3, 3)), groups=2), ValueError, "out channels (5)"),
         (lambda: cg.conv(X, W, groups=0), ValueError, "groups"),
@@ -35,9 +40,9 @@ GY = np.zeros((2, 6, 6, 6))
         (lambda: cg.conv(X, W, groups=2, padding=-1), ValueError, "padding must be >= 0"),
         (lambda: cg.conv(X, W, groups=2, padding=((1, -1), 0)), ValueError, "padding must be >= 0"),
         (
-            lambda: cg.conv(X, W, groups=2, padding="full"),
+            lambda: cg.conv(X, W, groups=2, padding="causal"),
             ValueError,
-            "padding must be 'valid', 'same'",
+            "padding must be 'valid', 'same', 'full'",
         ),
         (
             lambda: cg.conv(X, W, groups=2, padding=(1, 2, 3)),
@@ -102,7 +107,7 @@ GY = np.zeros((2, 6, 6, 6))
         (
             lambda: cg.conv_weight_grad(X, GY, (6, 4, 3, 3), groups=2),
             ValueError,
-            "weight.shape[1] must be",
+            "expected x of shape (2, 4, 8, 8) to have 8 channels",
         ),
         (
             lambda: cg.conv_weight_grad(X, GY, (6, 2, 0, 3), groups=2),
@@ -137,7 +142,7 @@ GY = np.zeros((2, 6, 6, 6))
         (
             lambda: cg.conv_transpose(X, W),
             ValueError,
-            "weight.shape[0] must equal input channels (4)",
+            "expected input of shape (2, 4, 8, 8) to have 6 channels (weight.shape[0]",
         ),
         (
             lambda: cg.conv_transpose(X, np.zeros((4, 3, 3, 3)), stride=2, output_padding=2),

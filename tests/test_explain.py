@@ -29,6 +29,7 @@ CONV_CASES = [
     ((2, 4, 6, 7), (4, 1, 3, 3), {"groups": 4, "padding": "valid", "stride": 3}),
     ((1, 2, 5, 6, 7), (3, 2, 2, 3, 2), {"stride": (1, 2, 3), "padding": 1}),
     ((2, 4, 6, 5), (4, 2, 3, 2), {"groups": 2, "padding": "same", "padding_mode": "circular"}),
+    ((2, 2, 6, 5), (3, 2, 3, 2), {"padding": "full", "stride": 2, "dilation": (2, 1)}),
 ]
 
 TRANSPOSED_CASES = [
@@ -183,8 +184,13 @@ def test_stride_remainder_is_pointed_out():
 def test_printing_plain_and_rich():
     report = explain((2, 3, 8), (4, 3, 3), stride=2, padding=1)
     buf = io.StringIO()
-    report.print(buf)  # not a terminal: plain text
+    report.print(buf, width=1000)  # not a terminal: plain text
     assert buf.getvalue() == str(report)
+    buf = io.StringIO()
+    report.print(buf, width=60)  # prose wrapped to the width, no word lost or cut
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= 60 and len(lines) > len(str(report).splitlines())
+    assert buf.getvalue().split() == str(report).split()
     rich = pytest.importorskip("rich.console")
     console = rich.Console(file=io.StringIO(), width=120, record=True)
     console.print(report)
@@ -195,8 +201,8 @@ def test_printing_plain_and_rich():
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
-        (((5, 100, 100), (10, 4, 5, 5)), {}, "weight.shape[1]"),
-        (((5, 100, 100), (10, 5, 5, 5)), {"padding": "full"}, "padding"),
+        (((5, 100, 100), (10, 4, 5, 5)), {}, "to have 4 channels"),
+        (((5, 100, 100), (10, 5, 5, 5)), {"padding": "causal"}, "padding"),
         (((5, 4, 4), (10, 5, 5, 5)), {}, "output would be empty"),
         (((5, 10, 10), (10, 5, 3, 3)), {"groups": 2}, "divisible by groups"),
         (((2, 4, 9), (4, 2, 3)), {"transposed": True, "padding_mode": "reflect"}, "padding_mode"),
@@ -214,6 +220,7 @@ def test_parsers():
     assert parse_padding("1,2") == (1, 2)
     assert parse_padding("1:2,0:1") == ((1, 2), (0, 1))
     assert parse_padding("same") == "same"
+    assert parse_padding("full") == "full"
     with pytest.raises(ValueError):
         parse_shape("5xax3")
 

@@ -20,6 +20,23 @@ from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, Co
 
 __version__ = "0.1.0"
 
+# submodules reached as attributes (``convgrad.nn.Conv2d``), imported on first use so that
+# ``import convgrad`` stays light
+_LAZY_SUBMODULES = ("nn", "reference", "layers", "functional")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
     "Conv1d",
     "Conv2d",

@@ -52,10 +52,13 @@ def main(argv: list[str]) -> int:
         ("dE/dX = full(dE/dO, flip F)", grad_x.shape, np.abs(grad_x - ref_x[0]).max()),
         ("dE/db = sum dE/dO", grad_b.shape, np.abs(grad_b - ref_b).max()),
     ]
-    print(
+    from ._wrap import terminal_width, wrap_line
+
+    head = (
         f"origin layer, {args.dtype}: forward + backward in {warm * 1e3:.1f} ms "
         f"(the first call, cold: {cold * 1e3:.0f} ms, loading or compiling kernels)"
     )
+    print("\n".join(wrap_line(head, terminal_width(), indent=2)))
     for name, shape, err in rows:
         diff = "" if err is None else f"max |diff| vs reference = {err:.2e}"
         print(f"  {name:<30} {'x'.join(map(str, shape)):<12} {diff}")

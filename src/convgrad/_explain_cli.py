@@ -38,8 +38,8 @@ def parse_ints(text: str, name: str) -> int | tuple[int, ...]:
 
 
 def parse_padding(text: str):
-    """'same' | 'valid' | '1' | '1,2' | '1:2,0:1' (low:high per dim)."""
-    if text in ("same", "valid"):
+    """'same' | 'valid' | 'full' | '1' | '1,2' | '1:2,0:1' (low:high per dim)."""
+    if text in ("same", "valid", "full"):
         return text
     items = []
     for part in text.split(","):
@@ -51,7 +51,7 @@ def parse_padding(text: str):
                 items.append(int(part))
         except ValueError:
             raise ValueError(
-                f"padding must be same, valid, an int, ints per dim (1,2) or low:high pairs "
+                f"padding must be same, valid, full, an int, ints per dim (1,2) or low:high pairs "
                 f"(1:2,0:1), got {text!r}"
             ) from None
     if len(items) == 1 and isinstance(items[0], int):
@@ -78,7 +78,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--stride", default="1", help="int or per dim, e.g. 2 or 2,1")
     parser.add_argument(
-        "--padding", default="0", help="int, per dim (1,2), low:high pairs (1:2,0:1), same or valid"
+        "--padding",
+        default="0",
+        help="int, per dim (1,2), low:high pairs (1:2,0:1), same, valid or full",
     )
     parser.add_argument("--dilation", default="1", help="int or per dim")
     parser.add_argument("--groups", default="1", help="int")

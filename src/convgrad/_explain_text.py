@@ -79,6 +79,15 @@ def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad
                 f"− {size}, 0) = {lo + hi} -> low {lo}, high {hi}"
             )
         return lines
+    if isinstance(padding, str) and padding == "full":
+        lines = [
+            "padding 'full': d·(k−1) zeros on both sides of every dim, so every overlap of X "
+            "with the dilated kernel is an output (SciPy's correlate(mode='full')); "
+            "at stride 1, out = in + d·(k−1)"
+        ]
+        for n, k, d, (lo, hi) in zip(names, spec.kernel, spec.dilation, spec.pads):
+            lines.append(f"  {n}: {d}·({k}−1) = {lo} -> low {lo}, high {hi}")
+        return lines
     desc = "'valid' (no padding)" if padding == "valid" else repr(padding)
     lines = [f"padding {desc} -> (low, high) per dim: {_pad_text(spec.pads)}"]
     if spec.padding_mode != "zeros":

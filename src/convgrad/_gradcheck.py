@@ -16,21 +16,28 @@ class GradcheckError(AssertionError):
 @dataclass
 class GradcheckResult:
     """ok; max_error[i]: largest |analytic − numeric| for array i (nan if not checked);
-    worst: (array index, element index, analytic, numeric) of the worst element."""
+    worst: (array index, element index, analytic, numeric) of the worst element;
+    checked: how many elements were compared; failed: how many of them were beyond the
+    tolerance."""
 
     ok: bool
     max_error: list[float]
     worst: tuple[int, tuple[int, ...], float, float] | None
     checked: int
+    failed: int = 0
 
     def __str__(self) -> str:
         if self.worst is None:
             return "gradcheck: nothing checked"
         i, idx, a, n = self.worst
-        state = "OK" if self.ok else "FAILED"
+        counts = (
+            f"all {self.checked} elements checked agree"
+            if self.ok
+            else f"{self.failed} of {self.checked} elements checked disagree"
+        )
         return (
-            f"gradcheck {state}: {self.checked} elements; worst: array {i} at {idx}: "
-            f"analytic {a:.6g}, numeric {n:.6g} (|diff| {abs(a - n):.2g})"
+            f"gradcheck {'OK' if self.ok else 'FAILED'}: {counts}; worst: array {i} at "
+            f"{idx}: analytic {a:.6g}, numeric {n:.6g} (|diff| {abs(a - n):.2g})"
         )
 
 
@@ -82,7 +89,7 @@ def gradcheck(
     def energy(values) -> float:
         return float(np.sum(g * np.asarray(fn(*values), dtype=np.float64)))
 
-    max_error, worst, worst_ratio, checked = [], None, -1.0, 0
+    max_error, worst, worst_ratio, checked, failed = [], None, -1.0, 0, 0
     for i, (x, grad) in enumerate(zip(xs, grads)):
         if grad is None:
             max_error.append(math.nan)
@@ -106,13 +113,16 @@ def gradcheck(
             analytic = float(grad[idx])
             diff = abs(analytic - numeric)
             ratio = diff / (atol + rtol * abs(numeric))
+            if math.isnan(ratio):  # a NaN gradient (or energy) is the worst there is
+                ratio = diff = math.inf
             biggest = max(biggest, diff)
             checked += 1
+            failed += ratio > 1.0
             if ratio > worst_ratio:
                 worst_ratio = ratio
                 worst = (i, tuple(int(v) for v in idx), analytic, numeric)
         max_error.append(biggest)
-    result = GradcheckResult(worst_ratio <= 1.0, max_error, worst, checked)
+    result = GradcheckResult(failed == 0, max_error, worst, checked, failed)
     if not result.ok and raise_exception:
         message = str(result)
         if y_raw.dtype.kind == "f" and y_raw.dtype.itemsize < 8:

@@ -7,13 +7,19 @@ parameter gradients to ``*_grad`` (they accumulate across calls until ``zero_gra
 A module that keeps the caller's input array (not a copy) for ``backward`` also keeps its
 :func:`fingerprint`, and ``backward`` refuses an input changed in place since
 (:func:`check_unchanged`). Nothing here imports more than NumPy and ``zlib``.
+
+As in PyTorch, a module has a ``training`` flag set by ``train()``/``eval()`` (for the
+module and all its children), iterators ``children()``, ``named_children()``,
+``modules()`` and ``named_modules()``, parameters named by their path
+(``'0.weight'``), ``load_state_dict(state, strict=True)`` and a repr listing its options
+and children.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -149,10 +155,34 @@ class Parameter:
         return f"Parameter({type(self.module).__name__}.{self.name}, shape={self.value.shape})"
 
 
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns: the model's parameters the state did
+    not hold, and the state's keys the model does not have (both empty when all match)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return (
+            f"IncompatibleKeys(missing_keys={self.missing_keys!r}, "
+            f"unexpected_keys={self.unexpected_keys!r})"
+        )
+
+
+def _indent(text: str, spaces: int) -> str:
+    """Every line of ``text`` but the first indented by ``spaces`` (PyTorch's nesting)."""
+    first, *rest = text.split("\n")
+    return "\n".join([first, *(" " * spaces + line for line in rest)])
+
+
 class Module:
-    """Base class: ``__call__`` = ``forward``; parameters named in ``_param_names``."""
+    """Base class: ``__call__`` = ``forward``; parameters named in ``_param_names``;
+    children are the attributes holding modules (``Sequential``: its items)."""
 
     _param_names: tuple[str, ...] = ()
+    training: bool = True  # a class default: subclasses need not call __init__
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
@@ -163,13 +193,66 @@ class Module:
     def backward(self, grad_y: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -------------------------------------------------------------------- modules
+
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        """(name, module) for each direct child: the public attributes holding a Module."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module) and not name.startswith("_"):
+                yield name, value
+
+    def children(self) -> Iterator[Any]:
+        """Each direct child module."""
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, memo: set | None = None, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """(path, module) for this module (path ``''``) and every module below it, depth
+        first (``'0'``, ``'1.conv'``); a module reached twice is listed once."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, child in self.named_children():
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, Module):
+                yield from child.named_modules(memo, path)
+            elif id(child) not in memo:
+                memo.add(id(child))
+                yield path, child
+
+    def modules(self) -> Iterator[Any]:
+        """This module and every module below it, each once."""
+        for _, module in self.named_modules():
+            yield module
+
+    def train(self, mode: bool = True) -> Module:
+        """Set ``training`` to ``mode`` here and in every child; returns the module."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"mode must be True or False, got {mode!r}")
+        self.training = bool(mode)
+        for child in self.children():
+            if hasattr(child, "train"):
+                child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        """``train(False)``; returns the module."""
+        return self.train(False)
+
     # ------------------------------------------------------------------ parameters
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        """(name, handle) for each parameter that is not None, e.g. ``('weight', ...)``."""
+        """(name, handle) for each parameter that is not None, e.g. ``('weight', ...)``, then
+        those of the children, prefixed by the child's name (``'0.weight'``)."""
         for name in self._param_names:
             if getattr(self, name, None) is not None:
                 yield name, Parameter(self, name)
+        for child_name, child in self.named_children():
+            if isinstance(child, Module):
+                for name, p in child.named_parameters():
+                    yield f"{child_name}.{name}", p
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -189,27 +272,55 @@ class Module:
         dtype = getattr(self, name).dtype
         setattr(self, name + "_grad", (current + grad).astype(dtype, copy=False))
 
+    # ----------------------------------------------------------------------- repr
+
+    def extra_repr(self) -> str:
+        """The options shown between the parentheses of the repr ('' for none)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        lines = extra.split("\n") if extra else []
+        children = [f"({name}): {_indent(repr(m), 2)}" for name, m in self.named_children()]
+        if not children and len(lines) <= 1:
+            return f"{type(self).__name__}({extra})"
+        body = "\n  ".join(lines + children)
+        return f"{type(self).__name__}(\n  {body}\n)"
+
     # ----------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter, keyed by name (``'0.weight'`` inside a Sequential)."""
         return {name: np.array(p.value, copy=True) for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace every parameter by ``state[name]`` (cast to the parameter's dtype).
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Replace parameters by ``state[name]`` (cast to the parameter's dtype).
 
-        All entries are checked first: a missing or unexpected key, a wrong shape or a
-        non-float array raises ValueError naming the key, and the module is left unchanged.
+        ``strict=True``: the keys must match the model's parameters exactly; otherwise a
+        ValueError lists the missing and the unexpected keys. ``strict=False`` loads the
+        keys both have. Returns ``(missing_keys, unexpected_keys)``. A wrong shape or a
+        non-float array raises ValueError naming the key. All entries are checked first:
+        on an error the module is left unchanged.
         """
+        if not isinstance(strict, (bool, np.bool_)):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state]
-        if missing:
-            raise ValueError(f"parameters missing from the state: {missing}")
         unexpected = [k for k in state if k not in params]
-        if unexpected:
-            raise ValueError(f"unexpected parameters in the state (not in the model): {unexpected}")
+        if strict and (missing or unexpected):
+            found = []
+            if missing:
+                found.append(f"parameters missing from the state: {missing}")
+            if unexpected:
+                found.append(f"unexpected parameters in the state (not in the model): {unexpected}")
+            raise ValueError(
+                f"cannot load the state into {type(self).__name__}: {'; '.join(found)} "
+                "(load_state_dict(state, strict=False) loads the parameters both have)"
+            )
         new = {}
         for key, p in params.items():
+            if key not in state:
+                continue
             array = np.asarray(state[key])
             if array.dtype.newbyteorder("=") not in FLOAT_DTYPES:  # either byte order
                 raise ValueError(
@@ -220,5 +331,6 @@ class Module:
                     f"parameter {key!r} must have shape {p.value.shape}, got {array.shape}"
                 )
             new[key] = np.array(array, dtype=p.value.dtype, copy=True)
-        for key, p in params.items():
-            p.value = new[key]
+        for key, value in new.items():
+            params[key].value = value
+        return IncompatibleKeys(missing, unexpected)

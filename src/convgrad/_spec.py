@@ -122,8 +122,10 @@ def _padding_pairs(
                 total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
                 pairs.append((total // 2, total - total // 2))
             return tuple(pairs)
+        if padding == "full":  # every overlap of x and the dilated kernel: d*(k-1) per side
+            return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation))
         raise ValueError(
-            f"padding must be 'valid', 'same', an int or per-dim values, got {padding!r}"
+            f"padding must be 'valid', 'same', 'full', an int or per-dim values, got {padding!r}"
         )
     if _is_int(padding):
         p = int(padding)
@@ -150,8 +152,8 @@ def _padding_pairs(
             pairs.append(pair)
         return tuple(pairs)
     raise TypeError(
-        f"padding must be an int, a sequence of ints or (low, high) pairs, 'valid' or 'same', "
-        f"got {padding!r}"
+        "padding must be an int, a sequence of ints or (low, high) pairs, 'valid', 'same' or "
+        f"'full', got {padding!r}"
     )
 
 
@@ -228,9 +230,11 @@ def conv_spec(
     if k_out % groups:
         raise ValueError(f"weight out channels ({k_out}) must be divisible by groups ({groups})")
     if c_per_group * groups != c:
+        named = input_name if input_name.endswith("_shape") else f"{input_name} of shape"
         raise ValueError(
-            f"weight.shape[1] must be {input_name} channels / groups = {c} / {groups} = "
-            f"{c // groups}, got {c_per_group}"
+            f"expected {named} {input_shape} to have {c_per_group * groups} "
+            f"channels (weight.shape[1] * groups = {c_per_group} * {groups}), but got {c} "
+            "channels instead"
         )
     stride = int_tuple(stride, nd, "stride", 1)
     dilation = int_tuple(dilation, nd, "dilation", 1)
@@ -298,8 +302,9 @@ def transpose_spec(
     groups = _check_groups(groups)
     if weight_shape[0] != c:
         raise ValueError(
-            f"weight.shape[0] must equal input channels ({c}) for a transposed convolution "
-            f"(weight is (in, out/groups, *kernel)), got {weight_shape[0]}"
+            f"expected input of shape {input_shape} to have {weight_shape[0]} channels "
+            "(weight.shape[0]: a transposed convolution's weight is (in, out/groups, *kernel)), "
+            f"but got {c} channels instead"
         )
     if c % groups:
         raise ValueError(f"input channels ({c}) must be divisible by groups ({groups})")

@@ -26,6 +26,13 @@ background until the process exits, and the features after it are reported as no
 graded. Code that holds the GIL (a long loop inside a C extension) delays the timeout
 until it lets go, and ``os._exit`` or a crash of the interpreter itself cannot be caught.
 
+A wrong gradient is compared with the classic wrong results, recomputed from convgrad's own
+functions (filters not flipped, the stride ignored, an off-by-one padding, the batch
+averaged, groups mixed up, H and W swapped, ...): the report leads with one *finding* per
+cause it recognises, naming every feature that cause explains, rather than one hint per
+failing feature. A function that cannot be called as above (wrong number of arguments)
+is reported once, before any feature, and nothing is graded.
+
 Features, in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
 dilation, groups, combined, tuples. Declare what ``fn`` does not support with
 ``unsupported={"dilation", "groups"}`` (or ``skip=``): those are skipped, not failed, and so
@@ -35,9 +42,11 @@ is every feature that needs them. ``tuples`` runs only with ``tuples=True``.
 from __future__ import annotations
 
 import argparse
+import html
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import math
 import os
 import sys
@@ -49,12 +58,14 @@ from typing import Any
 
 import numpy as np
 
+from ._check_causes import diagnose
 from ._gradcheck import GradcheckError, GradcheckResult, gradcheck
 
 __all__ = [
     "check",
     "CheckReport",
     "FeatureResult",
+    "Finding",
     "FEATURES",
     "gradcheck",
     "GradcheckResult",
@@ -168,6 +179,7 @@ FEATURES: tuple[str, ...] = tuple(_BATTERY)
 _GRADS = ("dx", "dw", "db")
 _PRETTY = {"dx": "dX", "dw": "dW", "db": "db"}
 DEFAULT_TIMEOUT = 30.0  # seconds per case
+PROTOCOL = "fn(x, weight, grad_output, stride, padding, dilation, groups)"
 
 
 @dataclass
@@ -175,7 +187,9 @@ class FeatureResult:
     """Outcome of one feature: status 'pass', 'fail' or 'skip'; max_error: the largest
     absolute error of dx/dw/db over the cases run (None where never compared, NaN where a
     result held NaN); unusable: the gradients whose result could not be compared at all,
-    with why ('shape', 'complex', 'dtype', 'type')."""
+    with why ('shape', 'complex', 'dtype', 'type'); causes: the recognised mistakes that
+    explain the failing case (cause -> advice, shared with the report's findings); hint:
+    advice for what no cause explains."""
 
     feature: str
     status: str
@@ -187,6 +201,7 @@ class FeatureResult:
     message: str = ""
     hint: str = ""
     timed_out: bool = False
+    causes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -194,17 +209,36 @@ class FeatureResult:
 
 
 @dataclass
+class Finding:
+    """One likely cause of failures: ``cause`` (a key such as 'unflipped'), ``advice``
+    (what the result equals and what to change) and the failing ``features`` it explains."""
+
+    cause: str
+    advice: str
+    features: list[str]
+
+
+@dataclass(repr=False)
 class CheckReport:
-    """Per-feature results of :func:`check`; ``ok`` is True only if every checked feature
-    passed and at least one was checked."""
+    """Per-feature results of :func:`check`, led by its ``findings`` (one per recognised
+    cause, in the order of the first feature each explains) or, if ``fn`` cannot be
+    called as the protocol says, by ``signature`` (and nothing graded). ``ok`` is True only
+    if every checked feature passed and at least one was checked. Shown as its table by
+    ``print``, ``repr`` (a REPL), IPython and Jupyter."""
 
     results: list[FeatureResult]
     function: str = "fn"
     timeout: float | None = DEFAULT_TIMEOUT
+    findings: list[Finding] = field(default_factory=list)
+    signature: str = ""
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results) and any(r.status == "pass" for r in self.results)
+        return (
+            not self.signature
+            and all(r.ok for r in self.results)
+            and any(r.status == "pass" for r in self.results)
+        )
 
     @property
     def failures(self) -> list[str]:
@@ -235,7 +269,35 @@ class CheckReport:
             note = r.message if r.status != "pass" else r.description
             yield r, errs, note
 
+    def _details(self, r: FeatureResult) -> list[tuple[str, str]]:
+        """(kind, text) lines under a failing row: 'at' the case, 'see' its findings,
+        'hint' for what no finding explains."""
+        if r.status != "fail":
+            return []
+        lines = [("at", r.failing_case)] if r.failing_case else []
+        numbers = [i for i, f in enumerate(self.findings, 1) if r.feature in f.features]
+        if numbers:
+            plural = "s" if len(numbers) > 1 else ""
+            lines.append(("see", f"finding{plural} {', '.join(map(str, numbers))} above"))
+        lines += [("hint", hint) for hint in r.hint.splitlines()]
+        return lines
+
+    def _lead(self) -> list[str]:
+        """The paragraphs before the table: the signature problem, or the findings."""
+        if self.signature:
+            return [
+                f"fn cannot be called as check calls it: {self.signature}",
+                f"check calls dx, dw, db = {PROTOCOL} (see help(convgrad.check)); "
+                "nothing was graded",
+            ]
+        return [
+            f"finding {i} ({', '.join(f.features)}): {f.advice}"
+            for i, f in enumerate(self.findings, 1)
+        ]
+
     def _summary(self) -> str:
+        if self.signature:
+            return f"FAILED: fn cannot be called as {PROTOCOL}"
         if self.ok:
             return f"OK: {self.function} passes all {len(self.passed)} checked features" + (
                 f" ({len(self.skipped)} skipped)" if self.skipped else ""
@@ -248,29 +310,76 @@ class CheckReport:
         return summary
 
     def __str__(self) -> str:
+        return self.format()
+
+    def format(self, width: int | None = None) -> str:
+        """The report as plain text; with ``width``, its prose (findings, hints, summary)
+        is wrapped to that many columns (table rows are left whole)."""
+        from ._wrap import wrap_line
+
+        def prose(line: str, indent: int | None = None) -> list[str]:
+            return [line] if width is None else wrap_line(line, width, indent)
+
         head = (
             f"{'feature':<17} {'result':<6} {'max|ΔdX|':>9} {'max|ΔdW|':>9} {'max|Δdb|':>9}  note"
         )
-        lines = [f"check of {self.function}", head, "-" * len(head)]
+        lines = [f"check of {self.function}"]
+        for line in self._lead():
+            lines += prose(line, 4)
+        lines += [head, "-" * len(head)]
         for r, errs, note in self._rows():
             lines.append(
                 f"{r.feature:<17} {r.status.upper():<6} {errs[0]:>9} {errs[1]:>9} "
                 f"{errs[2]:>9}  {note}"
             )
-            if r.status == "fail":
-                if r.failing_case:
-                    lines.append(f"{'':<17} at {r.failing_case}")
-                for hint in r.hint.splitlines():
-                    lines.append(f"{'':<17} hint: {hint}")
-        lines.append(self._summary())
+            for kind, text in self._details(r):
+                label = f"{kind}:" if kind == "hint" else kind
+                lines += prose(f"{'':<17} {label} {text}", 18 + len(label) + 1)
+        lines += prose(self._summary(), 8)
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython shows the table (not a dataclass dump)."""
+        printer.text(f"<CheckReport of {self.function}>" if cycle else str(self))
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the report as an HTML table."""
+        esc = html.escape
+        colour = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#9a6700"}
+        parts = [f"<div><p><b>check of {esc(self.function)}</b></p>"]
+        lead = self._lead()
+        if lead:
+            parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in lead) + "</ul>")
+        heads = ("feature", "result", "max|ΔdX|", "max|ΔdW|", "max|Δdb|", "note")
+        parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in heads))
+        parts.append("</tr></thead><tbody>")
+        for r, errs, note in self._rows():
+            details = "".join(
+                f"<br><small>{esc(kind + (': ' if kind == 'hint' else ' ') + text)}</small>"
+                for kind, text in self._details(r)
+            )
+            cells = [
+                f"<td>{esc(r.feature)}</td>",
+                f'<td style="color:{colour[r.status]}"><b>{r.status.upper()}</b></td>',
+                *(f'<td style="text-align:right">{esc(e)}</td>' for e in errs),
+                f'<td style="text-align:left">{esc(note)}{details}</td>',
+            ]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append(f"</tbody></table><p><b>{esc(self._summary())}</b></p></div>")
+        return "".join(parts)
 
     def __rich__(self):
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"check of {self.function}", title_justify="left")
+        head = Text(f"check of {self.function}", style="bold")
+        for line in self._lead():
+            head.append(f"\n{line}", style="bold red" if self.signature else "bold yellow")
+        table = Table()
         for name, just in (
             ("feature", "left"),
             ("result", "left"),
@@ -283,17 +392,18 @@ class CheckReport:
         colour = {"pass": "green", "fail": "bold red", "skip": "yellow"}
         for r, errs, note in self._rows():
             text = Text(note)
-            if r.status == "fail":
-                if r.failing_case:
-                    text.append(f"\nat {r.failing_case}", style="dim")
-                for hint in r.hint.splitlines():
-                    text.append(f"\nhint: {hint}", style="cyan")
+            for kind, line in self._details(r):
+                style = {"at": "dim", "see": "bold", "hint": "cyan"}[kind]
+                text.append(f"\n{kind}{':' if kind == 'hint' else ''} {line}", style=style)
             table.add_row(r.feature, Text(r.status.upper(), style=colour[r.status]), *errs, text)
         summary = Text(self._summary(), style="bold green" if self.ok else "bold red")
-        return Group(table, summary)
+        return Group(head, table, summary)
 
-    def print(self, file=None) -> None:
-        """Print as a rich table in a terminal (if rich is installed), else plain text."""
+    def print(self, file=None, width: int | None = None) -> None:
+        """Print as a rich table in a terminal (if rich is installed), else plain text with
+        its prose wrapped to ``width`` columns (default: the terminal's width)."""
+        from ._wrap import terminal_width
+
         file = sys.stdout if file is None else file
         if getattr(file, "isatty", lambda: False)():
             try:
@@ -301,9 +411,9 @@ class CheckReport:
             except ImportError:  # pragma: no cover
                 pass
             else:
-                Console(file=file).print(self)
+                Console(file=file, width=width).print(self)
                 return
-        print(str(self), file=file)
+        print(self.format(terminal_width() if width is None else width), file=file)
 
 
 def _fmt_err(value: float | None) -> str:
@@ -361,6 +471,8 @@ class _CaseFailure(Exception):
         written: bool = False,
         unusable: dict | None = None,
         timed_out: bool = False,
+        causes: dict | None = None,
+        signature: str = "",
     ):
         super().__init__(message)
         self.bad = bad
@@ -369,6 +481,8 @@ class _CaseFailure(Exception):
         self.written = written  # fn wrote into an input array
         self.unusable = unusable or {}  # gradient -> why its result could not be compared
         self.timed_out = timed_out  # fn did not return in time
+        self.causes = causes or {}  # cause -> (gradients it explains, advice)
+        self.signature = signature  # fn cannot be called with the protocol's arguments
 
 
 class _TimedOut(Exception):
@@ -465,7 +579,9 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
         ) from None
     except _Raised as raised:  # any error of the user's function is a failure
         where = _user_frame(raised.error.__traceback__)
-        raise _CaseFailure(f"{_describe_raised(raised)}{where}", _GRADS, raised=True) from None
+        message = f"{_describe_raised(raised)}{where}"
+        signature = raised.text if _at_the_call(raised.error) else ""
+        raise _CaseFailure(message, _GRADS, raised=True, signature=signature) from None
     if isinstance(got, str):
         raise _CaseFailure(got, _GRADS)
     written = [
@@ -480,7 +596,7 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
             (),
             written=True,
         )
-    errors, bad, problems, unusable = {}, [], [], {}
+    errors, bad, problems, unusable, tols = {}, [], [], {}, [rtol]
     for name, value, ref in zip(_GRADS, got, want):
         pretty = _PRETTY[name]
         if value is None and name == "db":
@@ -494,6 +610,7 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
         tol = rtol
         if value.dtype.itemsize <= 4:
             tol = max(rtol, 1e-4 if value.dtype.itemsize == 4 else 1e-2)  # float32 / float16
+        tols.append(tol)
         value = value.astype(np.float64)
         err = float(np.max(np.abs(value - ref))) if ref.size else 0.0
         errors[name] = err
@@ -506,12 +623,41 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
             else:
                 problems.append(f"{pretty} wrong")
     if bad:
-        extra = _diagnose(got, x, w, gy, case, bad, rtol, atol)
-        msg = "; ".join(problems)
+        shapes = tuple(g for g in bad if unusable.get(g) == "shape")
+        values = tuple(g for g in bad if g not in unusable)
+        tol = max(tols)
+        causes = diagnose(
+            got, want, x, w, gy, case, values, shapes, lambda a, b: _close(a, b, tol, atol)
+        )
         raise _CaseFailure(
-            msg + (f" — {extra}" if extra else ""), tuple(bad), errors, unusable=unusable
+            "; ".join(problems), tuple(bad), errors, unusable=unusable, causes=causes
         )
     return errors
+
+
+def _at_the_call(error: BaseException) -> bool:
+    """A TypeError raised by the call itself (wrong number or names of arguments), not
+    inside fn: the traceback has no frame below this module's."""
+    if not isinstance(error, TypeError):
+        return False
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename == __file__
+
+
+def _signature_problem(fn: Callable) -> str:
+    """Why ``fn`` cannot take the protocol's seven positional arguments ('' if it can, or
+    if its signature cannot be read)."""
+    try:
+        signature = inspect.signature(fn)
+    except Exception:  # noqa: BLE001 - builtins, hostile objects: found when called
+        return ""
+    try:
+        signature.bind(*range(7))
+    except TypeError as exc:
+        return f"its signature is {_name(fn)}{signature}: {exc}"
+    return ""
 
 
 def _unusable(pretty: str, value: Any, shape: tuple) -> tuple[str, str]:
@@ -555,28 +701,6 @@ def _close(a, b, rtol, atol) -> bool:
     return a.shape == b.shape and bool(
         np.max(np.abs(a - b), initial=0.0) <= atol + rtol * max(np.max(np.abs(b)), 1.0)
     )
-
-
-def _diagnose(got, x, w, gy, case: _Case, bad, rtol, atol) -> str:
-    """Recognise a few classic mistakes by recomputing them."""
-    from .functional import conv_input_grad, conv_weight_grad
-
-    opts = (case.stride, case.padding, case.dilation, case.groups)
-    found = []
-    if "dx" in bad:
-        flipped = np.flip(w, axis=(2, 3))
-        if _close(got[0], conv_input_grad(gy, flipped, x.shape, *opts), rtol, atol):
-            found.append("dX equals the result with unflipped filters: rotate F by 180°")
-    if "dw" in bad and case.n > 1:
-        per = [conv_weight_grad(x[i : i + 1], gy[i : i + 1], w.shape, *opts) for i in range(case.n)]
-        if any(_close(got[1], p, rtol, atol) for p in per):
-            found.append("dW equals one sample's gradient: sum over the batch")
-        elif _close(got[1], sum(per) / case.n, rtol, atol):
-            found.append("dW equals the batch mean: the gradient is the sum over the batch")
-    if "db" in bad and got[2] is not None and case.n > 1:
-        if _close(got[2], gy.sum(axis=(0, 2, 3)) / case.n, rtol, atol):
-            found.append("db equals the batch mean: sum over the batch")
-    return "; ".join(found)
 
 
 def _hint(
@@ -724,6 +848,7 @@ def check(
     history: dict[str, set] = {}
     status: dict[str, str] = {}
     hung = ""
+    signature = _signature_problem(fn)
     for feature, (cases, needs, description) in _BATTERY.items():
         result = FeatureResult(feature, "skip", description)
         results.append(result)
@@ -736,18 +861,38 @@ def check(
                 if feature == "tuples" and not tuples
                 else "declared unsupported"
             )
+        elif signature:
+            result.message = "not graded: fn cannot be called (see above)"
         elif missing:
             result.message = f"needs {', '.join(missing)} (skipped)"
         elif hung:
             result.message = f"not graded: fn timed out in {hung}"
         else:
-            _run_feature(fn, result, cases, rng, rtol, atol, history, timeout)
+            signature = _run_feature(fn, result, cases, rng, rtol, atol, history, timeout)
+            if signature:  # any call fails the same way: this feature is not graded either
+                results[-1] = result = FeatureResult(feature, "skip", description)
+                result.message = "not graded: fn cannot be called (see above)"
             if result.timed_out:  # the hung call still runs: grading more would race it
                 hung = feature
         status[feature] = result.status
         if stop_on_failure and result.status == "fail":
             break
-    return CheckReport(results, function=_name(fn), timeout=timeout)
+    report = CheckReport(results, function=_name(fn), timeout=timeout, signature=signature)
+    report.findings = _findings(results)
+    return report
+
+
+def _findings(results: list[FeatureResult]) -> list[Finding]:
+    """One finding per recognised cause, with every failing feature it explains, in the
+    order of the features (the advice is worded with the first one's numbers)."""
+    found: dict[str, Finding] = {}
+    for r in results:
+        for cause, advice in r.causes.items():
+            if cause in found:
+                found[cause].features.append(r.feature)
+            else:
+                found[cause] = Finding(cause, advice, [r.feature])
+    return list(found.values())
 
 
 def _timeout(value: Any) -> float | None:
@@ -771,7 +916,9 @@ def _name(fn) -> str:
         return type(fn).__name__
 
 
-def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, timeout) -> None:
+def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, timeout) -> str:
+    """Run the feature's cases into ``result``; returns why fn cannot be called at all
+    ('' when it can), in which case grading stops."""
     errors: dict[str, float | None] = {g: None for g in _GRADS}
     good = set(_GRADS)
     for case in cases:
@@ -779,6 +926,8 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, tim
         try:
             errs = _run_case(fn, case, rng, rtol, atol, timeout)
         except _CaseFailure as failure:
+            if failure.signature:
+                return failure.signature
             errs = failure.errors
             for g, why in failure.unusable.items():
                 result.unusable.setdefault(g, why)
@@ -789,17 +938,25 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, tim
                 if here:
                     result.failing_case += f" (max error here: {', '.join(here)})"
                 result.message = str(failure)
-                # a result of the wrong kind is explained by the message, not by the maths
-                maths = [g for g in failure.bad if failure.unusable.get(g, "shape") == "shape"]
-                result.hint = _hint(
-                    result.feature,
-                    tuple(maths),
-                    case,
-                    history,
-                    failure.raised,
-                    failure.written,
-                    timeout if failure.timed_out else None,
-                )
+                result.causes = {cause: advice for cause, (_, advice) in failure.causes.items()}
+                explained = {g for grads, _ in failure.causes.values() for g in grads}
+                # a result of the wrong kind is explained by the message, not by the maths;
+                # what a finding explains gets no generic hint
+                maths = [
+                    g
+                    for g in failure.bad
+                    if failure.unusable.get(g, "shape") == "shape" and g not in explained
+                ]
+                if maths or failure.raised or failure.written:
+                    result.hint = _hint(
+                        result.feature,
+                        tuple(maths),
+                        case,
+                        history,
+                        failure.raised,
+                        failure.written,
+                        timeout if failure.timed_out else None,
+                    )
             good -= set(failure.bad)
             if failure.timed_out:
                 result.timed_out = True
@@ -810,6 +967,7 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, tim
         result.status = "pass"
     result.max_error = errors
     history[result.feature] = good
+    return ""
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -818,7 +976,9 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, tim
 def _load(target: str, timeout: float | None = DEFAULT_TIMEOUT) -> Callable:
     """The function named by ``module:function`` or ``path/to/file:function``, imported in
     a worker thread as the cases are run: an import that raises (SystemExit included) or
-    does not finish within ``timeout`` seconds is a ValueError."""
+    does not finish within ``timeout`` seconds is a ValueError. As ``python file.py``
+    does, a file's folder goes first on ``sys.path``, so the file can import its
+    neighbours."""
     if ":" not in target:
         raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
     module_name, _, attr = target.rpartition(":")
@@ -829,6 +989,9 @@ def _load(target: str, timeout: float | None = DEFAULT_TIMEOUT) -> Callable:
     if is_path or path.is_file():  # a file, even one without .py, is read as Python source
         if not path.is_file():
             raise ValueError(f"no such file: {module_name}")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         loader = importlib.machinery.SourceFileLoader(path.stem or "graded", str(path))
         spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
         module = importlib.util.module_from_spec(spec)

@@ -190,8 +190,11 @@ class Report:
             panels.append(Panel(text, title=f"[bold]{title}[/bold]", title_align="left"))
         return Group(*panels)
 
-    def print(self, file=None) -> None:
-        """Print with rich when writing to a terminal and rich is installed, else plain text."""
+    def print(self, file=None, width: int | None = None) -> None:
+        """Print with rich when writing to a terminal and rich is installed, else plain text
+        wrapped to ``width`` columns (default: the terminal's width)."""
+        from ._wrap import wrap_text
+
         file = sys.stdout if file is None else file
         if getattr(file, "isatty", lambda: False)():
             try:
@@ -199,9 +202,9 @@ class Report:
             except ImportError:  # pragma: no cover - rich is optional
                 pass
             else:
-                Console(file=file).print(self)
+                Console(file=file, width=width).print(self)
                 return
-        print(str(self), end="", file=file)
+        print(wrap_text(str(self), width), end="", file=file)
 
     def figure(self, path=None, *, worked: bool | None = None, max_channels: int = 12):
         """Draw the tiling of dE/dF (which input map and output-gradient map make each

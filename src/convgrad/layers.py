@@ -127,14 +127,42 @@ class _ConvBase(Module):
         if self.bias is not None:
             self._accumulate("bias", grad_b)
 
-    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
-        return ""
+    def _check_channels(self, x: Any) -> None:
+        """ValueError naming the input's shape and the channels this layer expects, as
+        PyTorch words it; other shape errors are left to the functional API."""
+        shape = _shape(x)
+        nd = self._nd
+        if len(shape) in (nd + 1, nd + 2) and shape[-nd - 1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} with in_channels={self.in_channels} expected input "
+                f"{list(shape)} to have {self.in_channels} channels (axis {len(shape) - nd - 1}), "
+                f"but got {shape[-nd - 1]} channels instead"
+            )
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
-            f"kernel_size={self.kernel_size}, stride={self.stride}{self.extra_repr()})"
-        )
+    def extra_repr(self) -> str:
+        """PyTorch's layout: channels, kernel_size and stride, then the options that differ
+        from their defaults."""
+        nd = self._nd
+        parts = [
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        ]
+        padding = self.padding
+        if isinstance(padding, list):
+            padding = tuple(tuple(p) if isinstance(p, list) else p for p in padding)
+        if padding != (0,) * nd:
+            parts.append(f"padding={padding!r}")
+        if self.dilation != (1,) * nd:
+            parts.append(f"dilation={self.dilation}")
+        if getattr(self, "output_padding", (0,) * nd) != (0,) * nd:
+            parts.append(f"output_padding={self.output_padding}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.bias is None:
+            parts.append("bias=False")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode={self.padding_mode!r}")
+        return ", ".join(parts)
 
 
 class _ConvNd(_ConvBase):
@@ -180,6 +208,7 @@ class _ConvNd(_ConvBase):
 
     def forward(self, x: Any) -> Any:
         """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out)."""
+        self._check_channels(x)
         y = F.conv(x, self.weight, self.bias, *self._options())
         self._saved = (*keep_for_backward(x), y.shape)
         return y
@@ -192,12 +221,6 @@ class _ConvNd(_ConvBase):
         )
         self._store_grads(grad_w, grad_b)
         return grad_x
-
-    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
-        return (
-            f", padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-            f"bias={self.bias is not None}, padding_mode={self.padding_mode!r}"
-        )
 
 
 class _ConvTransposeNd(_ConvBase):
@@ -285,6 +308,7 @@ class _ConvTransposeNd(_ConvBase):
         """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out),
         S_out = (S-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
         ``output_size`` (optional) picks output_padding as in PyTorch."""
+        self._check_channels(x)
         if output_size is None:
             out_pad = self.output_padding
         else:
@@ -304,12 +328,6 @@ class _ConvTransposeNd(_ConvBase):
         )
         self._store_grads(grad_w, grad_b)
         return grad_x
-
-    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
-        return (
-            f", padding={self.padding}, output_padding={self.output_padding}, "
-            f"groups={self.groups}, bias={self.bias is not None}, dilation={self.dilation}"
-        )
 
 
 class Conv1d(_ConvNd):

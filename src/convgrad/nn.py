@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ._module import (
+    IncompatibleKeys,
     Module,
     Parameter,
     check_unchanged,
@@ -38,6 +39,7 @@ from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, Co
 
 __all__ = [
     "Module",
+    "IncompatibleKeys",
     "Parameter",
     "Conv1d",
     "Conv2d",
@@ -96,9 +98,6 @@ class ReLU(Module):
         _needs_forward(self, self._mask)
         grad_y = _check_grad_shape(grad_y, self._mask.shape)
         return np.where(self._mask, grad_y, 0).astype(grad_y.dtype, copy=False)
-
-    def __repr__(self) -> str:
-        return "ReLU()"
 
 
 class MaxPool2d(Module):
@@ -185,8 +184,8 @@ class MaxPool2d(Module):
         grad = grad.astype(grad_y.dtype, copy=False)
         return np.ascontiguousarray(grad if batched else grad[0]).reshape(x_shape)
 
-    def __repr__(self) -> str:
-        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class Flatten(Module):
@@ -206,8 +205,8 @@ class Flatten(Module):
         out_shape = (*self._shape[: self.start_dim], math.prod(self._shape[self.start_dim :]))
         return _check_grad_shape(grad_y, out_shape).reshape(self._shape)
 
-    def __repr__(self) -> str:
-        return f"Flatten(start_dim={self.start_dim})"
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
 
 
 class Linear(Module):
@@ -261,10 +260,10 @@ class Linear(Module):
             self._accumulate("bias", g2.sum(axis=0))
         return grad_y @ self.weight
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None})"
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
         )
 
 
@@ -320,48 +319,48 @@ class CrossEntropyLoss:
             raise RuntimeError("CrossEntropyLoss.backward called before computing a loss")
         return self._grad
 
+    def __repr__(self) -> str:
+        return "CrossEntropyLoss()"
+
 
 # --------------------------------------------------------------------- container
 
 
 class Sequential(Module):
     """Modules applied in order; backward runs them in reverse. Parameters are named
-    ``'<index>.<name>'`` (``'0.weight'``), as in PyTorch's state_dict."""
+    ``'<index>.<name>'`` (``'0.weight'``), as in PyTorch's state_dict. ``model[i]`` is a
+    module, ``model[1:3]`` a Sequential of the same modules (not copies)."""
 
     def __init__(self, *modules: Module) -> None:
         for i, m in enumerate(modules):
             if not hasattr(m, "forward") or not hasattr(m, "backward"):
                 raise TypeError(f"module {i} must have forward and backward, got {m!r}")
-        self.modules = list(modules)
+        self._items = list(modules)
 
     def forward(self, x: Any) -> Any:
-        for m in self.modules:
+        for m in self._items:
             x = m(x)
         return x
 
     def backward(self, grad_y: Any) -> Any:
-        for m in reversed(self.modules):
+        for m in reversed(self._items):
             grad_y = m.backward(grad_y)
         return grad_y
 
-    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for i, m in enumerate(self.modules):
-            if isinstance(m, Module):
-                for name, p in m.named_parameters():
-                    yield f"{i}.{name}", p
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        for i, m in enumerate(self._items):
+            yield str(i), m
 
-    def __getitem__(self, index: int) -> Module:
-        return self.modules[index]
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return Sequential(*self._items[index])
+        return self._items[index]
 
     def __len__(self) -> int:
-        return len(self.modules)
+        return len(self._items)
 
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self.modules)
-
-    def __repr__(self) -> str:
-        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.modules))
-        return f"Sequential({inner}\n)"
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
 
 
 # -------------------------------------------------------------------- optimizers
@@ -379,16 +378,38 @@ def _param_list(params: Any) -> list[Parameter]:
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not value >= 0
+    ):
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_, int, np.integer)) or value not in (0, 1):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 class _Optimizer:
-    def __init__(self, params: Any, lr: float) -> None:
+    """What SGD and Adam share. ``state[i]`` holds parameter i's running buffers (named as
+    in PyTorch); ``state_dict()`` / ``load_state_dict()`` save and restore them with the
+    hyper-parameters, in PyTorch's layout."""
+
+    _state_keys: tuple[str, ...] = ()  # what a stepped parameter's state holds
+
+    def __init__(self, params: Any) -> None:
         self.params = _param_list(params)
-        self.lr = _non_negative(lr, "lr")
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    def _checked(self, **hyper: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The hyper-parameters, validated (an error names the bad one)."""
+        raise NotImplementedError
+
+    def _hyper(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
         """Reset the gradients of every parameter to zeros."""
@@ -406,11 +427,98 @@ class _Optimizer:
     def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover
 
+    # ------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of the optimizer's state, laid out as PyTorch's: ``{'state': {i:
+        {'step': ..., 'exp_avg': ...}}, 'param_groups': [{'lr': ..., 'params': [0, 1,
+        ...]}]}`` (i: the parameter's index; parameters not yet stepped have no entry)."""
+        state = {
+            i: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v for k, v in s.items()}
+            for i, s in enumerate(self.state)
+            if s
+        }
+        group = {**self._hyper(), "params": list(range(len(self.params)))}
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (of an optimizer of the same kind over
+        parameters of the same shapes): hyper-parameters, step counts and buffers, copied.
+        Everything is checked first: a ValueError names what does not fit, and the
+        optimizer is then left unchanged."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(
+                f"state_dict must be a dict with keys 'state' and 'param_groups' (from "
+                f"{name}.state_dict()), got {type(state_dict).__name__}"
+            )
+        groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or len(groups) != 1:
+            raise ValueError("state_dict['param_groups'] must be a list of one group")
+        group = dict(groups[0])
+        indices = group.pop("params", None)
+        if indices is None or list(indices) != list(range(len(self.params))):
+            raise ValueError(
+                f"state_dict['param_groups'][0]['params'] must be {list(range(len(self.params)))}"
+                f" (one index per parameter of this {name}), got {indices!r}"
+            )
+        if set(group) != set(self._hyper()):
+            raise ValueError(
+                f"the parameter group must hold {name}'s hyper-parameters "
+                f"{sorted(self._hyper())}, got {sorted(group)}"
+            )
+        hyper = self._checked(**group)
+        states: list[dict[str, Any]] = [{} for _ in self.params]
+        entries = state_dict["state"]
+        if not isinstance(entries, dict):
+            raise ValueError("state_dict['state'] must be a dict {parameter index: state}")
+        for i, entry in entries.items():
+            if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.params):
+                raise ValueError(
+                    f"state_dict['state'] keys must be parameter indices 0..{len(self.params) - 1},"
+                    f" got {i!r}"
+                )
+            states[int(i)] = self._checked_entry(int(i), entry)
+        vars(self).update(hyper)
+        self.state = states
+
+    def _checked_entry(self, i: int, entry: Any) -> dict[str, Any]:
+        if not isinstance(entry, dict) or set(entry) != set(self._state_keys):
+            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise ValueError(
+                f"state of parameter {i} must be a dict with keys {list(self._state_keys)}, "
+                f"got {keys}"
+            )
+        out: dict[str, Any] = {}
+        shape = self.params[i].value.shape
+        for key, value in entry.items():
+            if key == "step":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                    raise ValueError(f"state of parameter {i}: step must be an int, got {value!r}")
+                if value < 0:
+                    raise ValueError(f"state of parameter {i}: step must be >= 0, got {value!r}")
+                out[key] = int(value)
+                continue
+            array = np.asarray(value)
+            if array.dtype.kind != "f" or array.shape != shape:
+                raise ValueError(
+                    f"state of parameter {i}: {key!r} must be a float array of shape {shape}, "
+                    f"got {array.dtype} {array.shape}"
+                )
+            out[key] = np.array(array, copy=True)
+        return out
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
+        return f"{type(self).__name__}({options})"
+
 
 class SGD(_Optimizer):
     """Stochastic gradient descent with momentum, as torch.optim.SGD (dampening 0):
     g = grad + weight_decay*p; buf = momentum*buf + g; p -= lr * (g + momentum*buf if
     nesterov else buf)."""
+
+    _state_keys = ("momentum_buffer",)
 
     def __init__(
         self,
@@ -420,27 +528,45 @@ class SGD(_Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        super().__init__(params, lr)
-        self.momentum = _non_negative(momentum, "momentum")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
-        if nesterov and self.momentum == 0:
+        super().__init__(params)
+        hyper = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        vars(self).update(self._checked(**hyper))
+
+    def _checked(self, lr, momentum, weight_decay, nesterov) -> dict[str, Any]:
+        out = dict(
+            lr=_non_negative(lr, "lr"),
+            momentum=_non_negative(momentum, "momentum"),
+            weight_decay=_non_negative(weight_decay, "weight_decay"),
+            nesterov=_flag(nesterov, "nesterov"),
+        )
+        if out["nesterov"] and out["momentum"] == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
+        return out
+
+    def _hyper(self) -> dict[str, Any]:
+        return dict(
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+        )
 
     def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
         if self.weight_decay:
             grad = grad + self.weight_decay * value
         if self.momentum:
-            buf = state.get("momentum")
+            buf = state.get("momentum_buffer")
             buf = grad.copy() if buf is None else self.momentum * buf + grad
-            state["momentum"] = buf
+            state["momentum_buffer"] = buf
             grad = grad + self.momentum * buf if self.nesterov else buf
         return self.lr * grad
 
 
 class Adam(_Optimizer):
-    """Adam, as torch.optim.Adam: m, v running moments of the gradient; p -= lr *
-    m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat."""
+    """Adam, as torch.optim.Adam: exp_avg, exp_avg_sq running moments of the gradient;
+    p -= lr * m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat."""
+
+    _state_keys = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(
         self,
@@ -450,22 +576,36 @@ class Adam(_Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, lr)
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        super().__init__(params)
+        hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        vars(self).update(self._checked(**hyper))
+
+    def _checked(self, lr, betas, eps, weight_decay) -> dict[str, Any]:
+        try:
+            b1, b2 = betas
+            ok = 0 <= b1 < 1 and 0 <= b2 < 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(b1), float(b2))
-        self.eps = _non_negative(eps, "eps")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        return dict(
+            lr=_non_negative(lr, "lr"),
+            betas=(float(b1), float(b2)),
+            eps=_non_negative(eps, "eps"),
+            weight_decay=_non_negative(weight_decay, "weight_decay"),
+        )
+
+    def _hyper(self) -> dict[str, Any]:
+        return dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
 
     def _update(self, grad: np.ndarray, value: np.ndarray, state: dict) -> np.ndarray:
         b1, b2 = self.betas
         if self.weight_decay:
             grad = grad + self.weight_decay * value
         t = state.get("step", 0) + 1
-        m = b1 * state.get("m", 0.0) + (1 - b1) * grad
-        v = b2 * state.get("v", 0.0) + (1 - b2) * grad * grad
-        state.update(step=t, m=m, v=v)
+        m = b1 * state.get("exp_avg", 0.0) + (1 - b1) * grad
+        v = b2 * state.get("exp_avg_sq", 0.0) + (1 - b2) * grad * grad
+        state.update(step=t, exp_avg=m, exp_avg_sq=v)
         denom = np.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
         return (self.lr / (1 - b1**t)) * m / denom
 
@@ -498,13 +638,14 @@ def save(model: Module, path: str | os.PathLike) -> str:
 _UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-def load(model: Module, path: str | os.PathLike) -> None:
+def load(model: Module, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
     """Load parameters saved by :func:`save` into ``model``, with ``allow_pickle=False``.
 
     A file that is not an ``.npz`` archive (empty, truncated, corrupt or of another kind)
-    raises ValueError naming the file; one that holds a pickled (object) array, misses a
-    key, has an unexpected one or a wrong shape raises ValueError naming the key; the
-    model is then left unchanged. A missing file raises FileNotFoundError.
+    raises ValueError naming the file; one that holds a pickled (object) array or a wrong
+    shape raises ValueError naming the key, and so does a missing or unexpected key unless
+    ``strict=False`` (which loads the keys both have); the model is then left unchanged. A
+    missing file raises FileNotFoundError. Returns ``(missing_keys, unexpected_keys)``.
     """
     name = os.fspath(path)
     try:
@@ -535,4 +676,4 @@ def load(model: Module, path: str | os.PathLike) -> None:
                     f"parameter {key!r} in {name!r} cannot be read (truncated or corrupt "
                     f"archive?): {type(exc).__name__}: {exc}"
                 ) from exc
-    model.load_state_dict(state)
+    return model.load_state_dict(state, strict=strict)

@@ -21,10 +21,13 @@ def _tuple(v, nd):
 
 
 def resolve_padding(padding, in_spatial, kernel, stride, dilation):
-    """(low, high) per dim for any padding form, 'same' with the odd pixel at the end."""
+    """(low, high) per dim for any padding form, 'same' with the odd pixel at the end,
+    'full' with d*(k-1) on both sides (every overlap of input and dilated kernel)."""
     nd = len(kernel)
     if padding == "valid":
         return [(0, 0)] * nd
+    if padding == "full":
+        return [(d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation)]
     if padding == "same":
         pairs = []
         for n, k, s, d in zip(in_spatial, kernel, stride, dilation):
