@@ -24,30 +24,47 @@ from convgrad.algorithms import REGISTRY
 # --------------------------------------------------------------------------- reference
 
 
+def _real_samples(j, size, n, ws, rd, ld, lo):
+    """(output slice, lhs slice) of one dim: the outputs i whose tap j lands on a real lhs
+    sample (not padding, not an inserted zero), and those samples; None if there are none."""
+    hits = [
+        (i, (i * ws + j * rd - lo) // ld)
+        for i in range(n)
+        if (i * ws + j * rd - lo) % ld == 0 and 0 <= (i * ws + j * rd - lo) // ld < size
+    ]
+    if not hits:
+        return None
+    (i0, p0), (i1, p1) = hits[0], hits[-1]
+    step = hits[1][0] - i0 if len(hits) > 1 else 1
+    out, src = slice(i0, i1 + 1, step), slice(p0, p1 + 1, max(1, step * ws // ld))
+    assert [i for i, _ in hits] == list(range(n)[out]) and [p for _, p in hits] == list(
+        range(size)[src]
+    )
+    return out, src
+
+
 def direct_correlation(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation) -> np.ndarray:
-    """The primitive's definition evaluated in float64, tap by tap."""
+    """The primitive's definition evaluated in float64, tap by tap, over real samples only:
+    padding and inserted zeros contribute nothing (they are never multiplied, so an inf or
+    NaN reaches exactly the outputs whose windows put it on a sample)."""
     lhs, rhs = lhs.astype(np.float64), rhs.astype(np.float64)
     nd = rhs.ndim - 3
-    dilated = np.zeros(
-        (*lhs.shape[:3], *((s - 1) * d + 1 for s, d in zip(lhs.shape[3:], corr.lhs_dilation)))
-    )
-    dilated[(Ellipsis, *(slice(None, None, d) for d in corr.lhs_dilation))] = lhs
-    for axis, (lo, hi) in enumerate(corr.padding, start=3):
-        widths = [(0, 0)] * dilated.ndim
-        widths[axis] = (max(lo, 0), max(hi, 0))
-        dilated = np.pad(dilated, widths)
-        size = dilated.shape[axis]
-        crop = [slice(None)] * dilated.ndim
-        crop[axis] = slice(max(-lo, 0), size - max(-hi, 0))
-        dilated = dilated[tuple(crop)]
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
     out = np.zeros((lhs.shape[0], lhs.shape[1], rhs.shape[1], *out_spatial))
     for tap in itertools.product(*(range(k) for k in rhs.shape[3:])):
-        window = tuple(
-            slice(j * rd, j * rd + (n - 1) * ws + 1, ws)
-            for j, rd, ws, n in zip(tap, corr.rhs_dilation, corr.window_strides, out_spatial)
+        dims = [
+            _real_samples(j, size, n, ws, rd, ld, lo)
+            for j, size, n, ws, rd, ld, (lo, _) in zip(
+                tap, lhs.shape[3:], out_spatial, corr.window_strides, corr.rhs_dilation,
+                corr.lhs_dilation, corr.padding,
+            )
+        ]  # fmt: skip
+        if None in dims:
+            continue
+        window = lhs[(Ellipsis, *(src for _, src in dims))]
+        out[(Ellipsis, *(dst for dst, _ in dims))] += np.einsum(
+            "gbc...,goc->gbo...", window, rhs[(Ellipsis, *tap)]
         )
-        out += np.einsum("gbc...,goc->gbo...", dilated[(Ellipsis, *window)], rhs[(Ellipsis, *tap)])
     assert out.ndim == 3 + nd
     return out
 

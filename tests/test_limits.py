@@ -3,11 +3,18 @@ sizes past what int64 can index are refused at the door."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
 import convgrad as cg
+from convgrad import reference as ref
+from convgrad._primitive import correlate
+from convgrad._rules import Correlation
 from convgrad._spec import MAX_ELEMENTS, MAX_SIZE
+from convgrad.algorithms import REGISTRY
+from test_algorithms import direct_correlation
 
 X = np.zeros((1, 2, 8, 8))
 W = np.zeros((3, 2, 3, 3))
@@ -63,3 +70,114 @@ def test_cli_refuses_a_huge_stride_in_one_line(capsys):
     assert main(["explain", "--stride", str(2**63)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stride must be at most" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------- huge strides, dilations, padding
+
+EXTREME = [  # (input, weight, options) of forward convolutions; each gives three correlations
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=10**6, padding=1)),
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=(3000, 2), padding=(1, 0))),
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(dilation=10**6, padding="same")),
+    ((1, 2, 9, 7), (2, 2, 3, 2), dict(dilation=(10**4, 3), stride=2, padding="same")),
+    ((1, 2, 8, 8), (3, 2, 3, 3), dict(stride=10**6, padding=10**6)),
+    ((1, 2, 9), (2, 2, 5), dict(stride=7, dilation=10**5, padding=2 * 10**5)),
+    ((1, 2, 4, 3, 3), (2, 2, 2, 2, 2), dict(stride=(10**5, 1, 2), padding=(1, 10**4, 0))),
+]
+
+
+def _extreme_cases():
+    from convgrad import _rules
+    from convgrad._spec import conv_spec
+
+    cases = []
+    for index, (x_shape, w_shape, options) in enumerate(EXTREME):
+        spec = conv_spec(x_shape, w_shape, **options)
+        g, n = spec.groups, spec.batch
+        c, k, out = spec.in_channels // g, spec.out_channels // g, spec.out_spatial
+        cases += [
+            (
+                f"fwd{index}",
+                (g, n, c, *spec.in_spatial),
+                (g, k, c, *spec.kernel),
+                _rules.forward(spec),
+            ),
+            (f"dx{index}", (g, n, k, *out), (g, c, k, *spec.kernel), _rules.input_grad(spec)),
+            (f"dw{index}", (g, c, n, *spec.in_spatial), (g, k, n, *out), _rules.weight_grad(spec)),
+        ]
+    # a transposed convolution's stride: lhs dilation 1000 over a 2x3 input
+    cases.append(
+        (
+            "transposed",
+            (1, 1, 2, 2, 3),
+            (1, 3, 2, 3, 3),
+            Correlation((1, 1), ((2, 2), (2, 2)), (1000, 1000), (1, 1)),
+        )
+    )
+    return cases
+
+
+def _peak(call):
+    """(call(), peak bytes traced during it), after one warm-up call (compiled loops are
+    built or loaded on first use)."""
+    call()
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", tuple(REGISTRY))
+@pytest.mark.parametrize("case", _extreme_cases(), ids=lambda c: c[0])
+def test_huge_strides_and_dilations_cost_memory_bounded_by_work_and_output(name, case):
+    _, lhs_shape, rhs_shape, corr = case
+    if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
+        return
+    rng = np.random.default_rng(4)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    got, peak = _peak(lambda: correlate(lhs, rhs, corr, algorithm=name))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    # the work's bound: the output, its im2col columns (C x taps per output), the inputs'
+    # copies and small per-call structures; nothing that grows with stride or dilation
+    columns = expected.nbytes // rhs_shape[1] * lhs_shape[2] * int(np.prod(rhs_shape[3:]))
+    bound = expected.nbytes + 2 * columns + 4 * (lhs.nbytes + rhs.nbytes) + 2**20
+    assert peak <= bound, (peak, bound)
+
+
+def test_every_huge_case_runs_somewhere_else_than_gemm():
+    # the cases keep reaching the layout-building algorithms, not only the fallback
+    names = {
+        n for _, a, b, c in _extreme_cases() for n in REGISTRY if REGISTRY[n].supports(a, b, c)
+    }
+    assert {"scatter", "phase", "implicit", "implicit_dw", "blocked_dw", "direct"} <= names
+
+
+@pytest.mark.parametrize("kind", ["stride", "dilation", "padding"])
+def test_huge_options_through_the_public_functions(kind):
+    options = {
+        "stride": dict(stride=10**9, padding=1),
+        "dilation": dict(dilation=10**9, padding="same"),
+        "padding": dict(padding=10**9, stride=10**9),
+    }[kind]
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    y, peak_y = _peak(lambda: cg.conv(x, w, **options))
+    gy = rng.standard_normal(y.shape)
+    (gx, gw, _), peak_g = _peak(lambda: cg.conv_backward(gy, x, w, **options))
+    assert max(peak_y, peak_g) < 2**20
+    stride = options.get("stride", 1)
+    dilation = options.get("dilation", 1)
+    padding = options["padding"]
+    np.testing.assert_allclose(y, ref.conv(x, w, None, stride, padding, dilation), atol=1e-10)
+    rx, rw, _ = ref.conv_grads(x, w, gy, stride, padding, dilation)
+    np.testing.assert_allclose(gx, rx, atol=1e-10)
+    np.testing.assert_allclose(gw, rw, atol=1e-10)
+
+
+def test_explain_of_a_huge_stride_is_immediate():
+    from convgrad.explain import explain
+
+    report, peak = _peak(lambda: explain((5, 100, 100), (10, 5, 5, 5), stride=10**9))
+    assert peak < 4 * 2**20 and report.passes
