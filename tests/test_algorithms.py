@@ -15,11 +15,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from convgrad import _rules
+from convgrad import _process, _rules
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
 from convgrad._spec import conv_spec
-from convgrad.algorithms import REGISTRY
+from convgrad.algorithms import REGISTRY, _common
 
 # --------------------------------------------------------------------------- reference
 
@@ -205,28 +205,55 @@ BIG = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1)
 BIG_DX = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2)
 
 
+BIG_DEPTHWISE = conv_spec((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64)
+
+
+def _weight_grad_operands(spec, rng):
+    """(lhs, rhs, corr) of a weight gradient as ``functional`` passes them: views of x
+    (N, C, *S) and grad_output (N, K, *S_out) with groups split and N <-> C swapped."""
+    g, n = spec.groups, spec.batch
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    dy = rng.standard_normal(spec.output_shape).astype(np.float32)
+
+    def split(a, channels):
+        return a.reshape(n, g, channels // g, *a.shape[2:]).swapaxes(0, 1).swapaxes(1, 2)
+
+    return split(x, spec.in_channels), split(dy, spec.out_channels), _rules.weight_grad(spec)
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
-@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise"])
-def test_workspace_limit_bounds_peak_memory(name, which):
+@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise", "dw", "dw-strided", "dw-depthwise"])
+def test_workspace_limit_bounds_peak_memory(name, which, monkeypatch):
+    rng = np.random.default_rng(0)
     rhs_shape = (1, 16, 16, 3, 3)
+    operands = None
     if which == "fwd":
         lhs_shape, corr = (1, 16, 16, 32, 32), _rules.forward(BIG)
     elif which == "dx":
         lhs_shape, corr = (1, 16, 16, *BIG_DX.out_spatial), _rules.input_grad(BIG_DX)
-    else:  # 64 depthwise channels, batch 16
+    elif which == "depthwise":  # 64 depthwise channels, batch 16
         lhs_shape, rhs_shape, corr = (64, 16, 1, 32, 32), (64, 1, 1, 3, 3), _rules.forward(BIG)
+    else:  # weight gradients: the whole grad_output (a strided view) is the rhs
+        spec = {"dw": BIG, "dw-strided": BIG_DX, "dw-depthwise": BIG_DEPTHWISE}[which]
+        operands = _weight_grad_operands(spec, rng)
+        lhs_shape, rhs_shape, corr = operands[0].shape, operands[1].shape, operands[2]
     algorithm = REGISTRY[name]
     if not algorithm.supports(lhs_shape, rhs_shape, corr):
         pytest.skip(f"{name} does not support this case")
-    rng = np.random.default_rng(0)
-    lhs = rng.standard_normal(lhs_shape).astype(np.float32)
-    rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    if operands is None:
+        lhs = rng.standard_normal(lhs_shape).astype(np.float32)
+        rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    else:
+        lhs, rhs, _ = operands
     full = algorithm.workspace_bytes(lhs_shape, rhs_shape, corr, 4)
     small = full < 256 * 1024  # per-core buffers only: the limit cannot bind
     limit = 64 * 1024 if small else min(1024 * 1024, full // 4)
     expected = correlate(lhs, rhs, corr, algorithm="gemm")
     out_bytes = expected.nbytes
     assert small or full > 2 * limit >= 2 * 64 * 1024  # the limit forces chunking
+    correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)  # compiled loops loaded
+    # no workspace kept from earlier calls, in any thread: every buffer is counted
+    monkeypatch.setattr(_common, "workspaces", _process.Workspaces(_process.KEEP_BYTES))
     tracemalloc.start()
     try:
         got = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)
@@ -236,6 +263,22 @@ def test_workspace_limit_bounds_peak_memory(name, which):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     # limit + output + small temporaries (kernel copies, ufunc buffers of 8192 items)
     assert peak <= limit + out_bytes + 256 * 1024, (peak, limit, out_bytes)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_gemm_gathered_windows_match_direct_evaluation(case, monkeypatch):
+    """gemm's windows gathered through index maps (its path where the padded lhs would
+    dwarf the columns) on every case, with its chunking."""
+    from convgrad.algorithms import gemm
+
+    _, lhs_shape, rhs_shape, corr = case
+    monkeypatch.setattr(gemm, "_sparse", lambda *shapes: True)
+    rng = np.random.default_rng(11)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    for limit in (64, 2**28):
+        got = correlate(lhs, rhs, corr, algorithm="gemm", workspace_limit=limit)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)

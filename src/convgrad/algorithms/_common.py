@@ -141,6 +141,27 @@ def laid_out(slot: str, a: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
+SMALL_COPY = 64 * 1024  # a copy of the rhs this small is made whatever the limit
+
+
+def kernel_share(nbytes: int, limit: int) -> int | None:
+    """The workspace limit left once a laid-out copy of the rhs (``nbytes``) is counted
+    against it, or None where that copy would take more than half the limit (and more
+    than SMALL_COPY): the caller then hands the correlation to ``gemm``, which lays the
+    rhs out chunk by chunk (a weight gradient's rhs is the whole grad_output)."""
+    return max(1, limit - nbytes) if nbytes <= max(limit // 2, SMALL_COPY) else None
+
+
+def all_finite(a: np.ndarray, block: int = 2**20) -> bool:
+    """``np.isfinite(a).all()`` over blocks of at most ``block`` elements: no boolean
+    temporary the size of ``a``, and an early answer at the first inf or NaN."""
+    if a.size <= block:
+        return bool(np.isfinite(a).all())
+    if a.ndim == 1:
+        return all(np.isfinite(a[i : i + block]).all() for i in range(0, a.size, block))
+    return all(all_finite(part, block) for part in a)
+
+
 def chunk(total: int, per_item: int, budget: int) -> int:
     """How many items (>= 1) of ``per_item`` bytes fit in ``budget`` bytes."""
     return max(1, min(total, budget // max(per_item, 1)))

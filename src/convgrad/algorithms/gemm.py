@@ -15,6 +15,7 @@ algorithm that avoids them.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._rules import Correlation
 from . import _parallel
@@ -209,14 +210,14 @@ def _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps):
     if kernel_matrix is not None:
         return kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
     part = rhs[g0 : g0 + gn, :, c0 : c0 + m]
-    view = part.view()
-    try:
-        view.shape = (gn, part.shape[1], m * taps)  # raises where a copy would be needed
-    except AttributeError:
-        view = None
-    rows = m * taps * view.itemsize if view is not None else 0
-    if view is not None and view.strides[-1] == view.itemsize and view.strides[-2] >= rows:
-        return view  # BLAS reads it as it is
+    isz, inner = part.itemsize, part.shape[2:]
+    dense = all(  # (m, *kernel) C-contiguous within each (g, o): one row of BLAS
+        n == 1 or stride == isz * prod(inner[i + 1 :])
+        for i, (n, stride) in enumerate(zip(inner, part.strides[2:]))
+    )
+    if dense and part.strides[1] >= m * taps * isz and part.strides[0] >= 0:
+        shape, strides = (gn, part.shape[1], m * taps), (*part.strides[:2], isz)
+        return as_strided(part, shape=shape, strides=strides, writeable=False)
     return laid_out("gemm-kernel-part", part, part.dtype).reshape(gn, part.shape[1], m * taps)
 
 

@@ -29,6 +29,7 @@ from ._common import (
     compute_dtype,
     dilate_and_pad_into,
     flat_strides,
+    kernel_share,
     laid_out,
     padded_shape,
     padding_bounded,
@@ -134,6 +135,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     kw = kernel[-1]
     # few channels: copy the kw shifts of each row once so each GEMM contracts C*kw
     merge = not strided and kw > 1 and c * kw <= MERGE_MAX
+    limit = kernel_share(rhs.size * compute.itemsize, workspace_limit)
+    if limit is None:  # the filters' copy alone would take most of the limit
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     w = rhs.astype(compute, copy=False)
     if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)

@@ -16,7 +16,15 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import compute_dtype, flat_strides, laid_out, prod, result_dtype, scratch
+from ._common import (
+    compute_dtype,
+    flat_strides,
+    kernel_share,
+    laid_out,
+    prod,
+    result_dtype,
+    scratch,
+)
 
 name = "phase"
 
@@ -100,6 +108,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
+    limit = kernel_share(rhs.size * compute.itemsize, workspace_limit)
+    if limit is None:  # the filters' copy alone would take most of the limit
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
     weights = laid_out(
