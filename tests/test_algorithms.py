@@ -281,18 +281,59 @@ def test_gemm_gathered_windows_match_direct_evaluation(case, monkeypatch):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
+def _masks(a: np.ndarray) -> np.ndarray:
+    """Which cells are NaN, +inf, -inf (stacked)."""
+    return np.stack([np.isnan(a), np.isposinf(a), np.isneginf(a)])
+
+
+NON_FINITE = {  # (lhs value, rhs value) put into one cell each; None: all finite there
+    "lhs-nan": (np.nan, None),
+    "rhs-nan": (None, np.nan),
+    "rhs-inf": (None, np.inf),
+    "both": (-np.inf, np.nan),
+}
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
-def test_non_finite_values_reach_only_their_windows(name):
-    # a NaN in the lhs must reach exactly the outputs whose windows contain it
+@pytest.mark.parametrize("where", NON_FINITE)
+def test_non_finite_values_reach_only_their_windows(name, where):
+    """An inf or NaN in either operand reaches exactly the outputs whose windows meet it on
+    a sample (padding and inserted zeros are not multiplied): the exact definition's cells,
+    NaN where it has NaN and inf of the same sign where it has inf."""
+    lhs_value, rhs_value = NON_FINITE[where]
     for _, lhs_shape, rhs_shape, corr in CASES:
         if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
             continue
         rng = np.random.default_rng(3)
         lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
-        lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = np.nan
-        expected = np.isnan(direct_correlation(lhs, rhs, corr))
-        got = np.isnan(correlate(lhs, rhs, corr, algorithm=name))
+        if lhs_value is not None:
+            lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = lhs_value
+        if rhs_value is not None:  # one filter tap, off the centre
+            rhs[(0,) * (rhs.ndim - 1) + (0,)] = rhs_value
+        expected = _masks(direct_correlation(lhs, rhs, corr))
+        with np.errstate(invalid="ignore"):
+            got = _masks(correlate(lhs, rhs, corr, algorithm=name))
+            got32 = correlate(lhs.astype(np.float32), rhs.astype(np.float32), corr, algorithm=name)
+            small = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=64)
         np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(_masks(got32), expected)
+        np.testing.assert_array_equal(_masks(small), expected)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_exact_path_matches_direct_evaluation(case):
+    from convgrad.algorithms import exact
+
+    _, lhs_shape, rhs_shape, corr = case
+    rng = np.random.default_rng(12)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    for limit in (64, 2**28):
+        got = exact.run(lhs, rhs, corr, limit)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    got = exact.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * max(1, np.abs(expected).max()))
 
 
 def test_sweep_reaches_both_paths_of_implicit_dw():
