@@ -181,3 +181,53 @@ def test_explain_of_a_huge_stride_is_immediate():
 
     report, peak = _peak(lambda: explain((5, 100, 100), (10, 5, 5, 5), stride=10**9))
     assert peak < 4 * 2**20 and report.passes
+
+
+# ----------------------------------------------------------------------- out of memory
+
+ONE = np.broadcast_to(np.float32(1), (1, 1, 1, 1))  # an input that takes no memory
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (  # 1.42 PiB: past any address space, refused at once
+            lambda: cg.conv(ONE, np.ones((1, 1, 1, 1), np.float32), padding=10**7),
+            "conv: the output (1, 1, 20000001, 20000001) float32 needs 1.42 PiB",
+        ),
+        (  # unbatched: the caller's (C, *S) shape, not the internal (G, B, O, *S)
+            lambda: cg.conv(ONE[0], np.ones((2, 1, 1, 1)), padding=10**7),
+            "conv: the output (2, 20000001, 20000001) float64 needs 5.68 PiB",
+        ),
+        (
+            lambda: cg.conv_transpose(
+                np.ones((2, 3, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32), stride=10**7
+            ),
+            "conv_transpose: the output (2, 2, 30000003, 30000003) float32 needs 12.8 PiB",
+        ),
+    ],
+)
+def test_an_output_past_memory_is_named_as_the_caller_sees_it(call, words):
+    with pytest.raises(MemoryError) as info:
+        call()
+    assert str(info.value).startswith(words), str(info.value)
+    assert "out of memory" in str(info.value)
+
+
+def test_a_memory_error_inside_a_gradient_names_all_its_outputs(monkeypatch):
+    from convgrad import functional
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate a workspace")
+
+    monkeypatch.setattr(functional, "_weight_grad", exhausted)
+    x, w = np.zeros((2, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(MemoryError) as info:
+        cg.conv_backward(np.zeros((2, 4, 6, 6), np.float32), x, w)
+    message = str(info.value)
+    assert message.startswith(
+        "conv_backward: the outputs (2, 3, 8, 8) float32 and (4, 3, 3, 3) float32 need 1.92 KiB"
+    ), message
+    assert "Unable to allocate a workspace" in message
+    with pytest.raises(MemoryError, match=r"^conv_weight_grad: the output \(4, 3, 3, 3\) float32"):
+        cg.conv_weight_grad(x, np.zeros((2, 4, 6, 6), np.float32), w.shape)
