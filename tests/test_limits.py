@@ -7,8 +7,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convgrad as cg
+from conftest import assert_close
 from convgrad import reference as ref
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
@@ -231,3 +234,111 @@ def test_a_memory_error_inside_a_gradient_names_all_its_outputs(monkeypatch):
     assert "Unable to allocate a workspace" in message
     with pytest.raises(MemoryError, match=r"^conv_weight_grad: the output \(4, 3, 3, 3\) float32"):
         cg.conv_weight_grad(x, np.zeros((2, 4, 6, 6), np.float32), w.shape)
+
+
+# ------------------------------------------------ extreme but legal options, at random
+
+LIMIT = 2**20  # the workspace limit the property test runs under
+BIG = st.one_of(st.integers(1, 3), st.integers(1, 10**6))
+
+
+@st.composite
+def extreme_configs(draw):
+    """A convolution or transposed convolution with strides and dilations up to 10**6,
+    kernels larger than the input (padded to fit), sizes of 1; its output stays small."""
+    nd = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 2))
+    c, k = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    spatial = draw(st.lists(st.integers(1, 6 if nd < 3 else 3), min_size=nd, max_size=nd))
+    kernel = draw(st.lists(st.integers(1, 4 if nd < 3 else 2), min_size=nd, max_size=nd))
+    stride = draw(st.lists(BIG, min_size=nd, max_size=nd))
+    dilation = draw(st.lists(BIG, min_size=nd, max_size=nd))
+    transposed = draw(st.booleans())
+    if transposed:  # padding crops the scattered output down to a few samples per dim
+        sizes = draw(st.lists(st.integers(1, 6), min_size=nd, max_size=nd))
+        full = [
+            (n - 1) * s + d * (kk - 1) + 1 for n, s, d, kk in zip(spatial, stride, dilation, kernel)
+        ]
+        padding = tuple(max(0, (f - m) // 2) for f, m in zip(full, sizes))
+        options = dict(
+            stride=tuple(stride), padding=padding, groups=groups, dilation=tuple(dilation)
+        )
+        return True, (draw(st.integers(1, 2)), c, *spatial), (c, k // groups, *kernel), options
+    if draw(st.booleans()):
+        padding = "same"
+    else:  # at least enough to fit the dilated kernel, and a few samples more
+        padding = tuple(
+            max(0, -(-(d * (kk - 1) + 1 - n) // 2)) + draw(st.integers(0, 2))
+            for n, kk, d in zip(spatial, kernel, dilation)
+        )
+    options = dict(stride=tuple(stride), padding=padding, dilation=tuple(dilation), groups=groups)
+    return False, (draw(st.integers(1, 2)), c, *spatial), (k, c // groups, *kernel), options
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """Every compiled loop built (or loaded) once, outside the measured calls."""
+    x = np.ones((2, 4, 9, 9))
+    cg.conv(x, np.ones((4, 1, 3, 3)), padding=1, groups=4, algorithm="direct")
+    cg.conv(x, np.ones((4, 4, 3, 3)), padding=1, algorithm="winograd")
+    for name in ("implicit_dw", "blocked_dw"):
+        cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm=name)
+        cg.conv_weight_grad(x, x, (4, 4, 3, 3), padding=1, algorithm=name)
+
+
+def _measured(call):
+    """(call(), peak traced bytes) with no workspace kept from earlier calls."""
+    from convgrad import _process
+    from convgrad.algorithms import _common
+
+    kept = _common.workspaces
+    _common.workspaces = _process.Workspaces(_process.KEEP_BYTES)
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        _common.workspaces = kept
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(extreme_configs(), st.integers(0, 2**32 - 1))
+def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, config, seed):
+    transposed, x_shape, w_shape, options = config
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    if transposed:
+        expected = ref.conv_transpose(x, w, **options)
+        gy = rng.standard_normal(expected.shape)
+        y, peak_y = _measured(lambda: cg.conv_transpose(x, w, workspace_limit=LIMIT, **options))
+        (gx, gw, _), peak_g = _measured(
+            lambda: cg.conv_transpose_backward(gy, x, w, workspace_limit=LIMIT, **options)
+        )
+        rx = ref.conv(
+            gy,
+            w,
+            None,
+            options["stride"],
+            options["padding"],
+            options["dilation"],
+            options["groups"],
+        )
+        _, rw, _ = ref.conv_grads(
+            gy, w, x, options["stride"], options["padding"], options["dilation"], options["groups"]
+        )
+    else:
+        expected = ref.conv(x, w, **options)
+        gy = rng.standard_normal(expected.shape)
+        y, peak_y = _measured(lambda: cg.conv(x, w, workspace_limit=LIMIT, **options))
+        (gx, gw, _), peak_g = _measured(
+            lambda: cg.conv_backward(gy, x, w, workspace_limit=LIMIT, **options)
+        )
+        rx, rw, _ = ref.conv_grads(x, w, gy, **options)
+    assert_close(y, expected)
+    assert_close(gx, rx)
+    assert_close(gw, rw)
+    # the workspace limit, the arrays themselves (results, inputs' and filters' copies) a
+    # few times over, small per-call structures; nothing that grows with the options
+    arrays = sum(a.nbytes for a in (x, w, gy, expected, rx, rw))
+    assert max(peak_y, peak_g) <= LIMIT + 8 * arrays + 2**20, (peak_y, peak_g, arrays)
