@@ -342,3 +342,19 @@ def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, confi
     # few times over, small per-call structures; nothing that grows with the options
     arrays = sum(a.nbytes for a in (x, w, gy, expected, rx, rw))
     assert max(peak_y, peak_g) <= LIMIT + 8 * arrays + 2**20, (peak_y, peak_g, arrays)
+
+
+@pytest.mark.parametrize("shape", [(5000,), (700, 3), (2, 3, 40, 41), (1, 3000), (3, 1, 2000)])
+def test_all_finite_answers_in_small_blocks(shape):
+    from convgrad.algorithms._common import all_finite
+
+    a = np.zeros(shape)
+    views = (a, a.swapaxes(0, -1), a[..., ::-1])
+    assert all(all_finite(v, block=64) for v in views)
+    for index in (0, a.size // 2, a.size - 1):
+        for value in (np.nan, np.inf, -np.inf):
+            a.flat[index] = value
+            assert not any(all_finite(v, block=64) for v in views)
+            a.flat[index] = 0.0
+    _, peak = _peak(lambda: all_finite(np.zeros(2**22, np.float32).reshape(2**11, 2**11)))
+    assert peak < 2**24 + 2**21  # the array itself, and booleans for one block only

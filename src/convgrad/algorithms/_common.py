@@ -157,9 +157,11 @@ def all_finite(a: np.ndarray, block: int = 2**20) -> bool:
     temporary the size of ``a``, and an early answer at the first inf or NaN."""
     if a.size <= block:
         return bool(np.isfinite(a).all())
-    if a.ndim == 1:
-        return all(np.isfinite(a[i : i + block]).all() for i in range(0, a.size, block))
-    return all(all_finite(part, block) for part in a)
+    per_row = a.size // a.shape[0]
+    if per_row > block:
+        return all(all_finite(part, block) for part in a)
+    rows = block // per_row
+    return all(np.isfinite(a[i : i + rows]).all() for i in range(0, a.shape[0], rows))
 
 
 def chunk(total: int, per_item: int, budget: int) -> int:
