@@ -15,39 +15,56 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from convgrad import _rules
+from convgrad import _process, _rules
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
 from convgrad._spec import conv_spec
-from convgrad.algorithms import REGISTRY
+from convgrad.algorithms import REGISTRY, _common
 
 # --------------------------------------------------------------------------- reference
 
 
+def _real_samples(j, size, n, ws, rd, ld, lo):
+    """(output slice, lhs slice) of one dim: the outputs i whose tap j lands on a real lhs
+    sample (not padding, not an inserted zero), and those samples; None if there are none."""
+    hits = [
+        (i, (i * ws + j * rd - lo) // ld)
+        for i in range(n)
+        if (i * ws + j * rd - lo) % ld == 0 and 0 <= (i * ws + j * rd - lo) // ld < size
+    ]
+    if not hits:
+        return None
+    (i0, p0), (i1, p1) = hits[0], hits[-1]
+    step = hits[1][0] - i0 if len(hits) > 1 else 1
+    out, src = slice(i0, i1 + 1, step), slice(p0, p1 + 1, max(1, step * ws // ld))
+    assert [i for i, _ in hits] == list(range(n)[out]) and [p for _, p in hits] == list(
+        range(size)[src]
+    )
+    return out, src
+
+
 def direct_correlation(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation) -> np.ndarray:
-    """The primitive's definition evaluated in float64, tap by tap."""
+    """The primitive's definition evaluated in float64, tap by tap, over real samples only:
+    padding and inserted zeros contribute nothing (they are never multiplied, so an inf or
+    NaN reaches exactly the outputs whose windows put it on a sample)."""
     lhs, rhs = lhs.astype(np.float64), rhs.astype(np.float64)
     nd = rhs.ndim - 3
-    dilated = np.zeros(
-        (*lhs.shape[:3], *((s - 1) * d + 1 for s, d in zip(lhs.shape[3:], corr.lhs_dilation)))
-    )
-    dilated[(Ellipsis, *(slice(None, None, d) for d in corr.lhs_dilation))] = lhs
-    for axis, (lo, hi) in enumerate(corr.padding, start=3):
-        widths = [(0, 0)] * dilated.ndim
-        widths[axis] = (max(lo, 0), max(hi, 0))
-        dilated = np.pad(dilated, widths)
-        size = dilated.shape[axis]
-        crop = [slice(None)] * dilated.ndim
-        crop[axis] = slice(max(-lo, 0), size - max(-hi, 0))
-        dilated = dilated[tuple(crop)]
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
     out = np.zeros((lhs.shape[0], lhs.shape[1], rhs.shape[1], *out_spatial))
     for tap in itertools.product(*(range(k) for k in rhs.shape[3:])):
-        window = tuple(
-            slice(j * rd, j * rd + (n - 1) * ws + 1, ws)
-            for j, rd, ws, n in zip(tap, corr.rhs_dilation, corr.window_strides, out_spatial)
+        dims = [
+            _real_samples(j, size, n, ws, rd, ld, lo)
+            for j, size, n, ws, rd, ld, (lo, _) in zip(
+                tap, lhs.shape[3:], out_spatial, corr.window_strides, corr.rhs_dilation,
+                corr.lhs_dilation, corr.padding,
+            )
+        ]  # fmt: skip
+        if None in dims:
+            continue
+        window = lhs[(Ellipsis, *(src for _, src in dims))]
+        out[(Ellipsis, *(dst for dst, _ in dims))] += np.einsum(
+            "gbc...,goc->gbo...", window, rhs[(Ellipsis, *tap)]
         )
-        out += np.einsum("gbc...,goc->gbo...", dilated[(Ellipsis, *window)], rhs[(Ellipsis, *tap)])
     assert out.ndim == 3 + nd
     return out
 
@@ -188,28 +205,55 @@ BIG = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1)
 BIG_DX = conv_spec((16, 16, 32, 32), (16, 16, 3, 3), padding=1, stride=2)
 
 
+BIG_DEPTHWISE = conv_spec((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64)
+
+
+def _weight_grad_operands(spec, rng):
+    """(lhs, rhs, corr) of a weight gradient as ``functional`` passes them: views of x
+    (N, C, *S) and grad_output (N, K, *S_out) with groups split and N <-> C swapped."""
+    g, n = spec.groups, spec.batch
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    dy = rng.standard_normal(spec.output_shape).astype(np.float32)
+
+    def split(a, channels):
+        return a.reshape(n, g, channels // g, *a.shape[2:]).swapaxes(0, 1).swapaxes(1, 2)
+
+    return split(x, spec.in_channels), split(dy, spec.out_channels), _rules.weight_grad(spec)
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
-@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise"])
-def test_workspace_limit_bounds_peak_memory(name, which):
+@pytest.mark.parametrize("which", ["fwd", "dx", "depthwise", "dw", "dw-strided", "dw-depthwise"])
+def test_workspace_limit_bounds_peak_memory(name, which, monkeypatch):
+    rng = np.random.default_rng(0)
     rhs_shape = (1, 16, 16, 3, 3)
+    operands = None
     if which == "fwd":
         lhs_shape, corr = (1, 16, 16, 32, 32), _rules.forward(BIG)
     elif which == "dx":
         lhs_shape, corr = (1, 16, 16, *BIG_DX.out_spatial), _rules.input_grad(BIG_DX)
-    else:  # 64 depthwise channels, batch 16
+    elif which == "depthwise":  # 64 depthwise channels, batch 16
         lhs_shape, rhs_shape, corr = (64, 16, 1, 32, 32), (64, 1, 1, 3, 3), _rules.forward(BIG)
+    else:  # weight gradients: the whole grad_output (a strided view) is the rhs
+        spec = {"dw": BIG, "dw-strided": BIG_DX, "dw-depthwise": BIG_DEPTHWISE}[which]
+        operands = _weight_grad_operands(spec, rng)
+        lhs_shape, rhs_shape, corr = operands[0].shape, operands[1].shape, operands[2]
     algorithm = REGISTRY[name]
     if not algorithm.supports(lhs_shape, rhs_shape, corr):
         pytest.skip(f"{name} does not support this case")
-    rng = np.random.default_rng(0)
-    lhs = rng.standard_normal(lhs_shape).astype(np.float32)
-    rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    if operands is None:
+        lhs = rng.standard_normal(lhs_shape).astype(np.float32)
+        rhs = rng.standard_normal(rhs_shape).astype(np.float32)
+    else:
+        lhs, rhs, _ = operands
     full = algorithm.workspace_bytes(lhs_shape, rhs_shape, corr, 4)
     small = full < 256 * 1024  # per-core buffers only: the limit cannot bind
     limit = 64 * 1024 if small else min(1024 * 1024, full // 4)
     expected = correlate(lhs, rhs, corr, algorithm="gemm")
     out_bytes = expected.nbytes
     assert small or full > 2 * limit >= 2 * 64 * 1024  # the limit forces chunking
+    correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)  # compiled loops loaded
+    # no workspace kept from earlier calls, in any thread: every buffer is counted
+    monkeypatch.setattr(_common, "workspaces", _process.Workspaces(_process.KEEP_BYTES))
     tracemalloc.start()
     try:
         got = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)
@@ -221,18 +265,75 @@ def test_workspace_limit_bounds_peak_memory(name, which):
     assert peak <= limit + out_bytes + 256 * 1024, (peak, limit, out_bytes)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_gemm_gathered_windows_match_direct_evaluation(case, monkeypatch):
+    """gemm's windows gathered through index maps (its path where the padded lhs would
+    dwarf the columns) on every case, with its chunking."""
+    from convgrad.algorithms import gemm
+
+    _, lhs_shape, rhs_shape, corr = case
+    monkeypatch.setattr(gemm, "_sparse", lambda *shapes: True)
+    rng = np.random.default_rng(11)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    for limit in (64, 2**28):
+        got = correlate(lhs, rhs, corr, algorithm="gemm", workspace_limit=limit)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+def _masks(a: np.ndarray) -> np.ndarray:
+    """Which cells are NaN, +inf, -inf (stacked)."""
+    return np.stack([np.isnan(a), np.isposinf(a), np.isneginf(a)])
+
+
+NON_FINITE = {  # (lhs value, rhs value) put into one cell each; None: all finite there
+    "lhs-nan": (np.nan, None),
+    "rhs-nan": (None, np.nan),
+    "rhs-inf": (None, np.inf),
+    "both": (-np.inf, np.nan),
+}
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
-def test_non_finite_values_reach_only_their_windows(name):
-    # a NaN in the lhs must reach exactly the outputs whose windows contain it
+@pytest.mark.parametrize("where", NON_FINITE)
+def test_non_finite_values_reach_only_their_windows(name, where):
+    """An inf or NaN in either operand reaches exactly the outputs whose windows meet it on
+    a sample (padding and inserted zeros are not multiplied): the exact definition's cells,
+    NaN where it has NaN and inf of the same sign where it has inf."""
+    lhs_value, rhs_value = NON_FINITE[where]
     for _, lhs_shape, rhs_shape, corr in CASES:
         if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
             continue
         rng = np.random.default_rng(3)
         lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
-        lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = np.nan
-        expected = np.isnan(direct_correlation(lhs, rhs, corr))
-        got = np.isnan(correlate(lhs, rhs, corr, algorithm=name))
+        if lhs_value is not None:
+            lhs[(0,) * (lhs.ndim - 1) + (lhs.shape[-1] // 2,)] = lhs_value
+        if rhs_value is not None:  # one filter tap, off the centre
+            rhs[(0,) * (rhs.ndim - 1) + (0,)] = rhs_value
+        expected = _masks(direct_correlation(lhs, rhs, corr))
+        with np.errstate(invalid="ignore"):
+            got = _masks(correlate(lhs, rhs, corr, algorithm=name))
+            got32 = correlate(lhs.astype(np.float32), rhs.astype(np.float32), corr, algorithm=name)
+            small = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=64)
         np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(_masks(got32), expected)
+        np.testing.assert_array_equal(_masks(small), expected)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_exact_path_matches_direct_evaluation(case):
+    from convgrad.algorithms import exact
+
+    _, lhs_shape, rhs_shape, corr = case
+    rng = np.random.default_rng(12)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    for limit in (64, 2**28):
+        got = exact.run(lhs, rhs, corr, limit)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    got = exact.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * max(1, np.abs(expected).max()))
 
 
 def test_sweep_reaches_both_paths_of_implicit_dw():

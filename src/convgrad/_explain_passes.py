@@ -132,14 +132,19 @@ def _make_pass(
         gemm_macs=int(gemm[0] * gemm[1] * gemm[2] * gemm[3]),
         workspace_bytes=_workspace(algorithm, lhs_shape, rhs_shape, corr, itemsize),
         algorithm=algorithm,
-        padded_bytes=_padded_bytes(lhs_shape, corr, itemsize),
+        padded_bytes=_padded_bytes(lhs_shape, rhs_shape, corr, itemsize),
     )
 
 
-def _padded_bytes(lhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the zero-padded, stride-spread copy of lhs (0 when none is needed)."""
+def _padded_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of the zero-padded, stride-spread copy of lhs (0 when none is needed); where
+    that copy would dwarf the columns, gemm copies lhs with one zero per dim instead."""
+    from .algorithms._common import padding_bounded
+
     if all(ld == 1 for ld in corr.lhs_dilation) and all(p == (0, 0) for p in corr.padding):
         return 0
+    if not padding_bounded(lhs_shape, rhs_shape, corr):
+        return math.prod(lhs_shape[:3]) * math.prod(s + 1 for s in lhs_shape[3:]) * itemsize
     spatial = [
         max((s - 1) * ld + 1 + lo + hi, 0)
         for s, ld, (lo, hi) in zip(lhs_shape[3:], corr.lhs_dilation, corr.padding)

@@ -5,6 +5,11 @@
 with lhs (G, B, C, *S), rhs (G, O, C, *K), out (G, B, O, *S'). Forward, input and
 weight gradients and transposed convolution are all calls of it (see ``_rules``).
 Which algorithm computes it is the planner's choice (``_plan``) unless named.
+
+Padding and the zeros of lhs dilation are not samples: an inf or NaN in either operand
+reaches exactly the outputs whose windows meet it on a sample. Every algorithm keeps that
+for the lhs; where one would multiply those zeros by a non-finite rhs, ``correlate``
+computes the correlation exactly instead (``algorithms.exact``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import numpy as np
 from . import _plan
 from ._plan import DEFAULT_WORKSPACE_LIMIT  # noqa: F401 - kept for callers
 from ._rules import Correlation
-from .algorithms import REGISTRY
+from .algorithms import REGISTRY, exact
+from .algorithms._common import all_finite, prod
 
 MODES = ("auto", "autotune")
 
@@ -51,11 +57,43 @@ def correlate(
         algorithm, result = _plan.autotune(lhs, rhs, corr, limit)
         if result is not None:
             _plan.record(algorithm)
-            return result
+            return _exact_if_needed(algorithm, lhs, rhs, corr, limit, result)
     elif algorithm == "auto":
         algorithm = choose(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize)
     impl = REGISTRY[algorithm]
     if not impl.supports(lhs.shape, rhs.shape, corr):
         raise ValueError(f"algorithm {algorithm!r} does not support this correlation: {corr}")
     _plan.record(algorithm)
-    return impl.run(lhs, rhs, corr, limit)
+    return _exact_if_needed(algorithm, lhs, rhs, corr, limit)
+
+
+def only_samples(algorithm: str, corr: Correlation) -> bool:
+    """Whether ``algorithm`` multiplies the rhs by lhs samples only: no padding, no lhs
+    dilation (gemm's, implicit's and the others' zeros are then never read), and not
+    Winograd (whose transforms mix every tap of a tile)."""
+    return (
+        algorithm != "winograd"
+        and all(ld == 1 for ld in corr.lhs_dilation)
+        and all(lo <= 0 and hi <= 0 for lo, hi in corr.padding)
+    )
+
+
+def _exact_if_needed(algorithm, lhs, rhs, corr: Correlation, limit: int, result=None):
+    """``algorithm``'s result (``result`` if already computed), or the exact one where an
+    inf or NaN in the rhs would meet padding or inserted zeros. Checked on the smaller
+    side: the rhs (filters) before running, or the result (a weight gradient's, small)
+    after it, and then the rhs only if the result is not finite."""
+    impl = REGISTRY[algorithm]
+    if only_samples(algorithm, corr):
+        return impl.run(lhs, rhs, corr, limit) if result is None else result
+    outputs = lhs.shape[0] * lhs.shape[1] * rhs.shape[1]
+    outputs *= prod(corr.output_spatial(lhs.shape[3:], rhs.shape[3:]))
+    if result is None and rhs.size <= outputs:
+        if not all_finite(rhs):
+            return exact.run(lhs, rhs, corr, limit)
+        return impl.run(lhs, rhs, corr, limit)
+    if result is None:
+        result = impl.run(lhs, rhs, corr, limit)
+    if all_finite(result) or all_finite(rhs):  # a finite result met no inf/NaN at all
+        return result
+    return exact.run(lhs, rhs, corr, limit)

@@ -19,6 +19,13 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 Pairs = tuple[tuple[int, int], ...]
 
+# Largest stride, dilation, padding, output padding or derived extent (padded size,
+# dilated kernel) per dim: far past any array, yet
+# sums of a few such values stay inside int64, where shapes and indices are computed.
+MAX_SIZE = 2**60
+# Largest number of output elements: their bytes (8 each at most) must fit in an int64.
+MAX_ELEMENTS = 2**59
+
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -86,8 +93,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def int_tuple(value: Any, nd: int, name: str, minimum: int) -> tuple[int, ...]:
-    """An int or a sequence of ``nd`` ints, each >= minimum, as a tuple."""
+def int_tuple(
+    value: Any, nd: int, name: str, minimum: int, maximum: int = MAX_SIZE
+) -> tuple[int, ...]:
+    """An int or a sequence of ``nd`` ints, each in [minimum, maximum], as a tuple."""
     if _is_int(value):
         items = (int(value),) * nd
     elif isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
@@ -101,7 +110,16 @@ def int_tuple(value: Any, nd: int, name: str, minimum: int) -> tuple[int, ...]:
         raise TypeError(f"{name} must be an int or a sequence of {nd} ints, got {value!r}")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must be >= {minimum} in every dim, got {value!r}")
+    _check_at_most(items, name, value, maximum)
     return items
+
+
+def _check_at_most(items, name: str, value: Any, maximum: int = MAX_SIZE) -> None:
+    if any(v > maximum for v in items):
+        raise ValueError(
+            f"{name} must be at most {maximum} (2**{maximum.bit_length() - 1}) in every dim, "
+            f"got {value!r}"
+        )
 
 
 def _padding_pairs(
@@ -131,6 +149,7 @@ def _padding_pairs(
         p = int(padding)
         if p < 0:
             raise ValueError(f"padding must be >= 0, got {padding!r}")
+        _check_at_most((p,), "padding", padding)
         return ((p, p),) * nd
     if isinstance(padding, (tuple, list)):
         if len(padding) != nd:
@@ -149,6 +168,7 @@ def _padding_pairs(
                 )
             if min(pair) < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")
+            _check_at_most(pair, "padding", padding)
             pairs.append(pair)
         return tuple(pairs)
     raise TypeError(
@@ -245,12 +265,14 @@ def conv_spec(
         output_size(size, k, s, d, lo, hi)
         for size, k, s, d, (lo, hi) in zip(in_spatial, kernel, stride, dilation, pads)
     )
+    _check_extents(kernel, dilation, in_spatial, pads, input_name)
     if min(out_spatial) < 1:
         raise ValueError(
             f"output would be empty: {input_name} spatial size {in_spatial} with padding "
             f"{pads} is smaller than the dilated kernel "
             f"{tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))}"
         )
+    _check_output_elements((n, k_out, *out_spatial))
     return ConvSpec(
         batched,
         n,
@@ -265,6 +287,29 @@ def conv_spec(
         padding_mode,
         out_spatial,
     )
+
+
+def _check_extents(kernel, dilation, in_spatial, pads, name: str) -> None:
+    """The dilated kernel and the padded input stay within MAX_SIZE in every dim."""
+    if any(d * (k - 1) + 1 > MAX_SIZE for k, d in zip(kernel, dilation)):
+        raise ValueError(
+            f"dilation * (kernel size - 1) + 1 must be at most {MAX_SIZE} (2**60) in every "
+            f"dim, got dilation {dilation} with kernel {kernel}"
+        )
+    if any(size + lo + hi > MAX_SIZE for size, (lo, hi) in zip(in_spatial, pads)):
+        raise ValueError(
+            f"padding plus {name} spatial size must be at most {MAX_SIZE} (2**60) in every "
+            f"dim, got padding {pads} for spatial size {in_spatial}"
+        )
+
+
+def _check_output_elements(shape: tuple[int, ...]) -> None:
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ValueError(
+            f"output would have shape {shape}, {math.prod(shape)} elements: more than any "
+            f"array can hold (at most {MAX_ELEMENTS} = 2**59); check stride, padding and "
+            f"dilation"
+        )
 
 
 def _check_mode_pads(mode: str, pads: Pairs, in_spatial: tuple[int, ...], name: str) -> None:
@@ -334,6 +379,14 @@ def transpose_spec(
             f"output would be empty: transposed convolution of spatial size {in_spatial} gives "
             f"{out_spatial} with padding {pad}"
         )
+    full = tuple(n + 2 * p for n, p in zip(out_spatial, pad))  # before the padding is cropped
+    if max(full) > MAX_SIZE:
+        raise ValueError(
+            f"output spatial size before the padding is cropped, (size - 1) * stride + "
+            f"dilation * (kernel size - 1) + output_padding + 1, must be at most {MAX_SIZE} "
+            f"(2**60) in every dim, got {full} with stride {stride} and dilation {dilation}"
+        )
+    _check_output_elements((n, k_out, *out_spatial))
     # The forward convolution whose input gradient this is maps (N, K, *S_out) to (N, C, *S).
     # With output_padding >= stride (allowed when it is < dilation) that forward convolution
     # would produce extra rows; the transposed output simply gets no contribution there.

@@ -7,6 +7,8 @@ once (``_checks``, ``_spec``), then runs the correlations of ``_rules`` on the p
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,6 +117,32 @@ def _dask():
     return module
 
 
+def _size_text(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes} B" if unit == "B" else f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _naming_outputs(function: str, call, *shapes: tuple[int, ...]):
+    """Re-raise a MemoryError as one that names ``function``'s outputs as its caller sees
+    them (shapes and dtype, and the bytes they need), not the internal (G, B, O, *S)."""
+    try:
+        yield
+    except MemoryError as exc:
+        dtype = np.dtype(call.result)
+        need = sum(math.prod(shape) for shape in shapes) * dtype.itemsize
+        names = " and ".join(f"{shape} {dtype}" for shape in shapes)
+        what = "the output" if len(shapes) == 1 else "the outputs"
+        raise MemoryError(
+            f"{function}: {what} {names} {'needs' if len(shapes) == 1 else 'need'} "
+            f"{_size_text(need)}; out of memory computing "
+            f"{'it' if len(shapes) == 1 else 'them'} ({exc})"
+        ) from exc
+
+
 # ------------------------------------------------------------------------- public API
 
 
@@ -167,10 +195,11 @@ def conv(
     if _is_dask(x, weight, bias):
         return _dask().conv(*args, algorithm=algorithm, workspace_limit=workspace_limit)
     call = check_conv(*args, algorithm, workspace_limit)
-    x, weight, bias = _computed(call, *call.arrays)
-    y = _forward(_batched(x, call.spec), weight, call.spec, **call.options)
-    y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
-    return _result(y, call.spec, call.result)
+    with _naming_outputs("conv", call, call.spec.output_shape):
+        x, weight, bias = _computed(call, *call.arrays)
+        y = _forward(_batched(x, call.spec), weight, call.spec, **call.options)
+        y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
+        return _result(y, call.spec, call.result)
 
 
 def conv_input_grad(
@@ -192,9 +221,10 @@ def conv_input_grad(
     if _is_dask(grad_output, weight):
         return _dask().conv_input_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
     call = check_input_grad(*args, algorithm, workspace_limit)
-    grad_y, weight = _computed(call, *call.arrays)
-    grad_x = _input_grad(_batched(grad_y, call.spec), weight, call.spec, **call.options)
-    return _result(grad_x, call.spec, call.result)
+    with _naming_outputs("conv_input_grad", call, call.spec.input_shape):
+        grad_y, weight = _computed(call, *call.arrays)
+        grad_x = _input_grad(_batched(grad_y, call.spec), weight, call.spec, **call.options)
+        return _result(grad_x, call.spec, call.result)
 
 
 def conv_weight_grad(
@@ -216,8 +246,9 @@ def conv_weight_grad(
     if _is_dask(x, grad_output):
         return _dask().conv_weight_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
     call = check_weight_grad(*args, algorithm, workspace_limit)
-    x, grad_y = (_batched(a, call.spec) for a in _computed(call, *call.arrays))
-    return _result(_weight_grad(x, grad_y, call.spec, **call.options), None, call.result)
+    with _naming_outputs("conv_weight_grad", call, call.spec.weight_shape):
+        x, grad_y = (_batched(a, call.spec) for a in _computed(call, *call.arrays))
+        return _result(_weight_grad(x, grad_y, call.spec, **call.options), None, call.result)
 
 
 def conv_bias_grad(grad_output: Any, batched: bool = True) -> np.ndarray:
@@ -248,11 +279,12 @@ def conv_backward(
     if _is_dask(grad_output, x, weight, bias):
         return _dask().conv_backward(*args, algorithm=algorithm, workspace_limit=workspace_limit)
     call = check_backward(*args, algorithm, workspace_limit)
-    grad_y, x, weight, bias = _computed(call, *call.arrays)
-    grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
-    grad_x = _input_grad(grad_y, weight, call.spec, **call.options)
-    grad_w = _weight_grad(x, grad_y, call.spec, **call.options)
-    return _gradients(call, grad_x, grad_w, grad_y, bias)
+    with _naming_outputs("conv_backward", call, call.spec.input_shape, call.spec.weight_shape):
+        grad_y, x, weight, bias = _computed(call, *call.arrays)
+        grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
+        grad_x = _input_grad(grad_y, weight, call.spec, **call.options)
+        grad_w = _weight_grad(x, grad_y, call.spec, **call.options)
+        return _gradients(call, grad_x, grad_w, grad_y, bias)
 
 
 def conv_transpose(
@@ -275,10 +307,11 @@ def conv_transpose(
     if _is_dask(x, weight, bias):
         return _dask().conv_transpose(*args, algorithm=algorithm, workspace_limit=workspace_limit)
     call = check_transpose(*args, algorithm, workspace_limit)
-    x, weight, bias = _computed(call, *call.arrays)
-    y = _input_grad(_batched(x, call.spec), weight, call.spec, **call.options)
-    y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
-    return _result(y, call.spec, call.result)
+    with _naming_outputs("conv_transpose", call, call.spec.input_shape):
+        x, weight, bias = _computed(call, *call.arrays)
+        y = _input_grad(_batched(x, call.spec), weight, call.spec, **call.options)
+        y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
+        return _result(y, call.spec, call.result)
 
 
 def conv_transpose_backward(
@@ -303,8 +336,10 @@ def conv_transpose_backward(
             *args, algorithm=algorithm, workspace_limit=workspace_limit
         )
     call = check_transpose_backward(*args, algorithm, workspace_limit)
-    grad_y, x, weight, bias = _computed(call, *call.arrays)
-    grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
-    grad_x = _forward(grad_y, weight, call.spec, **call.options)
-    grad_w = _weight_grad(grad_y, x, call.spec, **call.options)
-    return _gradients(call, grad_x, grad_w, grad_y, bias)
+    shapes = (call.spec.output_shape, call.arrays[2].shape)  # grad_input: x's shape
+    with _naming_outputs("conv_transpose_backward", call, *shapes):
+        grad_y, x, weight, bias = _computed(call, *call.arrays)
+        grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
+        grad_x = _forward(grad_y, weight, call.spec, **call.options)
+        grad_w = _weight_grad(grad_y, x, call.spec, **call.options)
+        return _gradients(call, grad_x, grad_w, grad_y, bias)

@@ -1,9 +1,11 @@
 """The slow textbook definition of convolution and its gradients, in float64.
 
-Independent of the library's primitive (it shares no code with it): explicit
-padding, then one loop over kernel taps with ``np.einsum``. Gradients are the
-adjoint of that same loop (scatter instead of gather), and the padding-mode
-adjoint uses ``np.add.at`` on explicit index maps. Used by the tests and by the
+Independent of the library's primitive (it shares no code with it): one loop over
+kernel taps with ``np.einsum`` over the input samples each tap meets. Zero padding
+is never built nor multiplied (an inf or NaN reaches exactly the outputs that meet
+it on a sample, and huge paddings cost nothing); the other padding modes pad
+explicitly by index maps. Gradients are the adjoint of that same loop (scatter
+instead of gather), and the padding-mode adjoint uses ``np.add.at`` on the index maps. Used by the tests and by the
 ``convgrad demo`` command to show the largest difference.
 """
 
@@ -12,8 +14,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-
-_NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _tuple(v, nd):
@@ -40,10 +40,8 @@ def resolve_padding(padding, in_spatial, kernel, stride, dilation):
 
 
 def _index_map(n, lo, hi, mode):
-    """Source index in [0, n) of every padded position, or -1 for a zero."""
+    """Source index in [0, n) of every padded position (a non-zero padding mode)."""
     pos = np.arange(-lo, n + hi)
-    if mode == "zeros":
-        return np.where((pos >= 0) & (pos < n), pos, -1)
     if mode == "replicate":
         return np.clip(pos, 0, n - 1)
     if mode == "circular":
@@ -53,26 +51,21 @@ def _index_map(n, lo, hi, mode):
     return np.where(r < n, r, period - r)
 
 
-def _pad_matrix(n, lo, hi, mode):
-    """(n + lo + hi, n) 0/1 matrix P with padded = P @ x along one axis."""
-    idx = _index_map(n, lo, hi, mode)
-    mat = np.zeros((len(idx), n))
-    rows = np.nonzero(idx >= 0)[0]
-    np.add.at(mat, (rows, idx[rows]), 1.0)
-    return mat
-
-
 def _pad(x, pads, mode):
+    """x padded in a non-zero mode: every padded position a copy of an input sample."""
     for axis, (lo, hi) in enumerate(pads):
-        mat = _pad_matrix(x.shape[2 + axis], lo, hi, mode)
-        x = np.moveaxis(np.tensordot(x, mat, axes=([2 + axis], [1])), -1, 2 + axis)
+        x = np.take(x, _index_map(x.shape[2 + axis], lo, hi, mode), axis=2 + axis)
     return x
 
 
 def _unpad(g, pads, in_spatial, mode):
+    """Adjoint of ``_pad``: each padded position's gradient added to the sample it copies."""
     for axis, (lo, hi) in enumerate(pads):
-        mat = _pad_matrix(in_spatial[axis], lo, hi, mode)
-        g = np.moveaxis(np.tensordot(g, mat, axes=([2 + axis], [0])), -1, 2 + axis)
+        idx = _index_map(in_spatial[axis], lo, hi, mode)
+        moved = np.moveaxis(g, 2 + axis, 0)
+        folded = np.zeros((in_spatial[axis], *moved.shape[1:]))
+        np.add.at(folded, idx, moved)
+        g = np.moveaxis(folded, 0, 2 + axis)
     return g
 
 
@@ -86,28 +79,48 @@ def _setup(x_shape, w_shape, stride, padding, dilation):
     return nd, stride, dilation, kernel, pads, out
 
 
-def _tap_slices(tap, stride, dilation, out):
-    return tuple(
-        slice(j * d, j * d + (o - 1) * s + 1, s) for j, s, d, o in zip(tap, stride, dilation, out)
-    )
+def _reach(count, size, step, offset):
+    """(first, last) of the i in [0, count) with 0 <= i*step + offset < size, or None."""
+    first = max(0, -(offset // step))
+    last = min(count - 1, (size - 1 - offset) // step)
+    return (first, last) if first <= last else None
+
+
+def _tap(tap, stride, dilation, pads, in_spatial, out):
+    """(input slices, output slices) of the samples one kernel tap multiplies: output i
+    reads input i*s + j*d - lo, where that is inside the input. Zero padding is never
+    multiplied (an inf or NaN weight reaches only outputs that meet a sample with it);
+    None if the tap meets no sample."""
+    src, dst = [], []
+    for j, s, d, (lo, _), size, n in zip(tap, stride, dilation, pads, in_spatial, out):
+        reach = _reach(n, size, s, j * d - lo)
+        if reach is None:
+            return None
+        first, last = reach
+        dst.append(slice(first, last + 1))
+        src.append(slice(first * s + j * d - lo, last * s + j * d - lo + 1, s))
+    return tuple(src), tuple(dst)
 
 
 def conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     """x (N, C, *S), w (K, C/g, *k) -> (N, K, *S_out), float64, batched input only."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     nd, stride, dilation, kernel, pads, out = _setup(x.shape, w.shape, stride, padding, dilation)
-    xp = _pad(x, pads, padding_mode)
+    if padding_mode != "zeros":
+        x, pads = _pad(x, pads, padding_mode), [(0, 0)] * nd
     n, c = x.shape[:2]
     k = w.shape[0]
     cg, kg = c // groups, k // groups
     y = np.zeros((n, k, *out))
     for g in range(groups):
-        xs = xp[:, g * cg : (g + 1) * cg]
-        ws = w[g * kg : (g + 1) * kg]
+        cs, ks = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
         for tap in itertools.product(*[range(t) for t in kernel]):
-            window = xs[(slice(None), slice(None), *_tap_slices(tap, stride, dilation, out))]
-            y[:, g * kg : (g + 1) * kg] += np.einsum(
-                "nc...,kc->nk...", window, ws[(Ellipsis, *tap)]
+            where = _tap(tap, stride, dilation, pads, x.shape[2:], out)
+            if where is None:
+                continue
+            src, dst = where
+            y[(slice(None), ks, *dst)] += np.einsum(
+                "nc...,kc->nk...", x[(slice(None), cs, *src)], w[(ks, slice(None), *tap)]
             )
     if b is not None:
         y += np.asarray(b, np.float64).reshape(-1, *(1,) * nd)
@@ -118,7 +131,11 @@ def conv_grads(x, w, gy, stride=1, padding=0, dilation=1, groups=1, padding_mode
     """(dx, dw, db) of ``conv`` for output gradient gy, by the adjoint of its tap loop."""
     x, w, gy = (np.asarray(a, np.float64) for a in (x, w, gy))
     nd, stride, dilation, kernel, pads, out = _setup(x.shape, w.shape, stride, padding, dilation)
-    xp = _pad(x, pads, padding_mode)
+    xp = x
+    if padding_mode != "zeros":
+        xp, pads_used = _pad(x, pads, padding_mode), [(0, 0)] * nd
+    else:
+        pads_used = pads
     n, c = x.shape[:2]
     k = w.shape[0]
     cg, kg = c // groups, k // groups
@@ -127,17 +144,26 @@ def conv_grads(x, w, gy, stride=1, padding=0, dilation=1, groups=1, padding_mode
     for g in range(groups):
         cs, ks = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
         for tap in itertools.product(*[range(t) for t in kernel]):
-            sl = (slice(None), cs, *_tap_slices(tap, stride, dilation, out))
-            gxp[sl] += np.einsum("nk...,kc->nc...", gy[:, ks], w[(ks, slice(None), *tap)])
-            gw[(ks, slice(None), *tap)] += np.tensordot(
-                gy[:, ks], xp[sl], axes=([0, *range(2, 2 + nd)], [0, *range(2, 2 + nd)])
+            where = _tap(tap, stride, dilation, pads_used, xp.shape[2:], out)
+            if where is None:
+                continue
+            src, dst = where
+            go = gy[(slice(None), ks, *dst)]
+            gxp[(slice(None), cs, *src)] += np.einsum(
+                "nk...,kc->nc...", go, w[(ks, slice(None), *tap)]
             )
-    gx = _unpad(gxp, pads, x.shape[2:], padding_mode)
+            gw[(ks, slice(None), *tap)] += np.tensordot(
+                go,
+                xp[(slice(None), cs, *src)],
+                axes=([0, *range(2, 2 + nd)], [0, *range(2, 2 + nd)]),
+            )
+    gx = gxp if padding_mode == "zeros" else _unpad(gxp, pads, x.shape[2:], padding_mode)
     return gx, gw, gy.sum(axis=(0, *range(2, gy.ndim)))
 
 
 def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """Direct scatter definition: y[n, k, i*s - p + j*d] += x[n, c, i] * w[c, k, j]."""
+    """Direct scatter definition: y[n, k, i*s - p + j*d] += x[n, c, i] * w[c, k, j], kept
+    where that position is inside the output."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     nd = w.ndim - 2
     stride, dilation = _tuple(stride, nd), _tuple(dilation, nd)
@@ -146,18 +172,26 @@ def conv_transpose(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1
     n, c = x.shape[:2]
     kg = w.shape[1]
     cg = c // groups
-    full = [
-        (i - 1) * s + d * (k - 1) + 1 + op
-        for i, s, d, k, op in zip(x.shape[2:], stride, dilation, kernel, output_padding)
+    out = [
+        (i - 1) * s + d * (k - 1) + 1 + op - 2 * p
+        for i, s, d, k, op, p in zip(x.shape[2:], stride, dilation, kernel, output_padding, padding)
     ]
-    y = np.zeros((n, kg * groups, *full))
+    y = np.zeros((n, kg * groups, *out))
     for g in range(groups):
         cs, ks = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
         for tap in itertools.product(*[range(t) for t in kernel]):
-            sl = (slice(None), ks, *_tap_slices(tap, stride, dilation, x.shape[2:]))
-            y[sl] += np.einsum("nc...,ck->nk...", x[:, cs], w[(cs, slice(None), *tap)])
-    crop = tuple(slice(p, f - p) for p, f in zip(padding, full))
-    y = y[(slice(None), slice(None), *crop)]
+            src, dst = [], []
+            for j, s, d, p, size, m in zip(tap, stride, dilation, padding, x.shape[2:], out):
+                reach = _reach(size, m, s, j * d - p)  # input i lands at i*s + j*d - p
+                if reach is None:
+                    break
+                first, last = reach
+                src.append(slice(first, last + 1))
+                dst.append(slice(first * s + j * d - p, last * s + j * d - p + 1, s))
+            else:
+                y[(slice(None), ks, *dst)] += np.einsum(
+                    "nc...,ck->nk...", x[(slice(None), cs, *src)], w[(cs, slice(None), *tap)]
+                )
     if b is not None:
         y = y + np.asarray(b, np.float64).reshape(-1, *(1,) * nd)
     return y

@@ -19,6 +19,16 @@ def padded_shape(spatial: tuple[int, ...], corr: Correlation) -> tuple[int, ...]
     )
 
 
+def padding_bounded(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    """Whether one padded, dilated lhs plane is at most twice the lhs plane plus its im2col
+    columns (outputs x taps). Algorithms that lay that plane out whole refuse larger ones:
+    a huge dilation with 'same' padding pads d*(k-1)/2 zeros per side, and a huge stride
+    or padding leaves most of the plane unread; ``gemm`` and ``scatter`` never build it."""
+    plane = prod(padded_shape(lhs_shape[3:], corr))
+    columns = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * prod(rhs_shape[3:])
+    return plane <= 2 * (prod(lhs_shape[3:]) + columns)
+
+
 def flat_strides(shape: tuple[int, ...]) -> list[int]:
     """Element stride of each dim of a C-contiguous array of ``shape``."""
     return [math.prod(shape[d + 1 :]) for d in range(len(shape))]
@@ -129,6 +139,29 @@ def laid_out(slot: str, a: np.ndarray, dtype) -> np.ndarray:
     out = scratch(slot, a.size, dtype).reshape(a.shape)
     np.copyto(out, a, casting="unsafe")
     return out
+
+
+SMALL_COPY = 64 * 1024  # a copy of the rhs this small is made whatever the limit
+
+
+def kernel_share(nbytes: int, limit: int) -> int | None:
+    """The workspace limit left once a laid-out copy of the rhs (``nbytes``) is counted
+    against it, or None where that copy would take more than half the limit (and more
+    than SMALL_COPY): the caller then hands the correlation to ``gemm``, which lays the
+    rhs out chunk by chunk (a weight gradient's rhs is the whole grad_output)."""
+    return max(1, limit - nbytes) if nbytes <= max(limit // 2, SMALL_COPY) else None
+
+
+def all_finite(a: np.ndarray, block: int = 2**20) -> bool:
+    """``np.isfinite(a).all()`` over blocks of at most ``block`` elements: no boolean
+    temporary the size of ``a``, and an early answer at the first inf or NaN."""
+    if a.size <= block:
+        return bool(np.isfinite(a).all())
+    per_row = a.size // a.shape[0]
+    if per_row > block:
+        return all(all_finite(part, block) for part in a)
+    rows = block // per_row
+    return all(np.isfinite(a[i : i + rows]).all() for i in range(0, a.shape[0], rows))
 
 
 def chunk(total: int, per_item: int, budget: int) -> int:

@@ -12,9 +12,10 @@ for every rhs position are then one contiguous run of a plane, shifted by s_t, a
 
 for blocks of L ~ ``BLOCK`` grid positions: each block of columns is a copy of long
 contiguous runs (one serial compiled loop) that stays in cache until BLAS reads it.
-With rhs dilation rd (the forward stride) the planes are first split into rd^d phases
+With rhs dilation rd (the forward stride) the planes are first split into phases
 (phase r holds P[q*rd + r]): tap t then reads phase (t*ws) % rd from (t*ws) // rd on,
-again one contiguous run. Grid columns off the rhs samples multiply zeros; where that
+again one contiguous run; only the phases some tap reads are built (at most the taps,
+however large the stride). Grid columns off the rhs samples multiply zeros; where that
 meets inf/NaN in the lhs the (tiny) result is not finite and the correlation is
 recomputed by ``gemm``, so such values reach only the outputs whose windows contain them.
 The (group, lhs channel) pairs are split into one job per core (``_parallel``), each with
@@ -36,6 +37,7 @@ from ._common import (
     dilate_and_pad_into,
     flat_strides,
     padded_shape,
+    padding_bounded,
     prod,
     result_dtype,
     scratch,
@@ -50,7 +52,11 @@ SMALL_COLUMNS = 8 * 2**20  # column bytes below which gemm's one-shot column mat
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     out = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])
+    return (
+        out <= MAX_OUTPUTS
+        and out <= prod(rhs_shape[3:])
+        and padding_bounded(lhs_shape, rhs_shape, corr)  # it lays padded planes out whole
+    )
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -58,9 +64,9 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     of columns and the small products."""
     g, b = lhs_shape[:2]
     o = rhs_shape[1]
-    q, phases = _phases(padded_shape(lhs_shape[3:], corr), corr)
+    q, phases, _ = _phases(lhs_shape, rhs_shape, corr)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    planes = b * phases * prod(q) * (2 if phases > 1 else 1)
+    planes = b * len(phases) * prod(q) + _split_bytes(lhs_shape, corr, 1)
     return (planes + o * prod(q) + m * BLOCK + (g + 1) * m * o) * itemsize
 
 
@@ -71,8 +77,9 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
-    q, phases = _phases(padded_shape(lhs_shape[3:], corr), corr)
+    q, phases, _ = _phases(lhs_shape, rhs_shape, corr)
     grid = prod(q)
+    split = _split_bytes(lhs_shape, corr, itemsize)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
     blocks = g * c * -(-grid // BLOCK)
     columns = g * c * m * grid * itemsize
@@ -80,12 +87,12 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     # memory) and read by BLAS from there; measured: while all the columns would fit in
     # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls
     columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
-    planes = g * c * 2 * (b * phases * (2 if phases > 1 else 1) + o) * grid * itemsize
+    planes = g * c * 2 * ((b * len(phases) + o) * grid * itemsize + split)
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
         bytes=(planes + columns) / _parallel.cores_for(g * c),  # each job copies its own
-        calls=4 * blocks + (8 if phases > 1 else 6) * g * c + 10,
+        calls=4 * blocks + (6 + 2 * len(phases) if split else 6) * g * c + 10,
         jobs=g * c,
     )
 
@@ -108,11 +115,30 @@ def _copy_runs(numba):
     return kernel
 
 
-def _phases(padded, corr: Correlation):
-    """(phase grid Q, number of phases): the padded grid split by the rhs dilation rd,
-    phase r holding P[q*rd + r] (rd = 1: the grid itself)."""
+def _phases(lhs_shape, rhs_shape, corr: Correlation):
+    """(phase grid Q, the phases read, taps as (phase index, flat offset on Q)): the padded
+    grid split by the rhs dilation rd, phase r holding P[q*rd + r] (rd = 1: the grid
+    itself); filter tap (output position) i reads phase (i*ws) % rd from (i*ws) // rd on."""
+    padded = padded_shape(lhs_shape[3:], corr)
     grid = tuple(-(-p // r) for p, r in zip(padded, corr.rhs_dilation))
-    return grid, prod(corr.rhs_dilation)
+    flat = flat_strides(grid)
+    index: dict = {}
+    taps = []
+    for pos in itertools.product(
+        *(range(n) for n in corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    ):
+        at = [i * ws for i, ws in zip(pos, corr.window_strides)]
+        phase = tuple(x % r for x, r in zip(at, corr.rhs_dilation))
+        shift = sum(x // r * f for x, r, f in zip(at, corr.rhs_dilation, flat))
+        taps.append((index.setdefault(phase, len(index)), shift))
+    return grid, list(index), taps
+
+
+def _split_bytes(lhs_shape, corr: Correlation, itemsize: int) -> int:
+    """Bytes of one channel's padded planes, split into phases from there (0: no split)."""
+    if all(r == 1 for r in corr.rhs_dilation):
+        return 0
+    return lhs_shape[1] * prod(padded_shape(lhs_shape[3:], corr)) * itemsize
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -123,13 +149,15 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     padded = padded_shape(lhs.shape[3:], corr)
-    q, phases = _phases(padded, corr)
+    q, phase_list, taps = _phases(lhs.shape, rhs.shape, corr)
+    phases = len(phase_list)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
     qplane, nt = prod(q), prod(out_spatial)
     m = b * nt
     isz = compute.itemsize
-    # per job: one channel's planes (and their phase split), its grid, the products
-    fixed = ((b * phases + o) * qplane + (b * qplane * phases if phases > 1 else 0)) * isz
+    # per job: one channel's planes (and the padded planes they are split from), its grid,
+    # the products
+    fixed = (b * phases + o) * qplane * isz + _split_bytes(lhs.shape, corr, isz)
     fixed += (g + 1) * m * o * isz
     jobs = _parallel.workers(g * c)
     while jobs > 1 and fixed > workspace_limit // jobs:
@@ -139,14 +167,6 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
     flat = flat_strides(q)
-    # tap t of the filter reads phase (t*ws) % rd of the grid from offset (t*ws) // rd on
-    taps = []
-    for pos in itertools.product(*(range(n) for n in out_spatial)):
-        at = [i * ws for i, ws in zip(pos, corr.window_strides)]
-        phase = np.ravel_multi_index(
-            [x % r for x, r in zip(at, corr.rhs_dilation)], corr.rhs_dilation
-        )
-        taps.append((int(phase), sum(x // r * f for x, r, f in zip(at, corr.rhs_dilation, flat))))
     depth = sum((k - 1) * f for k, f in zip(kernel, flat)) + 1  # the rhs grid's span
     block = max(1, min(depth, BLOCK, (workspace_limit // jobs - fixed) // (m * isz)))
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
@@ -154,7 +174,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
         dtype=np.int64,
     )
-    shape = _Shape(g, b, o, kernel, q, phases, padded, depth, block, compute)
+    shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, compute)
     pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
     accs = _parallel.run_jobs(
         lambda mine: _accumulate(lhs, rhs, corr, shape, starts, mine),
@@ -175,7 +195,7 @@ class _Shape(NamedTuple):
     o: int
     kernel: tuple
     q: tuple  # the (phase) grid
-    phases: int
+    phases: list  # the phases read (r per dim), in the planes' order
     padded: tuple
     depth: int  # grid positions each tap's run covers
     block: int  # grid positions per block of columns
@@ -186,17 +206,24 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
     """acc (G, B*T, O): the products of the (group, lhs channel) ``pairs``, on this
     thread's own workspaces."""
     g, b, o, kernel, q, phases, padded, depth, block, compute = shape
-    nd, qplane, m = len(kernel), prod(q), starts.shape[0]
-    size = b * phases * qplane
-    planes = scratch("blocked_dw-planes", size + 16, compute)[:size].reshape(b, phases, qplane)
+    qplane, m = prod(q), starts.shape[0]
+    size = b * len(phases) * qplane
+    planes = scratch("blocked_dw-planes", size + 16, compute)[:size]
+    planes = planes.reshape(b, len(phases), qplane)
     grid = scratch("blocked_dw-grid", o * qplane + 16, compute)[: o * qplane].reshape(o, qplane)
     grid[...] = 0
-    if phases > 1:  # the padded planes, rounded up to whole phases (the tail stays zero)
-        whole = tuple(n * r for n, r in zip(q, corr.rhs_dilation))
-        full = scratch("blocked_dw-whole", b * prod(whole), compute).reshape(b, *whole)
-        full[...] = 0
-        split = full.reshape(b, *itertools.chain(*zip(q, corr.rhs_dilation)))
-        split = split.transpose(0, *range(2, 2 * nd + 1, 2), *range(1, 2 * nd, 2))
+    split = any(r > 1 for r in corr.rhs_dilation)
+    if split:  # the padded planes, and each phase's part of them
+        region = scratch("blocked_dw-padded", b * prod(padded), compute).reshape(b, *padded)
+        moves = []
+        for k, phase in enumerate(phases):
+            src = region[
+                (slice(None), *(slice(x, None, r) for x, r in zip(phase, corr.rhs_dilation)))
+            ]
+            dst = planes[:, k].reshape(b, *q)
+            if src.shape != dst.shape:  # the phase's tail is read (times grid zeros): zero
+                dst[...] = 0
+            moves.append((dst[(slice(None), *(slice(0, n) for n in src.shape[1:]))], src))
     on_samples = tuple(slice(0, k) for k in kernel)
     # rows of columns off multiples of 1 KiB apart: with a power-of-two stride, copying
     # into them and BLAS packing them hit the same cache sets (4K aliasing; measured: 1 run
@@ -209,12 +236,12 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
     product = np.empty((m, o), dtype=compute)
     for gi, ci in pairs:
         part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
-        if phases == 1:
+        if not split:
             dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
         else:
-            region = full[(slice(None), *(slice(0, p) for p in padded))]
             dilate_and_pad_into(part, corr, region.reshape(1, b, 1, *padded))
-            np.copyto(planes.reshape(b, *corr.rhs_dilation, *q), split)
+            for dst, src in moves:
+                np.copyto(dst, src)
         grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
         for k0 in range(0, depth, block):
             n = min(block, depth - k0)

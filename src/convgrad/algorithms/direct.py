@@ -25,6 +25,7 @@ from ._common import (
     flat_view,
     loop_params,
     padded_shape,
+    padding_bounded,
     prod,
     read_only,
     result_dtype,
@@ -45,6 +46,7 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
         and all(s == 1 for s in corr.window_strides)
         and rhs_shape[1] * rhs_shape[2] <= MAX_PRODUCTS
         and prod(rhs_shape[3:]) <= 512
+        and padding_bounded(lhs_shape, rhs_shape, corr)  # its bands hold padded rows
     )
 
 

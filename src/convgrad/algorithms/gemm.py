@@ -15,14 +15,17 @@ algorithm that avoids them.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._rules import Correlation
 from . import _parallel
 from ._common import (
     chunk,
     dilate_and_pad,
+    flat_strides,
     laid_out,
     padded_shape,
+    padding_bounded,
     prod,
     result_dtype,
     scratch,
@@ -66,6 +69,22 @@ def _one_window_chunk(lhs_shape, rhs_shape, itemsize: int, limit: int) -> int:
     return chunk(c, g * b * rhs_shape[1] * itemsize, limit)
 
 
+def _sparse(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    """Whether the padded, dilated lhs would dwarf the columns (a huge dilation with 'same'
+    padding, a huge padding under a huge stride): the windows are then gathered from the
+    lhs itself (one zero appended per dim stands for every padding sample)."""
+    return not padding_bounded(lhs_shape, rhs_shape, corr)
+
+
+def _plane(lhs_shape, rhs_shape, corr: Correlation) -> int:
+    """Elements of one (g, b, c) lhs plane built besides the columns: the padded plane, or
+    the plane with its appended zeros and its gathered windows (sparse), or none."""
+    if _sparse(lhs_shape, rhs_shape, corr):
+        taps, length = prod(rhs_shape[3:]), prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+        return prod(s + 1 for s in lhs_shape[3:]) + taps * length
+    return 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the full (unchunked) padded input, column matrix and product."""
     if _pointwise(rhs_shape, corr):
@@ -75,7 +94,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     length = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+    padded = _plane(lhs_shape, rhs_shape, corr)
     return g * b * (c * padded + c * prod(rhs_shape[3:]) * length + o * length) * itemsize
 
 
@@ -91,7 +110,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         return Counts(flops, min(o, c, length), calls=3, jobs=max(g, b, length))
     if _one_window(lhs_shape, rhs_shape, corr):  # one matmul per lhs channel, no copies
         return Counts(flops, min(o, b, taps), calls=3 + c // 4, jobs=max(g, b))
-    padded = 0 if _plain(corr) else prod(padded_shape(lhs_shape[3:], corr))
+    padded = _plane(lhs_shape, rhs_shape, corr)
     moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
     chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
     if _layout_a(rhs_shape[3:], corr.output_spatial(lhs_shape[3:], rhs_shape[3:])):
@@ -142,30 +161,84 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         _parallel.run_jobs(one_window, boxes)
         return result.reshape(g, b, o, *out_spatial)
     isz = dtype.itemsize
-    padded = 0 if _plain(corr) else prod(padded_shape(lhs.shape[3:], corr))
-    if rhs.flags.c_contiguous:
-        kernel_matrix = rhs.reshape(g, o, c * taps)
-    else:  # a strided view (e.g. the flipped filters of dX): laid out in a workspace
-        kernel_matrix = laid_out("gemm-kernel", rhs, dtype).reshape(g, o, c * taps)
-        workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
+    padded = _plane(lhs.shape, rhs.shape, corr)
+    gather = None
+    if _sparse(lhs.shape, rhs.shape, corr):
+        gather = _gather_index(lhs.shape[3:], kernel, corr)
+        workspace_limit = max(1, workspace_limit - gather.nbytes)
     unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
     unit_o = o * length * isz  # one (g, b): product
-    per_gb = c * unit_c + unit_o
-    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
-    share = max(1, workspace_limit // len(jobs))  # one (g, b) too large: chunk C as well
-    c_chunk = c if per_gb <= share else chunk(c, unit_c, share - unit_o)
+    if rhs.flags.c_contiguous:
+        kernel_matrix = rhs.reshape(g, o, c * taps)
+    elif rhs.nbytes <= workspace_limit // 2:  # a strided view (e.g. the flipped filters of
+        kernel_matrix = laid_out("gemm-kernel", rhs, dtype).reshape(g, o, c * taps)  # dX)
+        workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
+    else:  # a large one (a weight gradient's grad_output): each chunk's part laid out
+        kernel_matrix = None
+    if kernel_matrix is None:
+        unit_k = o * taps * isz  # one (g, c) of the kernel, counted per image (a bound)
+        share = max(1, workspace_limit // _parallel.workers(g * b))
+        c_chunk = chunk(c, unit_c + unit_k, share - unit_o)
+        per_gb = c_chunk * (unit_c + unit_k) + unit_o
+        g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
+    else:
+        per_gb = c * unit_c + unit_o
+        g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
+        share = max(1, workspace_limit // len(jobs))  # one (g, b) too large: chunk C as well
+        c_chunk = c if per_gb <= share else chunk(c, unit_c, share - unit_o)
     sizes = (kernel, g_chunk, b_chunk, c_chunk)
     _parallel.run_jobs(
-        lambda chunks: _run_chunks(lhs, kernel_matrix, corr, result, sizes, chunks), jobs
+        lambda chunks: _run_chunks(lhs, rhs, kernel_matrix, gather, corr, result, sizes, chunks),
+        jobs,
     )
     return result.reshape(g, b, o, *out_spatial)
 
 
-def _run_chunks(lhs, kernel_matrix, corr: Correlation, result, sizes, chunks):
+def _gather_index(spatial, kernel, corr: Correlation) -> np.ndarray:
+    """(*out, *kernel) flat indices into an lhs plane with one zero appended per dim
+    (shape S + 1): the sample under each output's tap, or that zero where the tap meets
+    padding or an inserted zero. Built per dim, so it never spans the padded plane."""
+    out = corr.output_spatial(spatial, kernel)
+    nd = len(kernel)
+    flat = flat_strides(tuple(s + 1 for s in spatial))
+    index = np.zeros((*out, *kernel), dtype=np.int64)
+    for d, (size, n, k, ws, rd, ld, (lo, _)) in enumerate(
+        zip(spatial, out, kernel, corr.window_strides, corr.rhs_dilation, corr.lhs_dilation,
+            corr.padding)
+    ):  # fmt: skip
+        # the door keeps each term below 2**61: their sum fits an int64
+        at = np.arange(n, dtype=np.int64)[:, None] * ws + np.arange(k, dtype=np.int64) * rd - lo
+        sample = at // ld
+        real = (at >= 0) & (at % ld == 0) & (sample < size)
+        shape = [1] * (2 * nd)
+        shape[d], shape[nd + d] = n, k
+        index += (np.where(real, sample, size) * flat[d]).reshape(shape)
+    return index
+
+
+def _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps):
+    """The (gn, O, m*taps) kernel matrix of groups g0.. and channels c0..: a view where one
+    serves BLAS, else laid out in this thread's workspace."""
+    if kernel_matrix is not None:
+        return kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
+    part = rhs[g0 : g0 + gn, :, c0 : c0 + m]
+    isz, inner = part.itemsize, part.shape[2:]
+    dense = all(  # (m, *kernel) C-contiguous within each (g, o): one row of BLAS
+        n == 1 or stride == isz * prod(inner[i + 1 :])
+        for i, (n, stride) in enumerate(zip(inner, part.strides[2:]))
+    )
+    if dense and part.strides[1] >= m * taps * isz and part.strides[0] >= 0:
+        shape, strides = (gn, part.shape[1], m * taps), (*part.strides[:2], isz)
+        return as_strided(part, shape=shape, strides=strides, writeable=False)
+    return laid_out("gemm-kernel-part", part, part.dtype).reshape(gn, part.shape[1], m * taps)
+
+
+def _run_chunks(lhs, rhs, kernel_matrix, gather, corr: Correlation, result, sizes, chunks):
     """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] (G, B, O, L) for each (g0, b0) of
-    ``chunks``, on this thread's own workspaces; kernel_matrix (G, O, C*K)."""
+    ``chunks``, on this thread's own workspaces; kernel_matrix (G, O, C*K), or None to
+    take each chunk's part of rhs (G, O, C, *K); gather: the sparse windows' indices."""
     g, b, c = lhs.shape[:3]
-    o = kernel_matrix.shape[1]
+    o = rhs.shape[1]
     kernel, g_chunk, b_chunk, c_chunk = sizes
     nd, taps = len(kernel), prod(kernel)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
@@ -177,16 +250,38 @@ def _run_chunks(lhs, kernel_matrix, corr: Correlation, result, sizes, chunks):
     kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
     buffer = scratch("gemm-columns", g_chunk * c_chunk * taps * b_chunk * length, dtype)
     product = scratch("gemm-product", g_chunk * o * b_chunk * length, dtype)
+    if gather is not None:
+        ext_shape = tuple(s + 1 for s in lhs.shape[3:])
+        ext_size = g_chunk * b_chunk * c_chunk * prod(ext_shape)
+        ext_buffer = scratch("gemm-extended", ext_size, dtype)
+        gathered = scratch("gemm-gathered", g_chunk * b_chunk * c_chunk * gather.size, dtype)
 
-    for g0, b0 in chunks:
-        gn = min(g, g0 + g_chunk) - g0
-        n = min(b, b0 + b_chunk) - b0
-        target = result[g0 : g0 + gn, b0 : b0 + n]
-        for c0 in range(0, c, c_chunk):
-            m = min(c, c0 + c_chunk) - c0
-            part = dilate_and_pad(lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m], corr)
-            windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
-            weights = kernel_matrix[g0 : g0 + gn, :, c0 * taps : (c0 + m) * taps]
+    # channels outermost: a kernel part laid out per chunk serves all the images after it
+    for c0 in range(0, c, c_chunk):
+        m = min(c, c0 + c_chunk) - c0
+        laid = None
+        for g0, b0 in chunks:
+            gn = min(g, g0 + g_chunk) - g0
+            n = min(b, b0 + b_chunk) - b0
+            target = result[g0 : g0 + gn, b0 : b0 + n]
+            source = lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m]
+            if gather is None:
+                part = dilate_and_pad(source, corr)
+                windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
+            else:
+                planes = prod(source.shape[:3])
+                ext = ext_buffer[: planes * prod(ext_shape)]
+                ext = ext.reshape(*source.shape[:3], *ext_shape)
+                ext[...] = 0
+                ext[(Ellipsis, *(slice(0, s) for s in source.shape[3:]))] = source
+                windows = gathered[: planes * gather.size]
+                windows = windows.reshape(*source.shape[:3], gather.size)
+                np.take(ext.reshape(*source.shape[:3], -1), gather.reshape(-1), axis=3,
+                        out=windows)  # fmt: skip
+                windows = windows.reshape(*source.shape[:3], *gather.shape)
+            if laid is None or laid[0] != (g0, gn):
+                laid = ((g0, gn), _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps))
+            weights = laid[1]
             size = gn * m * taps * n * length
             if layout_a:
                 cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)

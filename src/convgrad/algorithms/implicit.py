@@ -1,9 +1,10 @@
 """Implicit GEMM over kernel taps: no column matrix at all.
 
 The padded lhs is laid out once as flat rows (G, C, phases*B*Q): with window strides s
-the padded grid is split into its s^d phases (P[t*s + r] = phase_r[t], each of grid
+the padded grid is split into phases (P[t*s + r] = phase_r[t], each of grid
 Q = ceil(P / s)), so every output position i reads phase r(j) at i + q(j) for the tap
-offset j*rd = q(j)*s + r(j). The samples under tap j for all outputs are then the same
+offset j*rd = q(j)*s + r(j). Only the phases some tap reads are built (at most the taps,
+however large the stride). The samples under tap j for all outputs are then the same
 rows shifted by one flat offset s_j, and
 
     full[g, o, i] = sum_j  W[g, j] (O x C)  @  lhs_flat[g, :, i + s_j] (C x B*Q)
@@ -28,8 +29,10 @@ from ._common import (
     compute_dtype,
     dilate_and_pad_into,
     flat_strides,
+    kernel_share,
     laid_out,
     padded_shape,
+    padding_bounded,
     prod,
     result_dtype,
     scratch,
@@ -43,7 +46,7 @@ MERGE_MAX = 64  # C*kw up to which a row's kw shifts are copied to lengthen each
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return prod(rhs_shape[3:]) <= MAX_TAPS
+    return prod(rhs_shape[3:]) <= MAX_TAPS and padding_bounded(lhs_shape, rhs_shape, corr)
 
 
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
@@ -67,31 +70,30 @@ def _tail(out_spatial, flat) -> int:
 
 
 def _phase_geometry(lhs_shape, rhs_shape, corr: Correlation):
-    """(padded P, phase grid Q, output, flat strides on Q, phase list, tap shifts as
-    (phase index, flat offset on Q))."""
+    """(padded P, phase grid Q, output, flat strides on Q, the phases the taps read, tap
+    shifts as (phase index, flat offset on Q))."""
     padded = padded_shape(lhs_shape[3:], corr)
     strides = corr.window_strides
     grid = tuple(-(-p // s) for p, s in zip(padded, strides))
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     flat = flat_strides(grid)
-    phases = list(itertools.product(*(range(s) for s in strides)))
-    index = {r: k for k, r in enumerate(phases)}
+    index: dict = {}
     taps = []
     for tap in itertools.product(*(range(k) for k in rhs_shape[3:])):
         offsets = [j * rd for j, rd in zip(tap, corr.rhs_dilation)]
         r = tuple(x % s for x, s in zip(offsets, strides))
         q = sum((x // s) * f for x, s, f in zip(offsets, strides, flat))
-        taps.append((index[r], q))
-    return padded, grid, out, flat, phases, taps
+        taps.append((index.setdefault(r, len(index)), q))
+    return padded, grid, out, flat, list(index), taps
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the phase-split padded lhs and the full-grid product for the whole batch
     (plus the padded chunk it is split from, when strided)."""
     g, b, c = lhs_shape[:3]
-    padded, grid, *_ = _phase_geometry(lhs_shape, rhs_shape, corr)
-    split = prod(padded) * c if any(s > 1 for s in corr.window_strides) else 0
-    rows = c * prod(grid) * prod(corr.window_strides)
+    padded, grid, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
+    split = prod(padded) * c if _strided(corr) else 0
+    rows = c * prod(grid) * len(phases)
     return g * b * (split + rows + rhs_shape[1] * prod(grid)) * itemsize
 
 
@@ -101,17 +103,17 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
 
     g, b, c = lhs_shape[:3]
     o, taps = rhs_shape[1], prod(rhs_shape[3:])
-    _, grid_shape, *_ = _phase_geometry(lhs_shape, rhs_shape, corr)
-    grid, nph = prod(grid_shape), prod(corr.window_strides)
+    _, grid_shape, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
+    grid, nph, strided = prod(grid_shape), len(phases), _strided(corr)
     flops = 2.0 * g * b * o * c * taps * grid
-    moved = g * b * (2 * c * grid * nph * (1 + (nph > 1)) + 2 * o * grid) * itemsize
+    moved = g * b * (2 * c * grid * nph * (1 + strided) + 2 * o * grid) * itemsize
     if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
         moved += g * taps * b * grid * (c + 2 * o) * itemsize
     elif o < 8 and c >= 32:  # skinny GEMMs over long contractions stream their operand
         moved += 4 * g * taps * b * grid * (c + 2 * o) * itemsize
     padded = grid
     kw = rhs_shape[-1]
-    merged = nph == 1 and kw > 1 and c * kw <= MERGE_MAX
+    merged = not strided and kw > 1 and c * kw <= MERGE_MAX
     if merged:  # the kw-shift copy, and kw times fewer calls
         moved += g * b * c * kw * grid * 2 * itemsize
     moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
@@ -127,11 +129,17 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     padded, grid_shape, out_spatial, _, phases, _ = _phase_geometry(lhs.shape, rhs.shape, corr)
-    strided = len(phases) > 1
+    strided = _strided(corr)
     plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
     kw = kernel[-1]
     # few channels: copy the kw shifts of each row once so each GEMM contracts C*kw
     merge = not strided and kw > 1 and c * kw <= MERGE_MAX
+    limit = kernel_share(rhs.size * compute.itemsize, workspace_limit)
+    if limit is None:  # the filters' copy alone would take most of the limit
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     w = rhs.astype(compute, copy=False)
     if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
@@ -149,6 +157,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         lambda chunks: _run_chunks(lhs, rhs, corr, weights, result, sizes, chunks), jobs
     )
     return result
+
+
+def _strided(corr: Correlation) -> bool:
+    """Whether the padded lhs is split into phases (window strides > 1)."""
+    return any(s > 1 for s in corr.window_strides)
 
 
 class _Chunking(NamedTuple):

@@ -36,6 +36,7 @@ from ._common import (
     flat_view,
     loop_params,
     padded_shape,
+    padding_bounded,
     prod,
     result_dtype,
     scratch,
@@ -215,7 +216,11 @@ def _products(operands, gn, g0, npos, first_c, positions):
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     out = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    return out <= MAX_OUTPUTS and out <= prod(rhs_shape[3:])  # weight-gradient shaped
+    return (
+        out <= MAX_OUTPUTS
+        and out <= prod(rhs_shape[3:])  # weight-gradient shaped
+        and padding_bounded(lhs_shape, rhs_shape, corr)  # it lays padded planes out whole
+    )
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:

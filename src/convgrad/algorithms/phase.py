@@ -16,40 +16,54 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import compute_dtype, flat_strides, laid_out, prod, result_dtype, scratch
+from ._common import (
+    compute_dtype,
+    flat_strides,
+    kernel_share,
+    laid_out,
+    prod,
+    result_dtype,
+    scratch,
+)
 
 name = "phase"
 
 
+MAX_PHASE_TAPS = 2**14  # (phase, tap) pairs planned in Python; past it scatter is as good
+
+
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     return (
         all(s == 1 for s in corr.window_strides)
         and any(ld > 1 for ld in corr.lhs_dilation)
         and prod(rhs_shape[3:]) <= 512
+        and prod(min(ld, n) for ld, n in zip(corr.lhs_dilation, out)) * prod(rhs_shape[3:])
+        <= MAX_PHASE_TAPS
     )
 
 
 def _plan(lhs_shape, rhs_shape, corr: Correlation):
     """(pads lo per dim, padded grid, phases: list of (r, counts m per dim, [(tap index,
-    offsets e)]))."""
+    offsets e)])). Only phases that hold outputs (r < out: at most the outputs, however
+    large the dilation) and taps that meet a sample for some m (so the grid's padding
+    stays below the phase's counts) are listed."""
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     kernel = rhs_shape[3:]
     taps = list(itertools.product(*(range(k) for k in kernel)))
     phases = []
     lo_pad = [0] * len(kernel)
     hi_pad = [0] * len(kernel)
-    for r in itertools.product(*(range(ld) for ld in corr.lhs_dilation)):
+    for r in itertools.product(*(range(min(ld, n)) for ld, n in zip(corr.lhs_dilation, out))):
         counts = tuple(-(-(n - x) // ld) for n, x, ld in zip(out, r, corr.lhs_dilation))
-        if min(counts) <= 0:
-            continue
         live = []
         for t, j in enumerate(taps):
             e = []
-            for x, jj, rd, ld, (lo, _) in zip(
-                r, j, corr.rhs_dilation, corr.lhs_dilation, corr.padding
+            for x, jj, rd, ld, (lo, _), m, size in zip(
+                r, j, corr.rhs_dilation, corr.lhs_dilation, corr.padding, counts, lhs_shape[3:]
             ):
                 v = x + jj * rd - lo
-                if v % ld:
+                if v % ld or v // ld >= size or v // ld + m <= 0:  # no sample for any m
                     break
                 e.append(v // ld)
             else:
@@ -96,6 +110,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
+    limit = kernel_share(rhs.size * compute.itemsize, workspace_limit)
+    if limit is None:  # the filters' copy alone would take most of the limit
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
     weights = laid_out(

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import chunk, prod, result_dtype, scratch
+from ._common import chunk, kernel_share, prod, result_dtype, scratch
 
 name = "scatter"
 
@@ -74,6 +74,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     out_spatial = corr.output_spatial(spatial, kernel)
     taps, length = prod(kernel), prod(spatial)
     dtype = result_dtype(lhs, rhs)
+    limit = kernel_share(rhs.size * dtype.itemsize, workspace_limit)
+    if limit is None:  # the filters' copy alone would take most of the limit
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     lhs = lhs.astype(dtype, copy=False).reshape(g, b, c, length)
     nd = len(kernel)
     # (G, *K, O, C) -> (G, taps*O, C): rows ordered tap-major

@@ -24,7 +24,7 @@ import numpy as np
 from .._process import split_range
 from .._rules import Correlation
 from . import _parallel
-from ._common import compute_dtype, laid_out, result_dtype, scratch
+from ._common import all_finite, compute_dtype, kernel_share, laid_out, result_dtype, scratch
 from ._compiled import JIT_OPTIONS, lazy_kernel
 
 name = "winograd"
@@ -195,14 +195,19 @@ def _output_transform(numba):
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
     """lhs (G, B, C, H, W), rhs (G, O, C, 3, 3) -> (G, B, O, H', W')."""
-    if not np.isfinite(lhs).all():  # a tile transform would spread inf/NaN to 2x2 outputs
+    dtype = result_dtype(lhs, rhs)
+    compute = compute_dtype(dtype)
+    # the filters laid out (9 taps) and transformed (16 per filter)
+    limit = kernel_share(rhs.size * 25 // 9 * compute.itemsize, workspace_limit)
+    # a tile transform would spread inf/NaN to 2x2 outputs; a large filter copy would take
+    # most of the limit
+    if limit is None or not all_finite(lhs):
         from . import gemm
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
+    workspace_limit = limit
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
-    dtype = result_dtype(lhs, rhs)
-    compute = compute_dtype(dtype)
     out, th, tw = _tiles(lhs.shape, corr)
     # U[ab, g] = (G w G^T)[a, b] for filters w = rhs[g, o, c], as a (C x O) matrix
     # (taps contiguous: a strided view, e.g. the flipped filters of dX, sent this small
