@@ -32,8 +32,10 @@ SIMULATED_CORES = (8, 16, 64)
 
 def job_counts(fn) -> list[int]:
     """The largest job count of any call inside ``fn`` on machines of SIMULATED_CORES."""
-    from convgrad import _process
-
+    try:
+        from convgrad import _process
+    except ImportError:  # a convgrad without the job pool's simulation
+        return [0] * len(SIMULATED_CORES)
     out = []
     for cores in SIMULATED_CORES:
         with _process.jobs.simulate(cores) as counts:

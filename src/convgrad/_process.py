@@ -35,13 +35,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import itertools
 import os
+import queue
 import sys
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def blas_threads() -> int:
 class BlasLimit:
     """BLAS limited to one thread while any call's jobs run; the first call to enter saves
     the thread counts, the last to leave restores them (a limit another thread set
-    meanwhile is undone then)."""
+    meanwhile is undone then). Calls each library's own setter (about 5 us a call)."""
 
     def __init__(self):
         self._reset()
@@ -75,7 +76,7 @@ class BlasLimit:
     def _reset(self):
         self._lock = threading.Lock()
         self._users = 0
-        self._saved = None  # threadpoolctl's limiter that restores the thread counts
+        self._saved: list = []  # (controller, thread count) to restore
 
     @property
     def users(self) -> int:
@@ -85,33 +86,72 @@ class BlasLimit:
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._saved = blas_controllers().limit(limits=1)
+                self._saved = [(c, c.num_threads) for c in blas_controllers().lib_controllers]
+                for controller, threads in self._saved:
+                    if threads != 1:
+                        controller.set_num_threads(1)
             self._users += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                saved, self._saved = self._saved, None
-                saved.restore_original_limits()
+                self._restore()
+
+    def _restore(self):
+        saved, self._saved = self._saved, []
+        for controller, threads in saved:
+            if threads != 1:
+                controller.set_num_threads(threads)
 
     def after_fork_in_child(self):
         """A child counts no running call; a limit the parent held at the fork is lifted."""
         saved = self._saved
         self._reset()
-        if saved is not None:
-            try:
-                saved.restore_original_limits()
-            except Exception:  # noqa: BLE001 - best effort in a fresh child
-                pass
+        self._saved = saved
+        try:
+            self._restore()
+        except Exception:  # noqa: BLE001 - best effort in a fresh child
+            pass
 
 
 # ----------------------------------------------------------------------------- jobs
 
 
+class _Batch:
+    """The jobs of one ``JobPool.run``: each thread that joins takes the next job not yet
+    taken until none is left (a late-starting helper takes fewer), results by index, the
+    first error, and an event set when the last helper leaves."""
+
+    __slots__ = ("job", "args", "results", "error", "next", "helpers", "lock", "done")
+
+    def __init__(self, job: Callable, args: Sequence, helpers: int):
+        self.job, self.args, self.results, self.error = job, args, [None] * len(args), None
+        self.next = itertools.count()  # next(...) is atomic under the GIL
+        self.helpers, self.lock, self.done = helpers, threading.Lock(), threading.Event()
+
+    def work(self) -> None:
+        for index in self.next:
+            if index >= len(self.args) or self.error is not None:
+                return
+            try:
+                self.results[index] = self.job(self.args[index])
+            except BaseException as error:  # noqa: BLE001 - re-raised by the caller
+                self.error = self.error or error
+
+    def help(self) -> None:
+        self.work()
+        with self.lock:
+            self.helpers -= 1
+            last = self.helpers == 0
+        if last:
+            self.done.set()
+
+
 class JobPool:
     """convgrad's one parallel runtime: ``CORES`` threads that run one call's independent
-    jobs side by side (compiled ``nogil`` loops and single-threaded BLAS alike)."""
+    jobs side by side (compiled ``nogil`` loops and single-threaded BLAS alike). A lean
+    queue of batches that helper threads join: handing jobs to it costs about 50 us."""
 
     def __init__(self, blas: BlasLimit):
         self._blas = blas
@@ -120,19 +160,25 @@ class JobPool:
 
     def _reset(self):
         self._lock = threading.Lock()
-        self._executor = None
+        self._queue: queue.SimpleQueue | None = None
         self._simulated: tuple[int, list[int]] | None = None  # see ``simulate``
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _tasks(self) -> queue.SimpleQueue:
+        """The pool's queue, its threads started on first use (daemons: they never keep
+        the process alive, and hold no job between calls)."""
         with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=CORES, thread_name_prefix="convgrad", initializer=self._mark
-                )
-            return self._executor
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                for k in range(CORES):
+                    threading.Thread(
+                        target=self._serve, args=(self._queue,), name=f"convgrad_{k}", daemon=True
+                    ).start()
+            return self._queue
 
-    def _mark(self):
+    def _serve(self, tasks: queue.SimpleQueue) -> None:
         self._local.in_pool = True
+        while True:
+            tasks.get().help()
 
     def in_pool(self) -> bool:
         """Whether this thread is one of the pool's (a job must not wait on new jobs)."""
@@ -162,8 +208,9 @@ class JobPool:
             self._simulated = None
 
     def run(self, job: Callable, args: Sequence, *, blas: bool = True) -> list:
-        """``[job(a) for a in args]``, one job per thread (the calling thread runs the
-        first). ``blas``: the jobs call BLAS, which is then single-threaded while they run
+        """``[job(a) for a in args]`` on the calling thread and up to CORES - 1 pool
+        threads, each taking the next job not yet taken (more jobs than threads balance a
+        helper that starts late). ``blas``: the jobs call BLAS, which is then single-threaded while they run
         (convgrad never runs threaded BLAS itself: a job started while BLAS's own workers
         spin after a threaded call runs at half speed). One job, or a call from a pool
         thread, runs here, BLAS untouched."""
@@ -173,12 +220,18 @@ class JobPool:
             return [job(a) for a in args]
         limit = self._blas if blas else _NoLimit
         with limit:
-            futures = [self._pool().submit(job, a) for a in args[1:]]
+            helpers = min(len(args), CORES) - 1
+            batch = _Batch(job, args, helpers)
+            tasks = self._tasks()
+            for _ in range(helpers):
+                tasks.put(batch)
             try:
-                first = job(args[0])
+                batch.work()
             finally:
-                wait(futures)  # all of them, even when one fails, before BLAS gets its threads
-            return [first, *(f.result() for f in futures)]
+                batch.done.wait()  # every helper gone, even after an error, before BLAS is back
+            if batch.error is not None:
+                raise batch.error
+            return batch.results
 
     def after_fork_in_child(self):
         """A forked child has none of the parent's threads: it starts a pool of its own

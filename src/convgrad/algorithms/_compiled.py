@@ -53,16 +53,17 @@ def lazy_kernel(build: Callable) -> Callable[[], Callable]:
     return kernel
 
 
+BALANCE = 4  # ranges per thread: a thread that starts late takes fewer
 SERIAL_FLOPS = 4e6  # below this, handing jobs to the pool (~50 us) costs more than it saves
 
 
 def launch(kernel: Callable, flops: float, count: int, *args) -> None:
-    """``kernel(start, stop, *args)`` over the jobs ``range(count)``: one contiguous range
-    per pool thread (``_process.jobs.workers``), or all on the calling thread when the
-    work is under SERIAL_FLOPS."""
+    """``kernel(start, stop, *args)`` over the jobs ``range(count)``: BALANCE contiguous
+    ranges per thread (``_process.jobs.workers``), taken in turn, or all on the calling
+    thread when the work is under SERIAL_FLOPS."""
     parts = 1 if flops < SERIAL_FLOPS else _process.jobs.workers(count)
     if parts <= 1:
         kernel(0, count, *args)
         return
-    ranges = _process.split_range(count, parts)
+    ranges = _process.split_range(count, BALANCE * parts)  # taken in turn: balanced
     _process.jobs.run(lambda r: kernel(r[0], r[1], *args), ranges, blas=False)

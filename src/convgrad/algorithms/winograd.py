@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._process import split_range
+from .. import _process
 from .._rules import Correlation
 from . import _parallel
 from ._common import all_finite, compute_dtype, kernel_share, laid_out, result_dtype, scratch
@@ -32,7 +32,6 @@ G_MAT = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 KRON = np.kron(G_MAT, G_MAT)  # (16, 9): U[ab] = sum_ij G[a, i] G[b, j] w[i, j]
 BAND_BYTES = 2 * 2**20  # a job's band: padded rows, V, M and output rows
 MIN_TILES = 192  # tiles per band (GEMM rows) that whole small images are grouped up to
-JOB_FILTER_BYTES = 2**20  # transformed filters per group up to which bands run in jobs
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -62,18 +61,10 @@ def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None):
     if rows < th:
         return rows, 1
     # enough tiles for an efficient GEMM even past the budget, but one band per core at
-    # least where the batch allows and the bands run in jobs
+    # least where the batch allows
     images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
-    if _in_jobs(c, o, itemsize):
-        images = min(images, -(-b // min(b, _parallel.CORES)))
+    images = min(images, -(-b // min(b, _parallel.CORES)))
     return th, min(images, b)
-
-
-def _in_jobs(c: int, o: int, itemsize: int) -> bool:
-    """Whether bands run in jobs: not with large transformed filters, which the jobs'
-    GEMMs would compete for (one job with threaded BLAS: 3x3-14, 256 channels, 8
-    instead of 14 ms)."""
-    return 16 * c * o * itemsize <= JOB_FILTER_BYTES
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -103,9 +94,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved += g * tiles * 16 * (c + o) * itemsize  # the transforms, within the cache
     bands = g * -(-b // images) * -(-th // rows)
     moved /= _parallel.cores_for(bands)
-    jobs = bands if _in_jobs(c, o, itemsize) else 16  # bands, or a band's 16 products
     return Counts(
-        flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10, jobs=jobs
+        flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10, jobs=bands
     )
 
 
@@ -214,28 +204,24 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     # matmul down a path that woke BLAS's threads, which then slowed every job 2x)
     taps = laid_out("winograd-taps", rhs.transpose(3, 4, 0, 2, 1), compute)
     u = scratch("winograd-u", 16 * g * c * o, compute).reshape(16, g, c, o)
-    np.matmul(KRON.astype(compute), taps.reshape(9, -1), out=u.reshape(16, -1))
+    with _process.blas:  # single-threaded: BLAS's spinning workers would slow the jobs
+        np.matmul(KRON.astype(compute), taps.reshape(9, -1), out=u.reshape(16, -1))
     rows, images = _band(lhs.shape, rhs.shape, corr, compute.itemsize, workspace_limit)
     units = [
         (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
     ]
     result = np.empty((g, b, o, *out), dtype=dtype)
-    if _in_jobs(c, o, compute.itemsize):  # bands in jobs
-        jobs = _parallel.workers(len(units))
-        _parallel.run_jobs(
-            lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine, 1),
-            [units[j::jobs] for j in range(jobs)],
-        )
-    else:  # bands in turn, each band's 16 products split over the jobs
-        _run_bands(lhs, u, corr, result, (rows, images), units, _parallel.workers(16))
+    jobs = _parallel.workers(len(units))
+    _parallel.run_jobs(
+        lambda mine: _run_bands(lhs, u, corr, result, (rows, images), mine),
+        [units[j::jobs] for j in range(jobs)],
+    )
     return result
 
 
-def _run_bands(lhs, u, corr: Correlation, result, band, units, product_jobs) -> None:
+def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
     """result[gi, b0 : b0 + images, :, 2*t0 : 2*(t0 + rows)] for each (gi, b0, t0) of
-    ``units``, on this thread's own workspaces; u (16, G, C, O). The 16 products of a
-    band run as ``product_jobs`` jobs (large transformed filters: the transforms are
-    cheap beside them)."""
+    ``units``, on this thread's own workspaces; u (16, G, C, O)."""
     b, c, (h, w) = lhs.shape[1], lhs.shape[2], lhs.shape[3:]
     o, (oh, ow) = result.shape[2], result.shape[3:]
     rows, images = band
@@ -265,13 +251,7 @@ def _run_bands(lhs, u, corr: Correlation, result, band, units, product_jobs) -> 
         v = _planes(v_buf, k * n * tw, c)
         to_v(p, v, n, tw)
         m = _planes(m_buf, k * n * tw, o)
-        if product_jobs > 1:
-            _parallel.run_jobs(
-                lambda planes, v=v, m=m, gi=gi: np.matmul(v[planes], u[planes, gi], out=m[planes]),
-                [slice(lo, hi) for lo, hi in split_range(16, product_jobs)],
-            )
-        else:
-            np.matmul(v, u[:, gi], out=m)
+        np.matmul(v, u[:, gi], out=m)
         y = y_buf[: 4 * k * n * tw * o].reshape(k, 2 * n, 2 * tw, o)
         to_y(m, y, n, tw)
         rows_out = min(oh - 2 * t0, 2 * n)
