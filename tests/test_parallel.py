@@ -29,6 +29,7 @@ def test_jobs_run_in_order_with_single_threaded_blas_then_restore_it():
 
     def job(x):
         seen.append((threading.current_thread().name, _blas_threads()))
+        threading.Event().wait(0.02)  # long enough for a pool thread to join
         return x * x
 
     assert _parallel.run_jobs(job, [1, 2, 3, 4, 5]) == [1, 4, 9, 16, 25]
