@@ -38,19 +38,23 @@ def test_jobs_run_in_order_with_single_threaded_blas_then_restore_it():
     assert any(name.startswith("convgrad") for name, _ in seen)
 
 
-def test_a_failing_job_raises_after_every_job_ends_and_blas_is_restored():
+def test_a_failing_job_raises_after_every_running_job_ends_and_blas_is_restored():
+    """After an error no job is started; the call raises once none is running."""
     before = _blas_threads()
-    done = []
+    running, ended = [0], []
 
     def job(x):
+        running[0] += 1
+        threading.Event().wait(0.05)
+        running[0] -= 1
         if x == 0:
             raise ValueError("job 0 failed")
-        threading.Event().wait(0.05)
-        done.append(x)
+        ended.append(x)
 
     with pytest.raises(ValueError, match="job 0 failed"):
-        _parallel.run_jobs(job, [0, 1, 2])
-    assert sorted(done) == [1, 2]
+        _parallel.run_jobs(job, [0, 1, 2, 3, 4, 5])
+    assert running == [0]  # nothing still running when the error reaches the caller
+    assert len(ended) < 5  # no new job after the error
     assert _blas_threads() == before
 
 
