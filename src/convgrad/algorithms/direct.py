@@ -91,10 +91,13 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     )
 
 
-@lazy_kernel
-def _shift_accumulate(numba):
+def _build(numba, pairs: bool):
     """The compiled loop; see the module docstring. src (G, B, C, D1, D2, W) and dst
-    (G, B, O, E1, E2, V) may have any strides but a unit one along their last axis."""
+    (G, B, O, E1, E2, V) may have any strides but a unit one along their last axis.
+    ``pairs``: a constant when compiled (numba prunes the other branches, so each kernel
+    compiles half the code): output channels two at a time, an odd last one paired with
+    itself; else one at a time (a single output channel: depthwise)."""
+    single = not pairs
 
     @numba.njit(**JIT_OPTIONS)
     def kernel(
@@ -146,39 +149,39 @@ def _shift_accumulate(numba):
                                 slabs[at + j * ld[2]] = line[j]
             n = (rows - 1) * padded_w + out_width  # flat run of the band's outputs
             both = np.empty(2 * n, src.dtype)
-            for o in range(0, outs, 2):  # two output channels per pass share each input load
-                pair = o + 1 < outs
+            for o in range(0, outs, 2 if pairs else 1):  # two outputs share each input load
                 acc, acc2 = both[:n], both[n:]
                 both[:] = 0
                 for c in range(channels):
                     for k1 in range(k1n):
                         slab = slabs[(c * k1n + k1) * slab_size :]
                         wa = w[g, o, c, k1].ravel()
-                        wb = w[g, o + 1 if pair else o, c, k1].ravel()
+                        wb = w[g, o + 1 if o + 1 < outs else o, c, k1].ravel()
                         t = 0
-                        while not pair and t + 8 <= taps:  # one output: eight taps per pass
-                            r0 = slab[shifts[t] : shifts[t] + n]
-                            r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
-                            r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
-                            r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
-                            r4 = slab[shifts[t + 4] : shifts[t + 4] + n]
-                            r5 = slab[shifts[t + 5] : shifts[t + 5] + n]
-                            r6 = slab[shifts[t + 6] : shifts[t + 6] + n]
-                            r7 = slab[shifts[t + 7] : shifts[t + 7] + n]
-                            a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
-                            a4, a5, a6, a7 = wa[t + 4], wa[t + 5], wa[t + 6], wa[t + 7]
-                            for q in range(n):
-                                acc[q] += (a0 * r0[q] + a1 * r1[q] + a2 * r2[q] + a3 * r3[q]) + (
-                                    a4 * r4[q] + a5 * r5[q] + a6 * r6[q] + a7 * r7[q]
-                                )
-                            t += 8
+                        if single:  # one output: eight taps per pass
+                            while t + 8 <= taps:
+                                r0 = slab[shifts[t] : shifts[t] + n]
+                                r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
+                                r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
+                                r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
+                                r4 = slab[shifts[t + 4] : shifts[t + 4] + n]
+                                r5 = slab[shifts[t + 5] : shifts[t + 5] + n]
+                                r6 = slab[shifts[t + 6] : shifts[t + 6] + n]
+                                r7 = slab[shifts[t + 7] : shifts[t + 7] + n]
+                                a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
+                                a4, a5, a6, a7 = wa[t + 4], wa[t + 5], wa[t + 6], wa[t + 7]
+                                for q in range(n):
+                                    acc[q] += (
+                                        a0 * r0[q] + a1 * r1[q] + a2 * r2[q] + a3 * r3[q]
+                                    ) + (a4 * r4[q] + a5 * r5[q] + a6 * r6[q] + a7 * r7[q])
+                                t += 8
                         while t + 4 <= taps:  # four taps per pass: a quarter of acc's traffic
                             r0 = slab[shifts[t] : shifts[t] + n]
                             r1 = slab[shifts[t + 1] : shifts[t + 1] + n]
                             r2 = slab[shifts[t + 2] : shifts[t + 2] + n]
                             r3 = slab[shifts[t + 3] : shifts[t + 3] + n]
                             a0, a1, a2, a3 = wa[t], wa[t + 1], wa[t + 2], wa[t + 3]
-                            if pair:
+                            if pairs:
                                 b0, b1, b2, b3 = wb[t], wb[t + 1], wb[t + 2], wb[t + 3]
                                 for q in range(n):  # a plain counted loop: vectorised by LLVM
                                     x0, x1, x2, x3 = r0[q], r1[q], r2[q], r3[q]
@@ -191,7 +194,7 @@ def _shift_accumulate(numba):
                         while t < taps:
                             r0 = slab[shifts[t] : shifts[t] + n]
                             a0, b0 = wa[t], wb[t]
-                            if pair:
+                            if pairs:
                                 for q in range(n):
                                     acc[q] += a0 * r0[q]
                                     acc2[q] += b0 * r0[q]
@@ -199,7 +202,7 @@ def _shift_accumulate(numba):
                                 for q in range(n):
                                     acc[q] += a0 * r0[q]
                             t += 1
-                for oo in range(o, o + 2 if pair else o + 1):  # valid columns into the result
+                for oo in range(o, min(o + 2, outs) if pairs else o + 1):  # valid columns out
                     done = both[(oo - o) * n :]
                     for r in range(rows):
                         out = dst[g * dg + b * db + oo * do + i1 * d1 + (i2_0 + r) * d2 :]
@@ -208,6 +211,16 @@ def _shift_accumulate(numba):
                             out[v] = row[v]
 
     return kernel
+
+
+@lazy_kernel
+def _one_at_a_time(numba):
+    return _build(numba, pairs=False)
+
+
+@lazy_kernel
+def _two_at_a_time(numba):
+    return _build(numba, pairs=True)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -238,7 +251,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     out_shape = np.array(dst.shape, dtype=np.int64)
     flops = 2 * c * prod(rhs.shape[3:]) * result.size
     launch(
-        _shift_accumulate(),
+        _two_at_a_time() if o > 1 else _one_at_a_time(),
         flops,
         g * b * dst.shape[3] * -(-dst.shape[4] // band),
         src_flat, src_strides, in_shape, weights, dst_flat, dst_strides, out_shape,
