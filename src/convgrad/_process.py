@@ -184,6 +184,10 @@ class JobPool:
         """Whether this thread is one of the pool's (a job must not wait on new jobs)."""
         return getattr(self._local, "in_pool", False)
 
+    def cores(self) -> int:
+        """Cores to cut work for: CORES, or the simulated machine's (``simulate``)."""
+        return CORES if self._simulated is None else self._simulated[0]
+
     def workers(self, jobs: int) -> int:
         """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
         more than the BLAS threads the caller allows (so a caller's
@@ -197,8 +201,9 @@ class JobPool:
     @contextlib.contextmanager
     def simulate(self, cores: int):
         """Form jobs as on a machine with ``cores`` cores (BLAS's threads aside), run them
-        on the calling thread, and collect each call's job count in the yielded list (for
-        benchmarks: how the same code would split the work on a larger machine). Not for
+        on the calling thread, and collect in the yielded list how many threads each
+        call's jobs would keep busy there (for benchmarks: how the same code would split
+        the work on a larger machine). Not for
         use while other threads call convgrad."""
         counts: list[int] = []
         self._simulated = (cores, counts)
@@ -214,8 +219,8 @@ class JobPool:
         (convgrad never runs threaded BLAS itself: a job started while BLAS's own workers
         spin after a threaded call runs at half speed). One job, or a call from a pool
         thread, runs here, BLAS untouched."""
-        if self._simulated is not None:
-            self._simulated[1].append(len(args))
+        if self._simulated is not None:  # threads these jobs would keep busy there
+            self._simulated[1].append(min(len(args), self._simulated[0]))
         if len(args) <= 1 or self.in_pool() or self._simulated is not None:
             return [job(a) for a in args]
         limit = self._blas if blas else _NoLimit

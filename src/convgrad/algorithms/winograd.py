@@ -63,7 +63,8 @@ def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None):
     # enough tiles for an efficient GEMM even past the budget, but one band per core at
     # least where the batch allows
     images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
-    images = min(images, -(-b // min(b, _parallel.CORES)))
+    cores = _process.jobs.cores()
+    images = min(images, -(-b // min(b, cores)))
     return th, min(images, b)
 
 
