@@ -70,6 +70,7 @@ def test_jobs_always_use_the_pool_whatever_ran_before():
     x, w = rng.standard_normal((8, 64, 16, 16)), rng.standard_normal((64, 64, 1, 1))
     convgrad.conv(x, w)  # a large 1x1 conv: its matmuls ran in jobs too
     here = threading.current_thread()
+
     def where(_):
         threading.Event().wait(0.02)  # long enough for a pool thread to join
         return threading.current_thread()

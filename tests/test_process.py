@@ -461,3 +461,15 @@ def test_jobs_follow_the_callers_blas_limit_and_a_job_never_waits_on_new_jobs():
     assert 1 in inner  # a job running on a pool thread would run nested jobs itself
     assert _process.split_range(10, 3) == [(0, 3), (3, 6), (6, 10)]
     assert _process.split_range(2, 8) == [(0, 1), (1, 2)]
+
+
+def test_simulating_a_larger_machine_forms_its_jobs_and_stays_exact():
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((8, 16, 48, 48)), rng.standard_normal((16, 1, 3, 3))
+    expected = reference.conv(x, w, padding=1, groups=16)
+    for cores in (1, 8, 64):
+        with _process.jobs.simulate(cores) as busy:
+            got = cg.conv(x, w, padding=1, groups=16, algorithm="direct")
+        assert max(busy, default=1) == cores
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    assert _process.jobs.cores() == _process.CORES
