@@ -103,6 +103,11 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--figure", default=None, help="also draw the tiling to this PNG/SVG")
     parser.add_argument(
+        "--html",
+        default=None,
+        help="also write the interactive gradient explorer of the layer to this .html file",
+    )
+    parser.add_argument(
         "--worked",
         action="store_true",
         help="add a worked example with numbers to the figure (small layers)",
@@ -137,6 +142,11 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"--figure must end in .png, .svg or .pdf, got {args.figure!r}")
         if args.worked and not args.figure:
             raise ValueError("--worked adds to the figure: give --figure out.png too")
+        page = None
+        if args.html is not None:  # built before anything is printed: a refusal is one line
+            if Path(args.html).suffix.lower() not in (".html", ".htm"):
+                raise ValueError(f"--html must end in .html or .htm, got {args.html!r}")
+            page = report.to_html()
     except (_ArgumentError, ValueError, TypeError) as exc:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
@@ -145,6 +155,13 @@ def main(argv: list[str]) -> int:
 
         require_matplotlib()
     report.print()
+    if page is not None:
+        try:
+            Path(args.html).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            print(f"convgrad explain: error: cannot write page: {exc}", file=sys.stderr)
+            return 2
+        print(f"explorer page written to {args.html}")
     if args.figure:
         try:
             report.figure(args.figure, worked=True if args.worked else None)

@@ -216,6 +216,31 @@ class Report:
 
         return draw(self, path, worked=worked, max_channels=max_channels)
 
+    # ---------------------------------------------------------------- explorer page
+    def to_html(self, path=None, *, seed: int = 0) -> str:
+        """The interactive gradient explorer of this layer: one self-contained HTML page
+        (scripts and styles inline, no network) where pointing at any cell of O, dE/dX, dE/dF
+        or dE/db highlights the cells that make it and writes out its sum with a worked
+        example's numbers (random integers from ``seed``). Written to ``path`` when given;
+        returns the HTML. Raises ValueError for a layer too large to embed
+        (``convgrad._explorer.MAX_VALUES`` values of one sample)."""
+        from ._explorer import to_html
+
+        text = to_html(self, seed=seed)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        return text
+
+    def _repr_html_(self) -> str | None:
+        """A notebook's rich display: the explorer, or None (the text) for too large a layer."""
+        from ._explorer import to_html
+
+        try:
+            return to_html(self, fragment=True)
+        except ValueError:
+            return None
+
 
 def explain(
     input_shape,
