@@ -249,3 +249,20 @@ def test_import_does_not_load_the_explorer():
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", ["explorer-origin", "explorer-stride"])
+def test_docs_pages_hold_the_current_numbers(name):
+    """docs/ pages embed what page_data computes today (regenerate: docs/make_explorer_docs.py)."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from make_explorer_docs import PAGES
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    text = (ROOT / "docs" / f"{name}.html").read_text(encoding="utf-8")
+    data = json.loads(
+        re.search(r'class="cgx-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</")
+    )
+    data.pop("report")
+    input_shape, weight_shape, options = PAGES[name]
+    assert data == json.loads(json.dumps(page_data(explain(input_shape, weight_shape, **options))))
