@@ -45,7 +45,9 @@ def main() -> None:
         print("no Playwright or Chromium: screenshots not taken")
         return
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        browser = p.chromium.launch(
+            executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         for name, (tab, result, index) in SHOTS.items():
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto((DOCS / f"{name}.html").as_uri())

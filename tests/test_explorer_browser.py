@@ -48,8 +48,9 @@ def browser():
             "or set CONVGRAD_CHROMIUM to a Chromium or Chrome executable"
         )
     with sync_playwright() as p:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start;
+        # --disable-dev-shm-usage: containers often have a tiny /dev/shm
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield b
         b.close()
 

@@ -34,7 +34,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["page_data", "contributions", "display_source", "term_value", "to_html", "MAX_VALUES"]
+__all__ = [
+    "page_data",
+    "contributions",
+    "decode",
+    "display_source",
+    "term_value",
+    "to_html",
+    "MAX_VALUES",
+]
 
 # The page embeds every value of the worked example; past this many it would be too heavy.
 MAX_VALUES = 3_000_000
