@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad.check import FEATURES, GradcheckError, check, gradcheck
+from convgrad.tools.check import FEATURES, check
+from convgrad.tools.gradcheck import GradcheckError, gradcheck
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _backwards as hand  # noqa: E402  (NumPy-only implementations, independent of convgrad)

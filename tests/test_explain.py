@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad import reference
-from convgrad._explain_cli import parse_padding, parse_shape
+from convgrad import explain, reference
 from convgrad._primitive import correlate
-from convgrad.explain import explain
+from convgrad.tools.explain_cli import parse_padding, parse_shape
 
 # (input_shape, weight_shape, options)
 CONV_CASES = [
@@ -400,10 +399,10 @@ def test_batch_option_and_padded_copy():
 )
 def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, options):
     """The figure's numbers, recomputed with the slow float64 reference."""
-    from convgrad._figure import _layout, _worked_numbers
+    from convgrad.tools.figure import layout, worked_numbers
 
     report = explain(input_shape, weight_shape, **options)
-    x, dy, gw = _worked_numbers(report, _layout(report))
+    x, dy, gw = worked_numbers(report, layout(report))
     kernel = weight_shape[2:]
     if options.get("transposed"):
         opts = {k: v for k, v in options.items() if k != "transposed"}
@@ -562,10 +561,10 @@ def test_per_group_is_said_only_with_groups():
 def test_worked_example_shows_the_mode_padded_input(mode):
     """The figure says the middle map slides over the left one: with a padding mode the left
     one must be X padded in that mode, and sliding over it must give the tile shown."""
-    from convgrad._figure import _layout, _worked_numbers
+    from convgrad.tools.figure import layout, worked_numbers
 
     report = explain((1, 1, 6, 5), (1, 1, 3, 3), stride=2, padding=(2, 1), padding_mode=mode)
-    x_shown, dy, gw = _worked_numbers(report, _layout(report))
+    x_shown, dy, gw = worked_numbers(report, layout(report))
     assert x_shown.shape == (6 + 4, 5 + 2)
     want = reference.conv_grads(x_shown[None, None], np.zeros((1, 1, 3, 3)), dy[None, None], 2)[1]
     np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)

@@ -31,10 +31,9 @@ from ._module import (
     Parameter,
     check_unchanged,
     fingerprint,
-    float_dtype,
     make_rng,
-    positive_int,
 )
+from ._spec import float_dtype, positive_int
 from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __all__ = [

@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
     if args.figure:  # a missing matplotlib stops here, before the report is printed
-        from ._figure import require_matplotlib
+        from .figure import require_matplotlib
 
         require_matplotlib()
     report.print()
@@ -152,9 +152,9 @@ def main(argv: list[str]) -> int:
             print(f"convgrad explain: error: cannot write figure: {exc}", file=sys.stderr)
             return 2
         print(f"figure written to {args.figure}")
-        from ._figure import _layout, _worked_possible
+        from .figure import layout, worked_possible
 
-        if args.worked and not _worked_possible(_layout(report)):
+        if args.worked and not worked_possible(layout(report)):
             print(
                 "note: no worked example: it is drawn for 1-D and 2-D layers whose input and "
                 "output are at most 12 per side",
