@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad import explain, reference
+from convgrad import explain, functional, reference
 from convgrad._primitive import correlate
+from convgrad._runner import run
 from convgrad.tools.explain_cli import parse_padding, parse_shape
 
 # (input_shape, weight_shape, options)
@@ -98,37 +99,85 @@ def test_conv_numbers_match_the_functions(input_shape, weight_shape, options):
         assert p.workspace_bytes > 0 and p.algorithm in convgrad._primitive.algorithm_names()
 
 
-@pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES[1:6])
-def test_each_pass_runs_as_described(input_shape, weight_shape, options):
+def _expected(input_shape, weight_shape, options, transposed):
+    """(arrays by argument name, each pass's result) from the slow reference alone."""
+    x, w = _arrays(input_shape, weight_shape)
+    if not transposed:
+        y = reference.conv(x, w, None, **options)
+        gy = np.random.default_rng(3).standard_normal(y.shape)
+        dx, dw, _ = reference.conv_grads(x, w, gy, **options)
+    else:  # dE/dX is the convolution of dE/dO with F; dE/dF its weight gradient at X
+        y = reference.conv_transpose(x, w, None, **options)
+        gy = np.random.default_rng(3).standard_normal(y.shape)
+        conv_options = {k: v for k, v in options.items() if k != "output_padding"}
+        dx = reference.conv(gy, w, None, **conv_options)
+        _, dw, _ = reference.conv_grads(gy, w, x, **conv_options)
+    arrays = {"x": x, "weight": w, "grad_output": gy}
+    return arrays, {"forward": y, "input_grad": dx, "weight_grad": dw}
+
+
+LAYERS = [(*case, False) for case in CONV_CASES[1:]] + [(*c, True) for c in TRANSPOSED_CASES]
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, options, transposed", LAYERS)
+def test_each_pass_runs_as_described(input_shape, weight_shape, options, transposed):
     """The correlation each pass names, run on arrays of its stated shapes, gives its
-    stated output shape, and run on the stated operands gives the functions' results."""
-    report = explain(input_shape, weight_shape, **options)
+    stated output shape; the step it reports, run on the layer's arrays, gives the slow
+    reference's forward, dE/dX and dE/dF."""
+    report = explain(input_shape, weight_shape, transposed=transposed, **options)
     rng = np.random.default_rng(2)
     for p in report.passes.values():
         out = correlate(rng.standard_normal(p.lhs_shape), rng.standard_normal(p.rhs_shape), p.corr)
         assert out.shape == p.out_shape
-    x, w = _arrays(input_shape, weight_shape)
-    if x.ndim != w.ndim or options.get("padding_mode", "zeros") != "zeros":
-        return
-    # rebuild each gradient from the operands and correlation the report names
-    p = report.passes
-    g = p["forward"].lhs_shape[0]
-    gy = rng.standard_normal(report.shapes["output"])
+    arrays, expected = _expected(input_shape, weight_shape, options, transposed)
+    for name, p in report.passes.items():
+        got = run(p.step, arrays)
+        assert got.shape == p.result_shape == expected[name].shape
+        np.testing.assert_allclose(got, expected[name], rtol=1e-10, atol=1e-10)
 
-    def grouped(a):  # (N, G*C, *S) -> (G, N, C, *S)
-        return a.reshape(a.shape[0], g, -1, *a.shape[2:]).swapaxes(0, 1)
 
-    w_g = w.reshape(g, -1, *w.shape[1:])  # (G, K/G, C/G, *k)
-    y = correlate(grouped(x), w_g, p["forward"].corr).swapaxes(0, 1).reshape(gy.shape)
-    np.testing.assert_allclose(y, convgrad.conv(x, w, **options), atol=1e-10)
-    flipped = np.flip(w_g.swapaxes(1, 2), axis=tuple(range(3, w.ndim + 1)))  # flip(F)ᵀ
-    assert flipped.shape == p["input_grad"].rhs_shape
-    dx = correlate(grouped(gy), flipped, p["input_grad"].corr).swapaxes(0, 1).reshape(x.shape)
-    np.testing.assert_allclose(dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10)
-    lhs, rhs = grouped(x).swapaxes(1, 2), grouped(gy).swapaxes(1, 2)  # Xᵀ, dE/dOᵀ
-    assert lhs.shape == p["weight_grad"].lhs_shape and rhs.shape == p["weight_grad"].rhs_shape
-    dw = correlate(lhs, rhs, p["weight_grad"].corr).swapaxes(1, 2).reshape(w.shape)
-    np.testing.assert_allclose(dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10)
+@pytest.mark.parametrize("input_shape, weight_shape, options, transposed", LAYERS)
+def test_the_functions_run_the_steps_explain_reports(
+    input_shape, weight_shape, options, transposed, monkeypatch
+):
+    """Every pass of the public functions runs exactly the step ``explain`` shows."""
+    ran = []
+
+    def recording(step, *args, **kwargs):
+        ran.append(step)
+        return run(step, *args, **kwargs)
+
+    monkeypatch.setattr(functional, "run", recording)
+    report = explain(input_shape, weight_shape, transposed=transposed, **options)
+    arrays, _ = _expected(input_shape, weight_shape, options, transposed)
+    x, w, gy = arrays["x"], arrays["weight"], arrays["grad_output"]
+    if transposed:
+        convgrad.conv_transpose(x, w, **options)
+        convgrad.conv_transpose_backward(gy, x, w, **options)
+    else:
+        convgrad.conv(x, w, **options)
+        convgrad.conv_backward(gy, x, w, **options)
+    passes = report.passes
+    assert ran == [passes["forward"].step, passes["input_grad"].step, passes["weight_grad"].step]
+
+
+def test_operand_labels_follow_the_recipe():
+    """What a reader sees is what each step does: flips, swaps and which array slides."""
+    labels = {
+        name: (p.lhs, p.rhs, p.flipped)
+        for name, p in explain((2, 3, 8, 8), (4, 3, 3, 3), stride=2).passes.items()
+    }
+    assert labels == {
+        "forward": ("X", "F", False),
+        "input_grad": ("dE/dO", "flip(F)ᵀ", True),
+        "weight_grad": ("Xᵀ", "dE/dOᵀ", False),
+    }
+    transposed = explain((2, 3, 5, 5), (3, 2, 3, 3), transposed=True, stride=2).passes
+    assert [(p.lhs, p.rhs) for p in transposed.values()] == [
+        ("X", "flip(F)ᵀ"),
+        ("dE/dO", "F"),
+        ("dE/dOᵀ", "Xᵀ"),
+    ]
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES)
@@ -473,6 +522,32 @@ def test_algorithm_and_workspace_limit_options():
     assert "within" not in forward
     small = str(explain((5, 100, 100), (10, 5, 5, 5)))
     assert "within the 256.0 MiB workspace limit" in small
+
+
+def test_the_limit_in_force_is_reported():
+    """Without ``workspace_limit`` the report uses the limit the functions use: the one
+    set with ``set_workspace_limit``."""
+    assert explain((5, 9, 9), (2, 5, 3, 3)).workspace_limit == convgrad.get_workspace_limit()
+    with convgrad.set_workspace_limit(3 * 2**20):
+        report = explain((5, 100, 100), (10, 5, 5, 5))
+        assert report.workspace_limit == 3 * 2**20 == convgrad.get_workspace_limit()
+        forward = str(report).split("== Forward")[1].split("==")[1]
+        assert "3.0 MiB" in forward and "256" not in forward
+        assert explain((5, 9, 9), (2, 5, 3, 3), workspace_limit=2**20).workspace_limit == 2**20
+    assert explain((5, 9, 9), (2, 5, 3, 3)).workspace_limit == 256 * 2**20
+
+
+def test_tool_modules_are_reached_by_their_own_names():
+    """``convgrad.explain`` and ``convgrad.check`` are functions; their modules live in
+    ``convgrad.tools`` under their own names, nothing hiding them."""
+    import convgrad.tools.check as check_module
+    import convgrad.tools.explain as explain_module
+    import convgrad.tools.gradcheck as gradcheck_module
+
+    assert explain_module.explain is convgrad.explain and explain_module.Report
+    assert check_module.check is convgrad.check and check_module.CheckReport
+    assert gradcheck_module.gradcheck is convgrad.gradcheck
+    assert issubclass(gradcheck_module.GradcheckError, AssertionError)
 
 
 def test_cli_algorithm_and_workspace_limit():

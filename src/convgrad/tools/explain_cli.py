@@ -99,7 +99,9 @@ def main(argv: list[str]) -> int:
         "--algorithm", default="auto", help="the functions' algorithm option (default: auto)"
     )
     parser.add_argument(
-        "--workspace-limit", default=None, help="workspace limit in bytes (default: 256 MiB)"
+        "--workspace-limit",
+        default=None,
+        help="workspace limit in bytes (default: the limit in force, 256 MiB unless set)",
     )
     parser.add_argument("--figure", default=None, help="also draw the tiling to this PNG/SVG")
     parser.add_argument(
