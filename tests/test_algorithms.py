@@ -152,6 +152,7 @@ def _weight_grad_operands(spec, rng):
     return operand(step, step.lhs, x), operand(step, step.rhs, dy), step.corr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALGORITHMS)
 @pytest.mark.parametrize("which", ["fwd", "dx", "depthwise", "dw", "dw-strided", "dw-depthwise"])
 def test_workspace_limit_bounds_peak_memory(name, which, monkeypatch):
@@ -225,6 +226,7 @@ NON_FINITE = {  # (lhs value, rhs value) put into one cell each; None: all finit
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALGORITHMS)
 @pytest.mark.parametrize("where", NON_FINITE)
 def test_non_finite_values_reach_only_their_windows(name, where):
@@ -330,6 +332,7 @@ cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="blocked_
 """
 
 
+@pytest.mark.slow
 def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
     """A kernel whose cache key changes per process (e.g. one closing over another jitted
     function) recompiles in every process: seconds per process. The second process must

@@ -276,6 +276,7 @@ def test_parsers():
 # ---------------------------------------------------------------------------- figure
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, weight_shape, options, suffix",
     [
@@ -306,6 +307,7 @@ def test_figure_is_written(tmp_path, input_shape, weight_shape, options, suffix)
         assert b"<svg" in path.read_bytes()[:2000]
 
 
+@pytest.mark.slow
 def test_figure_worked_example_and_bad_path(tmp_path):
     pytest.importorskip("matplotlib")
     report = explain((1, 2, 6, 6), (2, 2, 3, 3), stride=2, padding=1)
@@ -334,6 +336,7 @@ def _run(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_default_explains_the_origin_layer():
     for args in ((), ("explain",)):
         proc = _run(*args)
@@ -341,6 +344,7 @@ def test_cli_default_explains_the_origin_layer():
         assert "10×96×96" in proc.stdout and "dE/dF[k, c]" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_options_and_figure(tmp_path):
     path = tmp_path / "t.png"
     proc = _run(
@@ -390,6 +394,7 @@ def test_cli_options_and_figure(tmp_path):
     assert proc.returncode == 0 and "1×3×16" in proc.stdout  # (7-1)*2 + 3 + 1 = 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -413,6 +418,7 @@ def test_cli_bad_input_is_one_line(args):
     assert len(lines) == 1 and lines[0].startswith("convgrad explain: error:")
 
 
+@pytest.mark.slow
 def test_import_stays_light():
     code = (
         "import sys, convgrad; heavy = [m for m in sys.modules if m.split('.')[0] in "
@@ -550,6 +556,7 @@ def test_tool_modules_are_reached_by_their_own_names():
     assert issubclass(gradcheck_module.GradcheckError, AssertionError)
 
 
+@pytest.mark.slow
 def test_cli_algorithm_and_workspace_limit():
     proc = _run("explain", "--algorithm", "nope")
     assert proc.returncode == 2 and "algorithm" in proc.stderr and "Traceback" not in proc.stderr
@@ -562,6 +569,7 @@ def _figure_texts(report) -> list[str]:
     return [t.get_text() for t in fig.texts] + [t.get_text() for a in fig.axes for t in a.texts]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, weight_shape, options",
     [
@@ -585,6 +593,7 @@ def test_figure_formulas_spread_the_map_exactly_when_strided(input_shape, weight
             assert f"dilate_s({spread}" in text, text
 
 
+@pytest.mark.slow
 def test_depthwise_figure_says_one_tile():
     pytest.importorskip("matplotlib")
     texts = _figure_texts(explain((4, 10, 10), (4, 1, 3, 3), groups=4))
@@ -621,6 +630,7 @@ def test_transposed_padding_lines_give_the_padding_that_runs(input_shape, weight
         assert (size - 1) * si + 1 + lo + hi - di * (k - 1) == out
 
 
+@pytest.mark.slow
 def test_cli_worked_needs_a_figure():
     proc = _run("explain", "--worked")
     assert proc.returncode == 2 and "--figure" in proc.stderr and "Traceback" not in proc.stderr
@@ -632,6 +642,7 @@ def test_per_group_is_said_only_with_groups():
     assert "per group" not in plain and "(2 per group)" in grouped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_worked_example_shows_the_mode_padded_input(mode):
     """The figure says the middle map slides over the left one: with a padding mode the left
@@ -651,6 +662,7 @@ def test_worked_example_shows_the_mode_padded_input(mode):
     assert any(f"padding_mode '{mode}'" in t for t in _figure_texts(report))
 
 
+@pytest.mark.slow
 def test_cli_says_when_the_worked_example_cannot_be_drawn(tmp_path):
     pytest.importorskip("matplotlib")
     big = _run("explain", "--worked", "--figure", str(tmp_path / "big.png"))

@@ -114,6 +114,7 @@ def _peak(call):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", tuple(REGISTRY))
 @pytest.mark.parametrize("case", _extreme_cases(), ids=lambda c: c[0])
 def test_huge_strides_and_dilations_cost_memory_bounded_by_work_and_output(name, case):
@@ -291,6 +292,7 @@ def _measured(call):
         _workspace.workspaces = kept
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, derandomize=True)
 @given(extreme_configs(), st.integers(0, 2**32 - 1))
 def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, config, seed):

@@ -116,6 +116,7 @@ def test_concurrent_calls_from_many_threads_agree_and_restore_blas():
     assert _blas_threads() == before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_runs_jobs_on_threads_of_its_own():
     case = SPLIT[0]

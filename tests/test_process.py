@@ -27,6 +27,8 @@ from convgrad import _process, reference
 from convgrad._primitive import correlate
 from convgrad.algorithms import REGISTRY, _compiled
 
+pytestmark = pytest.mark.slow  # forks, subprocesses and threads stressing the process-wide state
+
 DEADLINE_S = 120
 
 
