@@ -11,17 +11,17 @@ from typing import Any, NamedTuple
 
 
 class Options(NamedTuple):
-    """stride, padding, dilation, groups, padding_mode, output_padding (a transposed
-    convolution's; None for a convolution), algorithm and workspace_limit, as given."""
+    """stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit and
+    output_padding (a transposed convolution's; None for a convolution), as given."""
 
     stride: Any = 1
     padding: Any = 0
     dilation: Any = 1
     groups: Any = 1
     padding_mode: Any = "zeros"
-    output_padding: Any = None
     algorithm: Any = "auto"
     workspace_limit: Any = None
+    output_padding: Any = None
 
     @property
     def transposed(self) -> bool:

@@ -19,7 +19,7 @@ padding (lo, hi):
 
 A transposed convolution is the input gradient of the convolution ``spec`` describes
 (``_spec.transpose_spec``): its passes are the three rules above with the roles of x and
-grad_output exchanged (``transposed_steps``).
+grad_output exchanged (``transposed=True``); its forward pass is the input-gradient rule.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ LABELS = {
     "grad_input": "dE/dX",
     "grad_weight": "dE/dF",
 }
+
+# the pass that makes each result
+PASSES = {"output": "forward", "grad_input": "input_grad", "grad_weight": "weight_grad"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,6 @@ class Step:
     the spec, for padded operands and a folded result.
     """
 
-    name: str  # "forward", "input_grad" or "weight_grad"
     lhs: Operand
     rhs: Operand
     corr: Correlation
@@ -139,6 +141,11 @@ class Step:
     rhs_shape: tuple[int, ...]
     pads: Pairs
     padding_mode: str
+
+    @property
+    def name(self) -> str:
+        """The pass: "forward", "input_grad" or "weight_grad" (from the result it makes)."""
+        return PASSES[self.result.target]
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -188,18 +195,23 @@ def operand_shape(spec: ConvSpec, operand: Operand) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------- rules
-# Each rule names its operands and result by their roles in the convolution ``spec``; in
-# a transposed layer's step, x and grad_output (output and grad_input) exchange names.
+# Each rule names its operands and result by their roles in the convolution ``spec``.
+# With ``transposed`` it gives a pass of the transposed convolution ``spec`` describes
+# (``_spec.transpose_spec``): x and grad_output (output and grad_input) exchange names.
+# The rules are pure and memoised per spec (a layer runs the same steps every call), so
+# running a step costs a dictionary look-up, not building it again.
+
+STEPS_KEPT = 1024
 
 
-def _step(name, spec, lhs: Operand, rhs: Operand, corr, result: Result, transposed: bool):
+def _step(spec, lhs: Operand, rhs: Operand, corr, result: Result, transposed: bool) -> Step:
     inner = zero_padded(spec)  # the operands' shapes once the padding mode is applied
     lhs_shape, rhs_shape = operand_shape(inner, lhs), operand_shape(inner, rhs)
     if transposed:
         lhs, rhs = _exchanged(lhs), _exchanged(rhs)
         result = replace(result, target=_EXCHANGED[result.target])
     groups, pads, mode = spec.groups, spec.pads, spec.padding_mode
-    return Step(name, lhs, rhs, corr, result, groups, lhs_shape, rhs_shape, pads, mode)
+    return Step(lhs, rhs, corr, result, groups, lhs_shape, rhs_shape, pads, mode)
 
 
 # a transposed layer's x is its convolution's grad_output, its output that one's grad_input
@@ -217,8 +229,11 @@ def _exchanged(operand: Operand) -> Operand:
     return Operand(_EXCHANGED[operand.source], operand.swap, operand.flip, operand.padded)
 
 
-def _forward_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
-    """y = x ⋆ w: lhs x (g, N, C/g, *S), rhs w (g, K/g, C/g, *k)."""
+@functools.lru_cache(maxsize=STEPS_KEPT)
+def forward(spec: ConvSpec, transposed: bool = False) -> Step:
+    """y = x ⋆ w: lhs x (g, N, C/g, *S), rhs w (g, K/g, C/g, *k).
+
+    Transposed: the transposed convolution's dE/dx, this rule on its grad_output."""
     inner = zero_padded(spec)
     corr = Correlation(spec.stride, inner.pads, (1,) * spec.nd, spec.dilation)
     # a transposed convolution's spec may ask for fewer rows than the correlation yields
@@ -226,12 +241,15 @@ def _forward_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
     crop = None if out == spec.out_spatial else spec.out_spatial
     result = Result("output", spec.output_shape, crop=crop)
     lhs = Operand("x", padded=spec.padding_mode != "zeros")
-    return _step(name, spec, lhs, Operand("weight"), corr, result, transposed)
+    return _step(spec, lhs, Operand("weight"), corr, result, transposed)
 
 
-def _input_grad_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
-    """dx = dilate_s(dy) ⋆ flip(w) with in/out swapped: lhs dy (g, N, K/g, *S_out),
-    rhs flip(w) (g, C/g, K/g, *k)."""
+@functools.lru_cache(maxsize=STEPS_KEPT)
+def input_grad(spec: ConvSpec, transposed: bool = False) -> Step:
+    """dx = dilate_s(dy) ⋆ flip(w) with in/out swapped, the full correlation: lhs dy
+    (g, N, K/g, *S_out), rhs flip(w) (g, C/g, K/g, *k).
+
+    Transposed: the transposed convolution's output, this rule on its x."""
     inner = zero_padded(spec)
     pads = []
     for size, out, k_eff, s, (lo, _) in zip(
@@ -242,12 +260,15 @@ def _input_grad_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
     corr = Correlation((1,) * spec.nd, tuple(pads), spec.stride, spec.dilation)
     result = Result("grad_input", spec.input_shape, folded=spec.padding_mode != "zeros")
     rhs = Operand("weight", swap=True, flip=True)
-    return _step(name, spec, Operand("grad_output"), rhs, corr, result, transposed)
+    return _step(spec, Operand("grad_output"), rhs, corr, result, transposed)
 
 
-def _weight_grad_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
-    """dw[k, c] = sum_n x[n, c] ⋆ dy[n, k]: lhs x with N<->C (g, C/g, N, *S),
-    rhs dy with N<->C (g, K/g, N, *S_out); output (g, C/g, K/g, *k), swapped back."""
+@functools.lru_cache(maxsize=STEPS_KEPT)
+def weight_grad(spec: ConvSpec, transposed: bool = False) -> Step:
+    """dw[k, c] = sum_n x[n, c] ⋆ dy[n, k]: lhs x with N<->C (g, C/g, N, *S), rhs dy
+    with N<->C (g, K/g, N, *S_out); output (g, C/g, K/g, *k), swapped back.
+
+    Transposed: the transposed convolution's dE/dw, x and grad_output exchanged."""
     inner = zero_padded(spec)
     pads = []
     for size, out, k_eff, s, (lo, _) in zip(
@@ -258,63 +279,18 @@ def _weight_grad_rule(spec: ConvSpec, name: str, transposed: bool) -> Step:
     lhs = Operand("x", swap=True, padded=spec.padding_mode != "zeros")
     rhs = Operand("grad_output", swap=True)
     result = Result("grad_weight", spec.weight_shape, swap=True)
-    return _step(name, spec, lhs, rhs, corr, result, transposed)
+    return _step(spec, lhs, rhs, corr, result, transposed)
 
 
-# The rules are pure: each is memoised per spec (a layer runs the same steps every call),
-# so running a step costs a dictionary look-up, not building it again.
-STEPS_KEPT = 1024
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def forward(spec: ConvSpec) -> Step:
-    """The convolution's output: x ⋆ w."""
-    return _forward_rule(spec, "forward", False)
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def input_grad(spec: ConvSpec) -> Step:
-    """The convolution's dE/dx: the full correlation of dE/dy with the flipped filters."""
-    return _input_grad_rule(spec, "input_grad", False)
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def weight_grad(spec: ConvSpec) -> Step:
-    """The convolution's dE/dw: x's channels correlated with dE/dy's maps, summed over N."""
-    return _weight_grad_rule(spec, "weight_grad", False)
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def transposed_forward(spec: ConvSpec) -> Step:
-    """A transposed convolution's output: the input-gradient rule applied to its x."""
-    return _input_grad_rule(spec, "forward", True)
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def transposed_input_grad(spec: ConvSpec) -> Step:
-    """A transposed convolution's dE/dx: the forward rule applied to its grad_output."""
-    return _forward_rule(spec, "input_grad", True)
-
-
-@functools.lru_cache(maxsize=STEPS_KEPT)
-def transposed_weight_grad(spec: ConvSpec) -> Step:
-    """A transposed convolution's dE/dw: the weight rule with x and grad_output exchanged."""
-    return _weight_grad_rule(spec, "weight_grad", True)
-
-
-def steps(spec: ConvSpec) -> dict[str, Step]:
-    """The three passes of the convolution ``spec``, by name."""
-    return {
-        "forward": forward(spec),
-        "input_grad": input_grad(spec),
-        "weight_grad": weight_grad(spec),
-    }
-
-
-def transposed_steps(spec: ConvSpec) -> dict[str, Step]:
-    """The three passes of the transposed convolution whose spec is ``spec``, by name."""
-    return {
-        "forward": transposed_forward(spec),
-        "input_grad": transposed_input_grad(spec),
-        "weight_grad": transposed_weight_grad(spec),
-    }
+def steps(spec: ConvSpec, transposed: bool = False) -> dict[str, Step]:
+    """The three passes by name: of the convolution ``spec``, or of the transposed
+    convolution it describes, whose output is the input-gradient rule."""
+    if transposed:
+        passes = (
+            input_grad(spec, transposed=True),
+            forward(spec, transposed=True),
+            weight_grad(spec, transposed=True),
+        )
+    else:
+        passes = (forward(spec), input_grad(spec), weight_grad(spec))
+    return {step.name: step for step in passes}

@@ -138,9 +138,7 @@ def conv(
     x (N, C, *S) or (C, *S), weight (K, C/groups, *k), bias (K,) -> y (N, K, *S_out) with
     ``y[n, k, i] = b[k] + sum_{c, j} pad(x)[n, c, i*s + j*d] * w[k, c, j]`` (per group).
     """
-    options = Options(
-        stride, padding, dilation, groups, padding_mode, None, algorithm, workspace_limit
-    )
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(x, weight, bias):
         return _dask().conv(x, weight, bias, options)
     call = _validate.forward(x, weight, bias, options)
@@ -166,9 +164,7 @@ def conv_input_grad(
 ) -> np.ndarray:
     """dE/dx of ``conv``: a full correlation of the stride-dilated grad_output with the
     flipped, in/out-swapped filters. grad_output (N, K, *S_out) -> (N, C, *S) = input_shape."""
-    options = Options(
-        stride, padding, dilation, groups, padding_mode, None, algorithm, workspace_limit
-    )
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(grad_output, weight):
         return _dask().conv_input_grad(grad_output, weight, input_shape, options)
     call = _validate.input_grad(grad_output, weight, input_shape, options)
@@ -193,9 +189,7 @@ def conv_weight_grad(
 ) -> np.ndarray:
     """dE/dw of ``conv``: ``dw[k, c] = sum_n x[n, c] ⋆ grad_output[n, k]`` (each input
     channel correlated with each output-gradient map). Returns weight_shape (K, C/g, *k)."""
-    options = Options(
-        stride, padding, dilation, groups, padding_mode, None, algorithm, workspace_limit
-    )
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(x, grad_output):
         return _dask().conv_weight_grad(x, grad_output, weight_shape, options)
     call = _validate.weight_grad(x, grad_output, weight_shape, options)
@@ -229,14 +223,12 @@ def conv_backward(
     workspace_limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All gradients of ``conv``: (grad_input, grad_weight, grad_bias or None)."""
-    options = Options(
-        stride, padding, dilation, groups, padding_mode, None, algorithm, workspace_limit
-    )
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(grad_output, x, weight, bias):
         return _dask().conv_backward(grad_output, x, weight, bias, options)
     call = _validate.backward(grad_output, x, weight, bias, options)
     with _naming_outputs("conv_backward", call, call.spec.input_shape, call.spec.weight_shape):
-        return _backward(call, _rules.input_grad, _rules.weight_grad)
+        return _backward(call, _rules.input_grad(call.spec), _rules.weight_grad(call.spec))
 
 
 def conv_transpose(
@@ -256,14 +248,15 @@ def conv_transpose(
     convolution with the same weight. x (N, C, *S), weight (C, K/g, *k) -> (N, K, *S_out),
     S_out = (S-1)*s - 2p + d*(k-1) + output_padding + 1."""
     options = Options(
-        stride, padding, dilation, groups, "zeros", output_padding, algorithm, workspace_limit
+        stride, padding, dilation, groups, "zeros", algorithm, workspace_limit, output_padding
     )
     if _is_dask(x, weight, bias):
         return _dask().conv_transpose(x, weight, bias, options)
     call = _validate.forward(x, weight, bias, options)
     with _naming_outputs("conv_transpose", call, call.spec.input_shape):
         x, weight, bias = _computed(call, *call.arrays)
-        y = _run(_rules.transposed_forward(call.spec), call, x=x, weight=weight)
+        # the transposed convolution is the input-gradient rule run on x
+        y = _run(_rules.input_grad(call.spec, transposed=True), call, x=x, weight=weight)
         y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
         return _result(y, call.spec, call.result)
 
@@ -285,19 +278,21 @@ def conv_transpose_backward(
     """All gradients of ``conv_transpose``: grad_input is the forward convolution of
     grad_output with the weight; grad_weight correlates grad_output with x."""
     options = Options(
-        stride, padding, dilation, groups, "zeros", output_padding, algorithm, workspace_limit
+        stride, padding, dilation, groups, "zeros", algorithm, workspace_limit, output_padding
     )
     if _is_dask(grad_output, x, weight, bias):
         return _dask().conv_transpose_backward(grad_output, x, weight, bias, options)
     call = _validate.backward(grad_output, x, weight, bias, options)
     shapes = (call.spec.output_shape, call.arrays[2].shape)  # grad_input: x's shape
     with _naming_outputs("conv_transpose_backward", call, *shapes):
-        return _backward(call, _rules.transposed_input_grad, _rules.transposed_weight_grad)
+        spec = call.spec
+        input_step = _rules.forward(spec, transposed=True)  # the convolution of dE/dO with w
+        return _backward(call, input_step, _rules.weight_grad(spec, transposed=True))
 
 
-def _backward(call: _validate.Call, input_rule, weight_rule) -> tuple:
+def _backward(call: _validate.Call, input_step: _rules.Step, weight_step: _rules.Step) -> tuple:
     """(grad_input, grad_weight, grad_bias or None) of a validated backward call."""
     grad_y, x, weight, bias = _computed(call, *call.arrays)
-    grad_x = _run(input_rule(call.spec), call, grad_output=grad_y, weight=weight)
-    grad_w = _run(weight_rule(call.spec), call, x=x, grad_output=grad_y)
+    grad_x = _run(input_step, call, grad_output=grad_y, weight=weight)
+    grad_w = _run(weight_step, call, x=x, grad_output=grad_y)
     return _gradients(call, grad_x, grad_w, _batched(grad_y, call.spec), bias)

@@ -264,7 +264,7 @@ def transposed_passes(spec: ConvSpec, how: How) -> dict[str, Pass]:
     """A transposed layer O = X ⋆ᵀ F is the input-gradient rule of the convolution ``spec``
     (which maps Y's layout to X's); its dE/dX is that convolution's forward rule and its dE/dW
     that convolution's weight rule with the roles of X and dE/dO swapped."""
-    steps = _rules.transposed_steps(spec)
+    steps = _rules.steps(spec, transposed=True)
     g, n = spec.groups, spec.batch
     cx, ky = spec.out_channels // g, spec.in_channels // g  # per group: X channels, Y channels
     k, st, dil = spec.kernel, spec.stride, spec.dilation
