@@ -169,7 +169,7 @@ def zero_padded(spec: ConvSpec) -> ConvSpec:
     return replace(spec, in_spatial=padded, pads=((0, 0),) * spec.nd, padding_mode="zeros")
 
 
-def data_shape(spec: ConvSpec, source: str, swap: bool = False) -> tuple[int, ...]:
+def grouped_data_shape(spec: ConvSpec, source: str, swap: bool = False) -> tuple[int, ...]:
     """x's (G, N, C/G, *S) or grad_output's (G, N, K/G, *S_out); N<->C with ``swap``."""
     g = spec.groups
     if source == "x":
@@ -180,7 +180,7 @@ def data_shape(spec: ConvSpec, source: str, swap: bool = False) -> tuple[int, ..
     return (g, *lead, *spatial)
 
 
-def weight_shape(spec: ConvSpec, swap: bool = False) -> tuple[int, ...]:
+def grouped_weight_shape(spec: ConvSpec, swap: bool = False) -> tuple[int, ...]:
     """The weight as (G, K/G, C/G, *k), or (G, C/G, K/G, *k) with in/out ``swap``."""
     g = spec.groups
     pair = (spec.out_channels // g, spec.in_channels // g)
@@ -190,8 +190,8 @@ def weight_shape(spec: ConvSpec, swap: bool = False) -> tuple[int, ...]:
 def operand_shape(spec: ConvSpec, operand: Operand) -> tuple[int, ...]:
     """The shape ``operand`` has in the correlation of a pass of ``spec``."""
     if operand.is_weight:
-        return weight_shape(spec, operand.swap)
-    return data_shape(spec, operand.source, operand.swap)
+        return grouped_weight_shape(spec, operand.swap)
+    return grouped_data_shape(spec, operand.source, operand.swap)
 
 
 # ------------------------------------------------------------------------- rules
@@ -218,10 +218,11 @@ def _step(spec, lhs: Operand, rhs: Operand, corr, result: Result, transposed: bo
 _EXCHANGED = {
     "x": "grad_output",
     "grad_output": "x",
+    "weight": "weight",
     "output": "grad_input",
     "grad_input": "output",
+    "grad_weight": "grad_weight",
 }
-_EXCHANGED.update(weight="weight", grad_weight="grad_weight")
 
 
 def _exchanged(operand: Operand) -> Operand:
