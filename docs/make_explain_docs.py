@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import _backwards as hand  # noqa: E402
 from convgrad import check, explain  # noqa: E402
-from convgrad._explain_cli import main as explain_cli  # noqa: E402
+from convgrad.tools.explain_cli import main as explain_cli  # noqa: E402
 
 DOCS = ROOT / "docs"
 

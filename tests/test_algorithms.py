@@ -9,8 +9,8 @@ cases are the correlations of real forward, input-gradient and weight-gradient p
 
 from __future__ import annotations
 
-import itertools
 import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -18,56 +18,10 @@ import pytest
 from convgrad import _process, _rules
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
+from convgrad._runner import operand
 from convgrad._spec import conv_spec
-from convgrad.algorithms import REGISTRY, _common
-
-# --------------------------------------------------------------------------- reference
-
-
-def _real_samples(j, size, n, ws, rd, ld, lo):
-    """(output slice, lhs slice) of one dim: the outputs i whose tap j lands on a real lhs
-    sample (not padding, not an inserted zero), and those samples; None if there are none."""
-    hits = [
-        (i, (i * ws + j * rd - lo) // ld)
-        for i in range(n)
-        if (i * ws + j * rd - lo) % ld == 0 and 0 <= (i * ws + j * rd - lo) // ld < size
-    ]
-    if not hits:
-        return None
-    (i0, p0), (i1, p1) = hits[0], hits[-1]
-    step = hits[1][0] - i0 if len(hits) > 1 else 1
-    out, src = slice(i0, i1 + 1, step), slice(p0, p1 + 1, max(1, step * ws // ld))
-    assert [i for i, _ in hits] == list(range(n)[out]) and [p for _, p in hits] == list(
-        range(size)[src]
-    )
-    return out, src
-
-
-def direct_correlation(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation) -> np.ndarray:
-    """The primitive's definition evaluated in float64, tap by tap, over real samples only:
-    padding and inserted zeros contribute nothing (they are never multiplied, so an inf or
-    NaN reaches exactly the outputs whose windows put it on a sample)."""
-    lhs, rhs = lhs.astype(np.float64), rhs.astype(np.float64)
-    nd = rhs.ndim - 3
-    out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
-    out = np.zeros((lhs.shape[0], lhs.shape[1], rhs.shape[1], *out_spatial))
-    for tap in itertools.product(*(range(k) for k in rhs.shape[3:])):
-        dims = [
-            _real_samples(j, size, n, ws, rd, ld, lo)
-            for j, size, n, ws, rd, ld, (lo, _) in zip(
-                tap, lhs.shape[3:], out_spatial, corr.window_strides, corr.rhs_dilation,
-                corr.lhs_dilation, corr.padding,
-            )
-        ]  # fmt: skip
-        if None in dims:
-            continue
-        window = lhs[(Ellipsis, *(src for _, src in dims))]
-        out[(Ellipsis, *(dst for dst, _ in dims))] += np.einsum(
-            "gbc...,goc->gbo...", window, rhs[(Ellipsis, *tap)]
-        )
-    assert out.ndim == 3 + nd
-    return out
-
+from convgrad.algorithms import REGISTRY, _workspace
+from oracles import direct_correlation, pass_cases
 
 # ------------------------------------------------------------------------------- cases
 
@@ -92,26 +46,7 @@ CONVS = [
 
 
 def _cases():
-    cases = []
-    for index, (x_shape, w_shape, options) in enumerate(CONVS):
-        spec = conv_spec(x_shape, w_shape, **options)
-        g, n = spec.groups, spec.batch
-        c, k = spec.in_channels // g, spec.out_channels // g
-        out = spec.out_spatial
-        cases.append(
-            (
-                f"fwd{index}",
-                (g, n, c, *spec.in_spatial),
-                (g, k, c, *spec.kernel),
-                _rules.forward(spec),
-            )
-        )
-        cases.append(
-            (f"dx{index}", (g, n, k, *out), (g, c, k, *spec.kernel), _rules.input_grad(spec))
-        )
-        cases.append(
-            (f"dw{index}", (g, c, n, *spec.in_spatial), (g, k, n, *out), _rules.weight_grad(spec))
-        )
+    cases = pass_cases(CONVS)
     # raw correlations: cropping (negative padding), lhs dilation with window strides
     cases.append(
         (
@@ -153,7 +88,7 @@ def test_algorithm_matches_direct_evaluation(name, case):
         with pytest.raises(ValueError, match="does not support"):
             correlate(np.zeros(lhs_shape), np.zeros(rhs_shape), corr, algorithm=name)
         return
-    rng = np.random.default_rng(hash(case[0]) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(case[0].encode()))  # the same in every process
     lhs = rng.standard_normal(lhs_shape)
     rhs = rng.standard_normal(rhs_shape)
     expected = direct_correlation(lhs, rhs, corr)
@@ -211,28 +146,25 @@ BIG_DEPTHWISE = conv_spec((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64)
 def _weight_grad_operands(spec, rng):
     """(lhs, rhs, corr) of a weight gradient as ``functional`` passes them: views of x
     (N, C, *S) and grad_output (N, K, *S_out) with groups split and N <-> C swapped."""
-    g, n = spec.groups, spec.batch
+    step = _rules.weight_grad(spec)
     x = rng.standard_normal(spec.input_shape).astype(np.float32)
     dy = rng.standard_normal(spec.output_shape).astype(np.float32)
-
-    def split(a, channels):
-        return a.reshape(n, g, channels // g, *a.shape[2:]).swapaxes(0, 1).swapaxes(1, 2)
-
-    return split(x, spec.in_channels), split(dy, spec.out_channels), _rules.weight_grad(spec)
+    return operand(step, step.lhs, x), operand(step, step.rhs, dy), step.corr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALGORITHMS)
 @pytest.mark.parametrize("which", ["fwd", "dx", "depthwise", "dw", "dw-strided", "dw-depthwise"])
 def test_workspace_limit_bounds_peak_memory(name, which, monkeypatch):
     rng = np.random.default_rng(0)
-    rhs_shape = (1, 16, 16, 3, 3)
     operands = None
-    if which == "fwd":
-        lhs_shape, corr = (1, 16, 16, 32, 32), _rules.forward(BIG)
-    elif which == "dx":
-        lhs_shape, corr = (1, 16, 16, *BIG_DX.out_spatial), _rules.input_grad(BIG_DX)
-    elif which == "depthwise":  # 64 depthwise channels, batch 16
-        lhs_shape, rhs_shape, corr = (64, 16, 1, 32, 32), (64, 1, 1, 3, 3), _rules.forward(BIG)
+    if which in ("fwd", "dx", "depthwise"):  # depthwise: 64 channels, batch 16
+        step = {
+            "fwd": _rules.forward(BIG),
+            "dx": _rules.input_grad(BIG_DX),
+            "depthwise": _rules.forward(BIG_DEPTHWISE),
+        }[which]
+        lhs_shape, rhs_shape, corr = step.lhs_shape, step.rhs_shape, step.corr
     else:  # weight gradients: the whole grad_output (a strided view) is the rhs
         spec = {"dw": BIG, "dw-strided": BIG_DX, "dw-depthwise": BIG_DEPTHWISE}[which]
         operands = _weight_grad_operands(spec, rng)
@@ -253,7 +185,7 @@ def test_workspace_limit_bounds_peak_memory(name, which, monkeypatch):
     assert small or full > 2 * limit >= 2 * 64 * 1024  # the limit forces chunking
     correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)  # compiled loops loaded
     # no workspace kept from earlier calls, in any thread: every buffer is counted
-    monkeypatch.setattr(_common, "workspaces", _process.Workspaces(_process.KEEP_BYTES))
+    monkeypatch.setattr(_workspace, "workspaces", _process.Workspaces(_process.KEEP_BYTES))
     tracemalloc.start()
     try:
         got = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=limit)
@@ -294,6 +226,7 @@ NON_FINITE = {  # (lhs value, rhs value) put into one cell each; None: all finit
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALGORITHMS)
 @pytest.mark.parametrize("where", NON_FINITE)
 def test_non_finite_values_reach_only_their_windows(name, where):
@@ -349,28 +282,28 @@ def test_scratch_is_reused_per_thread_and_capped():
     import threading
 
     from convgrad import _process
-    from convgrad.algorithms import _common
+    from convgrad.algorithms import _workspace
 
-    first = _common.scratch("test-slot", 1000, np.float32)
-    again = _common.scratch("test-slot", 500, np.float32)
+    first = _workspace.scratch("test-slot", 1000, np.float32)
+    again = _workspace.scratch("test-slot", 500, np.float32)
     assert np.shares_memory(first, again)  # reused: no fresh pages
     other = {}
     thread = threading.Thread(
-        target=lambda: other.setdefault("b", _common.scratch("test-slot", 1000, np.float32))
+        target=lambda: other.setdefault("b", _workspace.scratch("test-slot", 1000, np.float32))
     )
     thread.start()
     thread.join()
     assert not np.shares_memory(first, other["b"])  # each thread has its own
     huge = _process.KEEP_BYTES // 4 + 1
-    big = _common.scratch("test-big", huge, np.float32)
-    assert not np.shares_memory(big, _common.scratch("test-big", huge, np.float32))  # not kept
+    big = _workspace.scratch("test-big", huge, np.float32)
+    assert not np.shares_memory(big, _workspace.scratch("test-big", huge, np.float32))  # not kept
     assert 0 < _process.workspaces.kept_bytes <= _process.KEEP_BYTES  # one budget for all threads
     # a new buffer evicts the least recently used ones to fit the budget
     most = int(_process.KEEP_BYTES * 0.6) // 4
-    a = _common.scratch("test-a", most, np.float32)
+    a = _workspace.scratch("test-a", most, np.float32)
     del a
-    b = _common.scratch("test-b", most, np.float32)
-    assert np.shares_memory(b, _common.scratch("test-b", most, np.float32))  # kept
+    b = _workspace.scratch("test-b", most, np.float32)
+    assert np.shares_memory(b, _workspace.scratch("test-b", most, np.float32))  # kept
     assert "test-a" not in _process.workspaces.slots()
     assert 0 < _process.workspaces.kept_bytes <= _process.KEEP_BYTES
 
@@ -399,6 +332,7 @@ cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="blocked_
 """
 
 
+@pytest.mark.slow
 def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
     """A kernel whose cache key changes per process (e.g. one closing over another jitted
     function) recompiles in every process: seconds per process. The second process must

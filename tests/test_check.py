@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad.check import FEATURES, GradcheckError, check, gradcheck
+from convgrad.tools.check import FEATURES, check
+from convgrad.tools.gradcheck import GradcheckError, gradcheck
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _backwards as hand  # noqa: E402  (NumPy-only implementations, independent of convgrad)
@@ -302,6 +303,7 @@ def _run(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 def test_cli_check(tmp_path):
     module = tmp_path / "mine.py"
     module.write_text(
@@ -645,6 +647,7 @@ def test_gradcheck_failure_in_float32_says_why():
     assert gradcheck(fn, x, w, backward=backward, eps=1e-3, rtol=1e-2, atol=1e-3).ok
 
 
+@pytest.mark.slow
 def test_cli_features_runs_only_those(tmp_path):
     module = tmp_path / "mine2.py"
     module.write_text(
@@ -660,6 +663,7 @@ def test_cli_features_runs_only_those(tmp_path):
     assert wrong.returncode == 2 and "nonsense" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_cli_exit_status_when_fn_exits_or_hangs(tmp_path):
     module = tmp_path / "hostile.py"
     module.write_text(
@@ -678,6 +682,7 @@ def test_cli_exit_status_when_fn_exits_or_hangs(tmp_path):
     assert "not graded: fn timed out in basic" in hangs.stdout
 
 
+@pytest.mark.slow
 def test_cli_refuses_what_cannot_be_graded_in_one_line(tmp_path):
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
     (tmp_path / "hangs_on_import.py").write_text("import time\ntime.sleep(3600)\n")
@@ -701,6 +706,7 @@ def test_cli_refuses_what_cannot_be_graded_in_one_line(tmp_path):
         assert words in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_imports_a_file_with_its_folder_on_the_path(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
@@ -719,6 +725,7 @@ def test_cli_imports_a_file_with_its_folder_on_the_path(tmp_path):
         assert "OK" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_reads_a_file_without_py_suffix(tmp_path):
     (tmp_path / "mine").write_text(
         "import sys\n"

@@ -25,6 +25,7 @@ def _run(*args):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_import_is_light():
     code = f"import sys, convgrad; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     result = _run("-c", code)
@@ -32,6 +33,7 @@ def test_import_is_light():
     assert result.stdout.strip() == "", f"import convgrad loaded {result.stdout.strip()}"
 
 
+@pytest.mark.slow
 def test_demo_runs_the_origin_layer():
     result = _run("-m", "convgrad", "demo")
     assert result.returncode == 0, result.stderr
@@ -41,6 +43,7 @@ def test_demo_runs_the_origin_layer():
     assert out.strip().endswith("OK")
 
 
+@pytest.mark.slow
 def test_help_and_unknown_command():
     assert "commands:" in _run("-m", "convgrad", "--help").stdout
     result = _run("-m", "convgrad", "no-such-command")
@@ -60,6 +63,7 @@ def test_no_arguments_separates_explain_from_demo(capsys):
 # ------------------------------------------------------------- argparse, --version
 
 
+@pytest.mark.slow
 def test_version_is_the_packages():
     import convgrad
 
@@ -88,6 +92,7 @@ def test_version_falls_back_to_the_package_without_metadata(monkeypatch, capsys)
     assert capsys.readouterr().out == "convgrad 9.9.9\n"
 
 
+@pytest.mark.slow
 def test_help_lists_every_command_and_imports_none_of_them():
     from convgrad.cli import COMMANDS
 
@@ -95,7 +100,8 @@ def test_help_lists_every_command_and_imports_none_of_them():
         "import sys\n"
         "from convgrad import cli\n"
         "assert cli.main(['--help']) == 0\n"
-        "lazy = ('convgrad._demo', 'convgrad._explain_cli', 'convgrad.examples.digits',\n"
+        "lazy = ('convgrad.tools.demo', 'convgrad.tools.explain_cli', 'convgrad.tools.check_cli',\n"
+        "        'convgrad.examples.digits',\n"
         "        'convgrad.examples.digits_dask')\n"
         "print('loaded:', [m for m in lazy if m in sys.modules])\n"
     )
@@ -121,6 +127,7 @@ def test_commands_get_their_own_arguments_and_options_go_to_explain(capsys):
     assert cli.main(["-h"]) == 0 and "commands:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_unknown_command_names_the_choices():
     result = _run("-m", "convgrad", "expalin")
     assert result.returncode == 2

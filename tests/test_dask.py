@@ -25,6 +25,8 @@ from dask.core import get_dependencies  # noqa: E402
 import convgrad as cg  # noqa: E402
 from convgrad import _dask, functional  # noqa: E402
 
+pytestmark = pytest.mark.slow  # dask graphs and LocalClusters
+
 RNG = np.random.default_rng(1234)
 
 

@@ -16,6 +16,8 @@ pytest.importorskip("tqdm")
 from convgrad import cli, nn  # noqa: E402
 from convgrad.examples import digits  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains small networks
+
 
 @pytest.fixture(scope="module")
 def data():

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad import reference
-from convgrad._explain_cli import parse_padding, parse_shape
+from convgrad import explain, functional, reference
 from convgrad._primitive import correlate
-from convgrad.explain import explain
+from convgrad._runner import run
+from convgrad.tools.explain_cli import parse_padding, parse_shape
 
 # (input_shape, weight_shape, options)
 CONV_CASES = [
@@ -99,37 +99,85 @@ def test_conv_numbers_match_the_functions(input_shape, weight_shape, options):
         assert p.workspace_bytes > 0 and p.algorithm in convgrad._primitive.algorithm_names()
 
 
-@pytest.mark.parametrize("input_shape, weight_shape, options", CONV_CASES[1:6])
-def test_each_pass_runs_as_described(input_shape, weight_shape, options):
+def _expected(input_shape, weight_shape, options, transposed):
+    """(arrays by argument name, each pass's result) from the slow reference alone."""
+    x, w = _arrays(input_shape, weight_shape)
+    if not transposed:
+        y = reference.conv(x, w, None, **options)
+        gy = np.random.default_rng(3).standard_normal(y.shape)
+        dx, dw, _ = reference.conv_grads(x, w, gy, **options)
+    else:  # dE/dX is the convolution of dE/dO with F; dE/dF its weight gradient at X
+        y = reference.conv_transpose(x, w, None, **options)
+        gy = np.random.default_rng(3).standard_normal(y.shape)
+        conv_options = {k: v for k, v in options.items() if k != "output_padding"}
+        dx = reference.conv(gy, w, None, **conv_options)
+        _, dw, _ = reference.conv_grads(gy, w, x, **conv_options)
+    arrays = {"x": x, "weight": w, "grad_output": gy}
+    return arrays, {"forward": y, "input_grad": dx, "weight_grad": dw}
+
+
+LAYERS = [(*case, False) for case in CONV_CASES[1:]] + [(*c, True) for c in TRANSPOSED_CASES]
+
+
+@pytest.mark.parametrize("input_shape, weight_shape, options, transposed", LAYERS)
+def test_each_pass_runs_as_described(input_shape, weight_shape, options, transposed):
     """The correlation each pass names, run on arrays of its stated shapes, gives its
-    stated output shape, and run on the stated operands gives the functions' results."""
-    report = explain(input_shape, weight_shape, **options)
+    stated output shape; the step it reports, run on the layer's arrays, gives the slow
+    reference's forward, dE/dX and dE/dF."""
+    report = explain(input_shape, weight_shape, transposed=transposed, **options)
     rng = np.random.default_rng(2)
     for p in report.passes.values():
         out = correlate(rng.standard_normal(p.lhs_shape), rng.standard_normal(p.rhs_shape), p.corr)
         assert out.shape == p.out_shape
-    x, w = _arrays(input_shape, weight_shape)
-    if x.ndim != w.ndim or options.get("padding_mode", "zeros") != "zeros":
-        return
-    # rebuild each gradient from the operands and correlation the report names
-    p = report.passes
-    g = p["forward"].lhs_shape[0]
-    gy = rng.standard_normal(report.shapes["output"])
+    arrays, expected = _expected(input_shape, weight_shape, options, transposed)
+    for name, p in report.passes.items():
+        got = run(p.step, arrays)
+        assert got.shape == p.result_shape == expected[name].shape
+        np.testing.assert_allclose(got, expected[name], rtol=1e-10, atol=1e-10)
 
-    def grouped(a):  # (N, G*C, *S) -> (G, N, C, *S)
-        return a.reshape(a.shape[0], g, -1, *a.shape[2:]).swapaxes(0, 1)
 
-    w_g = w.reshape(g, -1, *w.shape[1:])  # (G, K/G, C/G, *k)
-    y = correlate(grouped(x), w_g, p["forward"].corr).swapaxes(0, 1).reshape(gy.shape)
-    np.testing.assert_allclose(y, convgrad.conv(x, w, **options), atol=1e-10)
-    flipped = np.flip(w_g.swapaxes(1, 2), axis=tuple(range(3, w.ndim + 1)))  # flip(F)ᵀ
-    assert flipped.shape == p["input_grad"].rhs_shape
-    dx = correlate(grouped(gy), flipped, p["input_grad"].corr).swapaxes(0, 1).reshape(x.shape)
-    np.testing.assert_allclose(dx, convgrad.conv_input_grad(gy, w, x.shape, **options), atol=1e-10)
-    lhs, rhs = grouped(x).swapaxes(1, 2), grouped(gy).swapaxes(1, 2)  # Xᵀ, dE/dOᵀ
-    assert lhs.shape == p["weight_grad"].lhs_shape and rhs.shape == p["weight_grad"].rhs_shape
-    dw = correlate(lhs, rhs, p["weight_grad"].corr).swapaxes(1, 2).reshape(w.shape)
-    np.testing.assert_allclose(dw, convgrad.conv_weight_grad(x, gy, w.shape, **options), atol=1e-10)
+@pytest.mark.parametrize("input_shape, weight_shape, options, transposed", LAYERS)
+def test_the_functions_run_the_steps_explain_reports(
+    input_shape, weight_shape, options, transposed, monkeypatch
+):
+    """Every pass of the public functions runs exactly the step ``explain`` shows."""
+    ran = []
+
+    def recording(step, *args, **kwargs):
+        ran.append(step)
+        return run(step, *args, **kwargs)
+
+    monkeypatch.setattr(functional, "run", recording)
+    report = explain(input_shape, weight_shape, transposed=transposed, **options)
+    arrays, _ = _expected(input_shape, weight_shape, options, transposed)
+    x, w, gy = arrays["x"], arrays["weight"], arrays["grad_output"]
+    if transposed:
+        convgrad.conv_transpose(x, w, **options)
+        convgrad.conv_transpose_backward(gy, x, w, **options)
+    else:
+        convgrad.conv(x, w, **options)
+        convgrad.conv_backward(gy, x, w, **options)
+    passes = report.passes
+    assert ran == [passes["forward"].step, passes["input_grad"].step, passes["weight_grad"].step]
+
+
+def test_operand_labels_follow_the_recipe():
+    """What a reader sees is what each step does: flips, swaps and which array slides."""
+    labels = {
+        name: (p.lhs, p.rhs, p.flipped)
+        for name, p in explain((2, 3, 8, 8), (4, 3, 3, 3), stride=2).passes.items()
+    }
+    assert labels == {
+        "forward": ("X", "F", False),
+        "input_grad": ("dE/dO", "flip(F)ᵀ", True),
+        "weight_grad": ("Xᵀ", "dE/dOᵀ", False),
+    }
+    transposed = explain((2, 3, 5, 5), (3, 2, 3, 3), transposed=True, stride=2).passes
+    assert [(p.lhs, p.rhs) for p in transposed.values()] == [
+        ("X", "flip(F)ᵀ"),
+        ("dE/dO", "F"),
+        ("dE/dOᵀ", "Xᵀ"),
+    ]
 
 
 @pytest.mark.parametrize("input_shape, weight_shape, options", TRANSPOSED_CASES)
@@ -228,6 +276,7 @@ def test_parsers():
 # ---------------------------------------------------------------------------- figure
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, weight_shape, options, suffix",
     [
@@ -258,6 +307,7 @@ def test_figure_is_written(tmp_path, input_shape, weight_shape, options, suffix)
         assert b"<svg" in path.read_bytes()[:2000]
 
 
+@pytest.mark.slow
 def test_figure_worked_example_and_bad_path(tmp_path):
     pytest.importorskip("matplotlib")
     report = explain((1, 2, 6, 6), (2, 2, 3, 3), stride=2, padding=1)
@@ -286,6 +336,7 @@ def _run(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_default_explains_the_origin_layer():
     for args in ((), ("explain",)):
         proc = _run(*args)
@@ -293,6 +344,7 @@ def test_cli_default_explains_the_origin_layer():
         assert "10×96×96" in proc.stdout and "dE/dF[k, c]" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_options_and_figure(tmp_path):
     path = tmp_path / "t.png"
     proc = _run(
@@ -342,6 +394,7 @@ def test_cli_options_and_figure(tmp_path):
     assert proc.returncode == 0 and "1×3×16" in proc.stdout  # (7-1)*2 + 3 + 1 = 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -365,6 +418,7 @@ def test_cli_bad_input_is_one_line(args):
     assert len(lines) == 1 and lines[0].startswith("convgrad explain: error:")
 
 
+@pytest.mark.slow
 def test_import_stays_light():
     code = (
         "import sys, convgrad; heavy = [m for m in sys.modules if m.split('.')[0] in "
@@ -400,10 +454,10 @@ def test_batch_option_and_padded_copy():
 )
 def test_worked_example_numbers_match_the_reference(input_shape, weight_shape, options):
     """The figure's numbers, recomputed with the slow float64 reference."""
-    from convgrad._figure import _layout, _worked_numbers
+    from convgrad.tools.figure import layout, worked_numbers
 
     report = explain(input_shape, weight_shape, **options)
-    x, dy, gw = _worked_numbers(report, _layout(report))
+    x, dy, gw = worked_numbers(report, layout(report))
     kernel = weight_shape[2:]
     if options.get("transposed"):
         opts = {k: v for k, v in options.items() if k != "transposed"}
@@ -476,6 +530,33 @@ def test_algorithm_and_workspace_limit_options():
     assert "within the 256.0 MiB workspace limit" in small
 
 
+def test_the_limit_in_force_is_reported():
+    """Without ``workspace_limit`` the report uses the limit the functions use: the one
+    set with ``set_workspace_limit``."""
+    assert explain((5, 9, 9), (2, 5, 3, 3)).workspace_limit == convgrad.get_workspace_limit()
+    with convgrad.set_workspace_limit(3 * 2**20):
+        report = explain((5, 100, 100), (10, 5, 5, 5))
+        assert report.workspace_limit == 3 * 2**20 == convgrad.get_workspace_limit()
+        forward = str(report).split("== Forward")[1].split("==")[1]
+        assert "3.0 MiB" in forward and "256" not in forward
+        assert explain((5, 9, 9), (2, 5, 3, 3), workspace_limit=2**20).workspace_limit == 2**20
+    assert explain((5, 9, 9), (2, 5, 3, 3)).workspace_limit == 256 * 2**20
+
+
+def test_tool_modules_are_reached_by_their_own_names():
+    """``convgrad.explain`` and ``convgrad.check`` are functions; their modules live in
+    ``convgrad.tools`` under their own names, nothing hiding them."""
+    import convgrad.tools.check as check_module
+    import convgrad.tools.explain as explain_module
+    import convgrad.tools.gradcheck as gradcheck_module
+
+    assert explain_module.explain is convgrad.explain and explain_module.Report
+    assert check_module.check is convgrad.check and check_module.CheckReport
+    assert gradcheck_module.gradcheck is convgrad.gradcheck
+    assert issubclass(gradcheck_module.GradcheckError, AssertionError)
+
+
+@pytest.mark.slow
 def test_cli_algorithm_and_workspace_limit():
     proc = _run("explain", "--algorithm", "nope")
     assert proc.returncode == 2 and "algorithm" in proc.stderr and "Traceback" not in proc.stderr
@@ -488,6 +569,7 @@ def _figure_texts(report) -> list[str]:
     return [t.get_text() for t in fig.texts] + [t.get_text() for a in fig.axes for t in a.texts]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, weight_shape, options",
     [
@@ -511,6 +593,7 @@ def test_figure_formulas_spread_the_map_exactly_when_strided(input_shape, weight
             assert f"dilate_s({spread}" in text, text
 
 
+@pytest.mark.slow
 def test_depthwise_figure_says_one_tile():
     pytest.importorskip("matplotlib")
     texts = _figure_texts(explain((4, 10, 10), (4, 1, 3, 3), groups=4))
@@ -547,6 +630,7 @@ def test_transposed_padding_lines_give_the_padding_that_runs(input_shape, weight
         assert (size - 1) * si + 1 + lo + hi - di * (k - 1) == out
 
 
+@pytest.mark.slow
 def test_cli_worked_needs_a_figure():
     proc = _run("explain", "--worked")
     assert proc.returncode == 2 and "--figure" in proc.stderr and "Traceback" not in proc.stderr
@@ -558,14 +642,15 @@ def test_per_group_is_said_only_with_groups():
     assert "per group" not in plain and "(2 per group)" in grouped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_worked_example_shows_the_mode_padded_input(mode):
     """The figure says the middle map slides over the left one: with a padding mode the left
     one must be X padded in that mode, and sliding over it must give the tile shown."""
-    from convgrad._figure import _layout, _worked_numbers
+    from convgrad.tools.figure import layout, worked_numbers
 
     report = explain((1, 1, 6, 5), (1, 1, 3, 3), stride=2, padding=(2, 1), padding_mode=mode)
-    x_shown, dy, gw = _worked_numbers(report, _layout(report))
+    x_shown, dy, gw = worked_numbers(report, layout(report))
     assert x_shown.shape == (6 + 4, 5 + 2)
     want = reference.conv_grads(x_shown[None, None], np.zeros((1, 1, 3, 3)), dy[None, None], 2)[1]
     np.testing.assert_allclose(gw, want[0, 0], atol=1e-12)
@@ -577,6 +662,7 @@ def test_worked_example_shows_the_mode_padded_input(mode):
     assert any(f"padding_mode '{mode}'" in t for t in _figure_texts(report))
 
 
+@pytest.mark.slow
 def test_cli_says_when_the_worked_example_cannot_be_drawn(tmp_path):
     pytest.importorskip("matplotlib")
     big = _run("explain", "--worked", "--figure", str(tmp_path / "big.png"))

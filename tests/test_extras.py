@@ -151,6 +151,7 @@ def test_digits_functions_without_their_packages(monkeypatch):
     assert len(history["step_loss"]) == 2 and len(history["test_acc"]) == 1
 
 
+@pytest.mark.slow
 def test_digits_module_run_as_a_script_without_scikit_learn():
     code = (
         "import runpy, sys; sys.modules['sklearn'] = None; "

@@ -8,33 +8,7 @@ import pytest
 import convgrad as cg
 from conftest import assert_close
 from convgrad import reference as ref
-
-# (input shape, weight shape, options): every option, alone and combined
-CASES = [
-    ((2, 3, 11), (4, 3, 3), dict()),
-    ((2, 3, 11), (4, 3, 3), dict(stride=2, padding=1)),
-    ((2, 4, 13), (6, 2, 4), dict(stride=3, dilation=2, groups=2, padding=((2, 0),))),
-    ((1, 3, 10), (3, 1, 3), dict(groups=3, padding="same")),
-    ((2, 3, 10), (2, 3, 4), dict(padding="same", stride=3)),
-    ((2, 3, 9), (4, 3, 3), dict(padding=2, padding_mode="reflect")),
-    ((2, 3, 9), (4, 3, 3), dict(padding=3, padding_mode="circular", stride=2)),
-    ((2, 3, 9, 8), (4, 3, 3, 3), dict()),
-    ((2, 3, 9, 8), (4, 3, 3, 2), dict(stride=(2, 3), padding=(1, 2))),
-    ((2, 4, 10, 9), (4, 2, 3, 3), dict(groups=2, dilation=(2, 1), padding=((1, 3), (0, 2)))),
-    ((1, 4, 8, 8), (8, 1, 3, 3), dict(groups=4, padding="same")),  # depthwise, multiplier 2
-    ((2, 3, 10, 7), (5, 3, 4, 3), dict(padding="same", stride=2)),
-    ((2, 3, 10, 7), (5, 3, 3, 3), dict(padding="same", stride=(3, 2), dilation=(1, 2))),
-    ((2, 2, 7, 7), (3, 2, 3, 3), dict(padding=(1, 2), padding_mode="reflect", stride=2)),
-    ((2, 2, 7, 6), (3, 2, 3, 3), dict(padding="same", padding_mode="replicate")),
-    ((2, 2, 7, 6), (3, 2, 3, 3), dict(padding=((2, 1), (0, 3)), padding_mode="circular")),
-    ((2, 6, 9, 9), (6, 3, 1, 1), dict(groups=2)),  # 1x1
-    ((2, 6, 9, 9), (4, 6, 1, 1), dict(stride=2)),  # strided 1x1
-    ((2, 3, 8, 9), (4, 3, 3, 3), dict(stride=3, padding="valid")),  # stride does not divide
-    ((2, 3, 5, 6, 7), (4, 3, 3, 2, 3), dict(padding=1)),
-    ((1, 4, 6, 7, 5), (4, 2, 2, 3, 3), dict(stride=(2, 1, 2), dilation=(1, 2, 1), groups=2)),
-    ((2, 2, 6, 5, 6), (3, 2, 3, 3, 3), dict(padding="same", stride=2, padding_mode="reflect")),
-]
-IDS = [f"{len(w) - 2}d-{i}" for i, (_, w, _) in enumerate(CASES)]
+from oracles import CASES, IDS, TRANSPOSE_CASES
 
 
 def _arrays(x_shape, w_shape, seed=0):
@@ -72,24 +46,6 @@ def test_adjoint_identity(x_shape, w_shape, options):
     if options.get("padding_mode", "zeros") == "zeros":  # linear in x only without mode padding
         assert np.isclose(lhs, (x * cg.conv_input_grad(g, w, x.shape, **options)).sum(), rtol=1e-10)
     assert np.isclose(lhs, (w * cg.conv_weight_grad(x, g, w.shape, **options)).sum(), rtol=1e-10)
-
-
-TRANSPOSE_CASES = [
-    ((2, 3, 7), (3, 2, 3), dict()),
-    ((2, 4, 7), (4, 3, 4), dict(stride=2, padding=1, output_padding=1, groups=2)),
-    ((2, 3, 5, 6), (3, 2, 3, 3), dict(stride=2, padding=1, output_padding=(1, 0))),
-    (
-        (2, 4, 5, 4),
-        (4, 1, 3, 2),
-        dict(stride=(3, 2), dilation=(1, 2), groups=4, output_padding=(2, 1)),
-    ),
-    (
-        (1, 2, 5, 5),
-        (2, 3, 3, 3),
-        dict(dilation=2, output_padding=1),
-    ),  # output_padding < dilation only
-    ((2, 2, 3, 4, 3), (2, 2, 2, 3, 2), dict(stride=2, padding=(0, 1, 0), output_padding=(1, 0, 1))),
-]
 
 
 @pytest.mark.parametrize("x_shape, w_shape, options", TRANSPOSE_CASES)

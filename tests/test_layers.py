@@ -393,6 +393,7 @@ def test_bad_input_is_refused_by_forward():
         layer(np.ones((1, 2, 5, 5), np.int64))
 
 
+@pytest.mark.slow
 def test_layers_are_exported_and_import_stays_light():
     for name in (
         "Conv1d",

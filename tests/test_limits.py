@@ -17,7 +17,7 @@ from convgrad._primitive import correlate
 from convgrad._rules import Correlation
 from convgrad._spec import MAX_ELEMENTS, MAX_SIZE
 from convgrad.algorithms import REGISTRY
-from test_algorithms import direct_correlation
+from oracles import direct_correlation, pass_cases
 
 X = np.zeros((1, 2, 8, 8))
 W = np.zeros((3, 2, 3, 3))
@@ -89,24 +89,7 @@ EXTREME = [  # (input, weight, options) of forward convolutions; each gives thre
 
 
 def _extreme_cases():
-    from convgrad import _rules
-    from convgrad._spec import conv_spec
-
-    cases = []
-    for index, (x_shape, w_shape, options) in enumerate(EXTREME):
-        spec = conv_spec(x_shape, w_shape, **options)
-        g, n = spec.groups, spec.batch
-        c, k, out = spec.in_channels // g, spec.out_channels // g, spec.out_spatial
-        cases += [
-            (
-                f"fwd{index}",
-                (g, n, c, *spec.in_spatial),
-                (g, k, c, *spec.kernel),
-                _rules.forward(spec),
-            ),
-            (f"dx{index}", (g, n, k, *out), (g, c, k, *spec.kernel), _rules.input_grad(spec)),
-            (f"dw{index}", (g, c, n, *spec.in_spatial), (g, k, n, *out), _rules.weight_grad(spec)),
-        ]
+    cases = pass_cases(EXTREME)
     # a transposed convolution's stride: lhs dilation 1000 over a 2x3 input
     cases.append(
         (
@@ -131,6 +114,7 @@ def _peak(call):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", tuple(REGISTRY))
 @pytest.mark.parametrize("case", _extreme_cases(), ids=lambda c: c[0])
 def test_huge_strides_and_dilations_cost_memory_bounded_by_work_and_output(name, case):
@@ -180,7 +164,7 @@ def test_huge_options_through_the_public_functions(kind):
 
 
 def test_explain_of_a_huge_stride_is_immediate():
-    from convgrad.explain import explain
+    from convgrad import explain
 
     report, peak = _peak(lambda: explain((5, 100, 100), (10, 5, 5, 5), stride=10**9))
     assert peak < 4 * 2**20 and report.passes
@@ -219,11 +203,17 @@ def test_an_output_past_memory_is_named_as_the_caller_sees_it(call, words):
 
 def test_a_memory_error_inside_a_gradient_names_all_its_outputs(monkeypatch):
     from convgrad import functional
+    from convgrad._runner import run
 
     def exhausted(*args, **kwargs):
         raise MemoryError("Unable to allocate a workspace")
 
-    monkeypatch.setattr(functional, "_weight_grad", exhausted)
+    def runner(step, *args, **kwargs):
+        if step.name == "weight_grad":
+            exhausted()
+        return run(step, *args, **kwargs)
+
+    monkeypatch.setattr(functional, "run", runner)
     x, w = np.zeros((2, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3), np.float32)
     with pytest.raises(MemoryError) as info:
         cg.conv_backward(np.zeros((2, 4, 6, 6), np.float32), x, w)
@@ -289,19 +279,20 @@ def warm():
 def _measured(call):
     """(call(), peak traced bytes) with no workspace kept from earlier calls."""
     from convgrad import _process
-    from convgrad.algorithms import _common
+    from convgrad.algorithms import _workspace
 
-    kept = _common.workspaces
-    _common.workspaces = _process.Workspaces(_process.KEEP_BYTES)
+    kept = _workspace.workspaces
+    _workspace.workspaces = _process.Workspaces(_process.KEEP_BYTES)
     tracemalloc.start()
     try:
         result = call()
         return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-        _common.workspaces = kept
+        _workspace.workspaces = kept
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, derandomize=True)
 @given(extreme_configs(), st.integers(0, 2**32 - 1))
 def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, config, seed):
@@ -346,7 +337,7 @@ def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, confi
 
 @pytest.mark.parametrize("shape", [(5000,), (700, 3), (2, 3, 40, 41), (1, 3000), (3, 1, 2000)])
 def test_all_finite_answers_in_small_blocks(shape):
-    from convgrad.algorithms._common import all_finite
+    from convgrad.algorithms._dtypes import all_finite
 
     a = np.zeros(shape)
     views = (a, a.swapaxes(0, -1), a[..., ::-1])

@@ -42,6 +42,7 @@ def _torch_net():
 # ------------------------------------------------------------- lazy submodule attributes
 
 
+@pytest.mark.slow
 def test_submodules_are_attributes_loaded_on_first_use():
     code = (
         "import sys, convgrad\n"

@@ -13,6 +13,8 @@ import pytest
 
 import convgrad
 
+pytestmark = pytest.mark.slow  # builds a wheel and an sdist
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -178,6 +178,7 @@ def test_full_padding_on_dask_arrays():
     assert_close(gw.compute(), cg.conv_weight_grad(x, gy, w.shape, 2, "full"))
 
 
+@pytest.mark.slow
 def test_explain_states_the_full_padding_formula():
     report = cg.explain((2, 7, 9), (3, 2, 3, 2), padding="full", dilation=(2, 1))
     assert report.padding == ((4, 4), (1, 1))

@@ -13,9 +13,8 @@ from threadpoolctl import threadpool_limits
 import convgrad
 from convgrad import _process
 from convgrad._primitive import correlate
-from convgrad._rules import Correlation
 from convgrad.algorithms import _compiled, _parallel
-from test_algorithms import direct_correlation  # the float64 definition, tap by tap
+from oracles import SPLIT, split_case
 
 
 def _blas_threads() -> list[int]:
@@ -85,45 +84,12 @@ def test_a_callers_blas_limit_of_one_thread_means_one_job():
     assert _parallel.workers(1) == 1
 
 
-# the algorithms that split their work into jobs, on cases with several jobs' worth:
-# (name, lhs (G, B, C, *S), rhs (G, O, C, *K), window strides, padding, rhs dilation[, lhs
-# dilation])
-SPLIT = [
-    ("implicit", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
-    ("implicit", (1, 5, 4, 13, 12), (1, 7, 4, 3, 2), (2, 2), ((1, 0), (0, 1)), (1, 1)),
-    ("implicit", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (1, 1), ((0, 0), (0, 0)), (2, 2)),
-    ("blocked_dw", (2, 3, 4, 12, 11), (2, 5, 4, 9, 8), (1, 1), ((1, 1), (1, 1)), (1, 1)),
-    ("blocked_dw", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
-    ("gemm", (3, 8, 5, 9, 11), (3, 6, 5, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
-    ("gemm", (4, 1, 3, 10, 10), (4, 2, 3, 3, 3), (2, 1), ((0, 1), (0, 0)), (2, 2)),
-    ("gemm", (1, 4, 3, 14, 13), (1, 6, 3, 6, 6), (1, 1), ((1, 1), (1, 1)), (2, 2)),
-    ("phase", (2, 5, 3, 7, 6), (2, 4, 3, 3, 4), (1, 1), ((2, 1), (3, 2)), (1, 1), (2, 2)),
-    ("phase", (1, 3, 4, 5, 6), (1, 2, 4, 4, 3), (1, 1), ((2, 2), (1, 2)), (1, 2), (2, 3)),
-    ("scatter", (2, 5, 3, 7, 6), (2, 4, 3, 3, 4), (1, 1), ((2, 1), (3, 2)), (1, 1), (2, 2)),
-    ("winograd", (2, 5, 3, 9, 10), (2, 4, 3, 3, 3), (1, 1), ((1, 1), (1, 0)), (1, 1)),
-    ("direct", (3, 4, 2, 9, 11), (3, 2, 2, 3, 3), (1, 1), ((1, 1), (2, 0)), (1, 2)),
-    ("direct", (1, 2, 3, 6, 7), (1, 4, 3, 2, 3), (1, 1), ((1, 1), (1, 2)), (1, 1), (2, 1)),
-    ("implicit_dw", (3, 4, 2, 9, 11), (3, 2, 2, 7, 9), (1, 1), ((1, 1), (1, 0)), (1, 1)),
-    ("implicit_dw", (2, 2, 3, 8, 9), (2, 3, 3, 7, 14), (2, 1), ((0, 1), (1, 1)), (1, 1), (1, 2)),
-]
-
-
-def _case(lhs_shape, rhs_shape, strides, padding, rhs_dilation, lhs_dilation=None):
-    """(lhs, rhs, corr, the float64 direct definition)."""
-    corr = Correlation(strides, padding, lhs_dilation or (1,) * len(strides), rhs_dilation)
-    rng = np.random.default_rng(1)
-    lhs = rng.standard_normal(lhs_shape).astype(np.float32)
-    rhs = rng.standard_normal(rhs_shape).astype(np.float32)
-    expected = direct_correlation(lhs, rhs, corr)
-    return lhs, rhs, corr, expected
-
-
 @pytest.mark.parametrize("jobs", [1, 2, 3])
 @pytest.mark.parametrize("name,case", [(c[0], c[1:]) for c in SPLIT])
 def test_split_algorithms_agree_with_the_reference_for_any_number_of_jobs(
     monkeypatch, jobs, name, case
 ):
-    lhs, rhs, corr, expected = _case(*case)
+    lhs, rhs, corr, expected = split_case(*case)
     monkeypatch.setattr(_process.jobs, "workers", lambda n: max(1, min(n, jobs)))
     monkeypatch.setattr(_compiled, "SERIAL_FLOPS", 0.0)  # compiled loops split too
     got = correlate(lhs, rhs, corr, algorithm=name)
@@ -132,7 +98,7 @@ def test_split_algorithms_agree_with_the_reference_for_any_number_of_jobs(
 
 def test_concurrent_calls_from_many_threads_agree_and_restore_blas():
     before = _blas_threads()
-    cases = [_case(*case[1:]) + (case[0],) for case in SPLIT]
+    cases = [split_case(*case[1:]) + (case[0],) for case in SPLIT]
     errors = []
 
     def caller(k):
@@ -150,10 +116,11 @@ def test_concurrent_calls_from_many_threads_agree_and_restore_blas():
     assert _blas_threads() == before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_runs_jobs_on_threads_of_its_own():
     case = SPLIT[0]
-    lhs, rhs, corr, expected = _case(*case[1:])
+    lhs, rhs, corr, expected = split_case(*case[1:])
     correlate(lhs, rhs, corr, algorithm=case[0])  # the parent's pool exists now
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:

@@ -27,6 +27,8 @@ from convgrad import _process, reference
 from convgrad._primitive import correlate
 from convgrad.algorithms import REGISTRY, _compiled
 
+pytestmark = pytest.mark.slow  # forks, subprocesses and threads stressing the process-wide state
+
 DEADLINE_S = 120
 
 
@@ -117,14 +119,14 @@ def _expected_public() -> dict:
 
 def _registry_cases():
     """(name, lhs, rhs, corr) for every algorithm, on a correlation it supports."""
-    from test_parallel import SPLIT, _case
+    from oracles import SPLIT, split_case
 
     cases, seen = [], set()
     for entry in SPLIT:
         if entry[0] in seen:
             continue
         seen.add(entry[0])
-        lhs, rhs, corr, expected = _case(*entry[1:])
+        lhs, rhs, corr, expected = split_case(*entry[1:])
         cases.append((entry[0], lhs, rhs, corr, expected))
     assert seen == set(REGISTRY), set(REGISTRY) - seen
     return cases

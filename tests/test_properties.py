@@ -6,6 +6,7 @@ Hypothesis shrinks a failure to the smallest failing configuration it can find.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,14 @@ import convgrad as cg
 from conftest import assert_close
 from convgrad import reference as ref
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+pytestmark = pytest.mark.slow  # hypothesis property sweeps
+
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,  # the same examples in every run: a failure reproduces
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite

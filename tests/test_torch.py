@@ -8,7 +8,7 @@ import pytest
 import convgrad as cg
 from conftest import assert_close
 from convgrad.reference import resolve_padding
-from test_functional import CASES, IDS, TRANSPOSE_CASES
+from oracles import CASES, IDS, TRANSPOSE_CASES
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -5,8 +5,6 @@ axes swapped; convgrad computes them all on one correlation primitive.
 """
 
 from ._plan import get_workspace_limit, set_workspace_limit
-from .check import check, gradcheck
-from .explain import explain
 from .functional import (
     conv,
     conv_backward,
@@ -17,6 +15,9 @@ from .functional import (
     conv_weight_grad,
 )
 from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+from .tools.check import check
+from .tools.explain import explain
+from .tools.gradcheck import gradcheck
 
 __version__ = "0.1.0"
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _validate
 from . import functional as F
 from ._extras import require
+from ._options import Options
 from ._spec import ConvSpec
 
 da = require("dask.array", extra="dask", package="dask", purpose="convolving dask arrays")
@@ -51,17 +52,17 @@ __all__ = [
 
 
 def _float(value: Any, name: str) -> Any:
-    """A dask array of float dtype and known shape, or ``_checks.as_float_array(value, name)``."""
+    """A dask array of float dtype and known shape, or ``_validate.as_float_array(value, name)``."""
     if not isinstance(value, da.Array):
-        return _checks.as_float_array(value, name)
+        return _validate.as_float_array(value, name)
     if any(math.isnan(s) for s in value.shape):
         raise ValueError(
             f"{name} must have known chunk sizes, got shape {value.shape}; "
             f"call {name}.compute_chunk_sizes() first"
         )
-    _checks.check_float_dtype(value.dtype, name)
+    _validate.check_float_dtype(value.dtype, name)
     if not value.dtype.isnative:  # '>f8' on a little-endian machine: a native lazy copy
-        value = value.astype(_checks.native(value.dtype))
+        value = value.astype(_validate.native(value.dtype))
     return value
 
 
@@ -197,9 +198,11 @@ def _forward(task, token, x, weight, bias, spec: ConvSpec, tail, result, kw) -> 
     return _unbatched(y, spec)
 
 
-def _backward(backward, token, grad_output, x, weight, bias, spec, grad_x_tail, kw, dtypes):
-    """(grad_input, grad_weight, grad_bias or None), each chunk's three from one task."""
-    result, compute = dtypes
+def _backward(backward, token, call: _validate.Call, grad_x_tail, kw) -> tuple:
+    """(grad_input, grad_weight, grad_bias or None) of a validated backward ``call``, each
+    chunk's three from one task running ``F.<backward>``."""
+    grad_output, x, weight, bias = call.arrays
+    spec, result, compute = call.spec, call.result, call.compute
     gy, xb = _batched([grad_output, x], spec)
     weight, bias = _once(weight), _once(bias)
     # one object per chunk: the tuple of its three gradients (never seen by users)
@@ -227,132 +230,93 @@ def _backward(backward, token, grad_output, x, weight, bias, spec, grad_x_tail, 
     return _unbatched(grad_x, spec), grad_w, grad_b
 
 
-def _kw(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit) -> dict:
-    return dict(
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        algorithm=algorithm,
-        workspace_limit=workspace_limit,
-    )
-
-
-def _transpose_kw(stride, padding, output_padding, groups, dilation, algorithm, limit) -> dict:
-    return dict(
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        groups=groups,
-        dilation=dilation,
-        algorithm=algorithm,
-        workspace_limit=limit,
-    )
-
-
 # ------------------------------------------------------------------------- public API
-# Same signatures as ``functional``; the same checks (``_checks``), run on dask arrays.
+# The public functions of ``functional`` hand their arguments and options record here;
+# the same validation (``_validate``) runs on dask arrays. Every task gets the options as
+# the keyword arguments of the NumPy function it calls.
 
 
-def conv(
-    x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-    *, algorithm="auto", workspace_limit=None,
-) -> da.Array:  # fmt: skip
+def conv(x, weight, bias, options: Options) -> da.Array:
     """Lazy ``functional.conv``: y (N, K, *S_out) with x's batch chunks."""
-    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    call = _checks.check_conv(x, weight, bias, *opts, as_array=_float)
-    x, weight, bias = call.arrays
+    call = _validate.forward(x, weight, bias, options, as_array=_float)
     tail = (call.spec.out_channels, *call.spec.out_spatial)
-    return _forward(
-        _conv_task, "convgrad-conv", x, weight, bias, call.spec, tail, call.result, _kw(*opts)
-    )
+    task, token = _conv_task, "convgrad-conv"
+    return _forward(task, token, *call.arrays, call.spec, tail, call.result, options.keywords())
 
 
-def conv_input_grad(
-    grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1,
-    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
-) -> da.Array:  # fmt: skip
+def conv_input_grad(grad_output, weight, input_shape, options: Options) -> da.Array:
     """Lazy ``functional.conv_input_grad``: (N, C, *S) with grad_output's batch chunks."""
-    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    call = _checks.check_input_grad(grad_output, weight, input_shape, *opts, as_array=_float)
+    call = _validate.input_grad(grad_output, weight, input_shape, options, as_array=_float)
     grad_output, weight = call.arrays
     (gy,) = _batched([grad_output], call.spec)
     tail = (call.spec.in_channels, *call.spec.in_spatial)
     grad_x = _per_chunk(
-        _input_grad_task, "convgrad-input-grad", [gy], [_once(weight)], gy.chunks[0], tail,
-        call.result, input_tail=tail, kw=_kw(*opts),
-    )  # fmt: skip
+        _input_grad_task,
+        "convgrad-input-grad",
+        [gy],
+        [_once(weight)],
+        gy.chunks[0],
+        tail,
+        call.result,
+        input_tail=tail,
+        kw=options.keywords(),
+    )
     return _unbatched(grad_x, call.spec)
 
 
-def conv_weight_grad(
-    x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1,
-    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
-) -> da.Array:  # fmt: skip
+def conv_weight_grad(x, grad_output, weight_shape, options: Options) -> da.Array:
     """Lazy ``functional.conv_weight_grad``: a tree sum of per-chunk (K, C/g, *k) partials."""
-    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    call = _checks.check_weight_grad(x, grad_output, weight_shape, *opts, as_array=_float)
+    call = _validate.weight_grad(x, grad_output, weight_shape, options, as_array=_float)
     xb, gy = _batched(list(call.arrays), call.spec)
     shape = call.spec.weight_shape
     partials = _per_chunk(
-        _weight_grad_task, "convgrad-weight-grad", [xb, gy], [], _ones(xb), shape,
-        call.compute, compute=call.compute, weight_shape=shape, kw=_kw(*opts),
-    )  # fmt: skip
+        _weight_grad_task,
+        "convgrad-weight-grad",
+        [xb, gy],
+        [],
+        _ones(xb),
+        shape,
+        call.compute,
+        compute=call.compute,
+        weight_shape=shape,
+        kw=options.keywords(),
+    )
     return _tree_sum(partials, call.result)
 
 
 def conv_bias_grad(grad_output, batched=True) -> da.Array:
     """Lazy ``functional.conv_bias_grad``: a tree sum of per-chunk (K,) partials."""
-    grad_output, result, compute = _checks.check_bias_grad(grad_output, batched, _float)
+    grad_output, result, compute = _validate.bias_grad(grad_output, batched, _float)
     gy = grad_output if batched else grad_output[None]
     gy = gy.rechunk((tuple(c for c in gy.chunks[0] if c), *gy.shape[1:]))
+    shape = (gy.shape[1],)
+    token = "convgrad-bias-grad"
     partials = _per_chunk(
-        _bias_grad_task, "convgrad-bias-grad", [gy], [], _ones(gy), (gy.shape[1],), compute,
-        compute=compute,
-    )  # fmt: skip
+        _bias_grad_task, token, [gy], [], _ones(gy), shape, compute, compute=compute
+    )
     return _tree_sum(partials, result)
 
 
-def conv_backward(
-    grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-    padding_mode="zeros", *, algorithm="auto", workspace_limit=None,
-) -> tuple[da.Array, da.Array, da.Array | None]:  # fmt: skip
+def conv_backward(grad_output, x, weight, bias, options: Options) -> tuple:
     """Lazy ``functional.conv_backward``: (grad_input, grad_weight, grad_bias or None)."""
-    opts = (stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
-    call = _checks.check_backward(grad_output, x, weight, bias, *opts, as_array=_float)
+    call = _validate.backward(grad_output, x, weight, bias, options, as_array=_float)
     tail = (call.spec.in_channels, *call.spec.in_spatial)
-    return _backward(
-        "conv_backward", "convgrad-backward", *call.arrays, call.spec, tail, _kw(*opts),
-        (call.result, call.compute),
-    )  # fmt: skip
+    return _backward("conv_backward", "convgrad-backward", call, tail, options.keywords())
 
 
-def conv_transpose(
-    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-    *, algorithm="auto", workspace_limit=None,
-) -> da.Array:  # fmt: skip
+def conv_transpose(x, weight, bias, options: Options) -> da.Array:
     """Lazy ``functional.conv_transpose``: (N, K, *S_out) with x's batch chunks."""
-    opts = (stride, padding, output_padding, groups, dilation, algorithm, workspace_limit)
-    call = _checks.check_transpose(x, weight, bias, *opts, as_array=_float)
+    call = _validate.forward(x, weight, bias, options, as_array=_float)
     # the spec is the forward convolution's: the transposed output is its input
     tail = (call.spec.in_channels, *call.spec.in_spatial)
-    return _forward(
-        _transpose_task, "convgrad-conv-transpose", *call.arrays, call.spec, tail, call.result,
-        _transpose_kw(*opts),
-    )  # fmt: skip
+    task, token = _transpose_task, "convgrad-conv-transpose"
+    return _forward(task, token, *call.arrays, call.spec, tail, call.result, options.keywords())
 
 
-def conv_transpose_backward(
-    grad_output, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-    dilation=1, *, algorithm="auto", workspace_limit=None,
-) -> tuple[da.Array, da.Array, da.Array | None]:  # fmt: skip
+def conv_transpose_backward(grad_output, x, weight, bias, options: Options) -> tuple:
     """Lazy ``functional.conv_transpose_backward``: (grad_input, grad_weight, grad_bias)."""
-    opts = (stride, padding, output_padding, groups, dilation, algorithm, workspace_limit)
-    call = _checks.check_transpose_backward(grad_output, x, weight, bias, *opts, as_array=_float)
+    call = _validate.backward(grad_output, x, weight, bias, options, as_array=_float)
     # the transposed input is the forward convolution's output
     tail = (call.spec.out_channels, *call.spec.out_spatial)
-    return _backward(
-        "conv_transpose_backward", "convgrad-transpose-backward", *call.arrays, call.spec, tail,
-        _transpose_kw(*opts), (call.result, call.compute),
-    )  # fmt: skip
+    backward, token = "conv_transpose_backward", "convgrad-transpose-backward"
+    return _backward(backward, token, call, tail, options.keywords())

@@ -23,26 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
-def float_dtype(dtype: Any) -> np.dtype:
-    """np.dtype(dtype) if it is float16, float32 or float64, else TypeError.
-
-    None means float32, PyTorch's default (``np.dtype(None)`` would be float64). A
-    non-native byte order (``'>f4'``) gives the native dtype (float32)."""
-    if dtype is None:
-        return np.dtype(np.float32)
-    try:
-        result = np.dtype(dtype)
-    except TypeError:
-        result = None
-    if result is not None and not result.isnative:
-        result = result.newbyteorder("=")
-    # not ``result in FLOAT_DTYPES``: a dtype compares equal to None (np.dtype(None) is float64)
-    if result is None or not any(result == d for d in FLOAT_DTYPES):
-        raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
-    return result
+from ._spec import FLOAT_DTYPES
 
 
 def make_rng(rng: Any, seed: Any) -> np.random.Generator:
@@ -54,14 +35,6 @@ def make_rng(rng: Any, seed: Any) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return rng
-
-
-def positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 # ------------------------------------------------------------- inputs kept for backward

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _plan
-from ._plan import DEFAULT_WORKSPACE_LIMIT  # noqa: F401 - kept for callers
 from ._rules import Correlation
 from .algorithms import REGISTRY, exact
-from .algorithms._common import all_finite, prod
+from .algorithms._dtypes import all_finite
+from .algorithms._geometry import prod
 
 MODES = ("auto", "autotune")
 

@@ -93,6 +93,34 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def float_dtype(dtype: Any) -> np.dtype:
+    """np.dtype(dtype) if it is float16, float32 or float64, else TypeError.
+
+    None means float32, PyTorch's default (``np.dtype(None)`` would be float64). A
+    non-native byte order (``'>f4'``) gives the native dtype (float32)."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        result = np.dtype(dtype)
+    except TypeError:
+        result = None
+    if result is not None and not result.isnative:
+        result = result.newbyteorder("=")
+    # not ``result in FLOAT_DTYPES``: a dtype compares equal to None (np.dtype(None) is float64)
+    if result is None or not any(result == d for d in FLOAT_DTYPES):
+        raise TypeError(f"dtype must be float16, float32 or float64, got {dtype!r}")
+    return result
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is a positive int (not a bool), else TypeError/ValueError."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def int_tuple(
     value: Any, nd: int, name: str, minimum: int, maximum: int = MAX_SIZE
 ) -> tuple[int, ...]:
@@ -122,7 +150,7 @@ def _check_at_most(items, name: str, value: Any, maximum: int = MAX_SIZE) -> Non
         )
 
 
-def _padding_pairs(
+def padding_pairs(
     padding: Any,
     nd: int,
     in_spatial: tuple[int, ...],
@@ -194,7 +222,7 @@ def _check_groups(groups: Any) -> int:
 # ------------------------------------------------------------------------------ shapes
 
 
-def _shape_tuple(shape: Any, name: str) -> tuple[int, ...]:
+def shape_tuple(shape: Any, name: str) -> tuple[int, ...]:
     try:
         items = tuple(shape)
     except TypeError:
@@ -206,7 +234,7 @@ def _shape_tuple(shape: Any, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in items)
 
 
-def _weight_nd(weight_shape: tuple[int, ...], name: str = "weight") -> int:
+def weight_nd(weight_shape: tuple[int, ...], name: str = "weight") -> int:
     if not 3 <= len(weight_shape) <= 5:
         raise ValueError(
             f"{name} must have 3, 4 or 5 dims (out, in/groups, *kernel) for 1-, 2- or 3-D "
@@ -238,10 +266,10 @@ def conv_spec(
     input_name: str = "input",
 ) -> ConvSpec:
     """Validate a forward convolution and return its :class:`ConvSpec`."""
-    weight_shape = _shape_tuple(weight_shape, "weight.shape")
+    weight_shape = shape_tuple(weight_shape, "weight.shape")
     shape_name = input_name if input_name.endswith("_shape") else f"{input_name}.shape"
-    input_shape = _shape_tuple(input_shape, shape_name)
-    nd = _weight_nd(weight_shape)
+    input_shape = shape_tuple(input_shape, shape_name)
+    nd = weight_nd(weight_shape)
     batched, n, c, in_spatial = _split_input(input_shape, nd, input_name)
     groups = _check_groups(groups)
     k_out, c_per_group, kernel = weight_shape[0], weight_shape[1], weight_shape[2:]
@@ -259,7 +287,7 @@ def conv_spec(
     stride = int_tuple(stride, nd, "stride", 1)
     dilation = int_tuple(dilation, nd, "dilation", 1)
     padding_mode = check_padding_mode(padding_mode)
-    pads = _padding_pairs(padding, nd, in_spatial, kernel, stride, dilation)
+    pads = padding_pairs(padding, nd, in_spatial, kernel, stride, dilation)
     _check_mode_pads(padding_mode, pads, in_spatial, input_name)
     out_spatial = tuple(
         output_size(size, k, s, d, lo, hi)
@@ -340,9 +368,9 @@ def transpose_spec(
     Returns the spec of the *forward* convolution whose input gradient it is:
     that convolution maps the transposed output (N, K, *S_out) to (N, C, *S).
     """
-    weight_shape = _shape_tuple(weight_shape, "weight.shape")
-    input_shape = _shape_tuple(input_shape, "input.shape")
-    nd = _weight_nd(weight_shape)
+    weight_shape = shape_tuple(weight_shape, "weight.shape")
+    input_shape = shape_tuple(input_shape, "input.shape")
+    nd = weight_nd(weight_shape)
     batched, n, c, in_spatial = _split_input(input_shape, nd, "input")
     groups = _check_groups(groups)
     if weight_shape[0] != c:

@@ -16,16 +16,16 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "explain": (
-        "convgrad.explain:cli_main",
+        "convgrad.tools.explain_cli:main",
         "explain a layer: shapes, each gradient as a "
         "convolution, costs, a figure (default: the origin layer)",
     ),
     "check": (
-        "convgrad.check:cli_main",
+        "convgrad.tools.check_cli:main",
         "grade your own conv2d backward: convgrad check module:function [--skip dilation,groups]",
     ),
     "demo": (
-        "convgrad._demo:main",
+        "convgrad.tools.demo:main",
         "run the origin layer (X 5x100x100, 10 filters 5x5x5) forward "
         "and backward and compare with the slow reference",
     ),

@@ -1,8 +1,9 @@
 """Public convolution functions: forward, every gradient, transposed convolution.
 
 Layouts follow PyTorch: input (N, C, *S) or unbatched (C, *S), weight
-(K, C/groups, *k); transposed weight (C, K/groups, *k). Each function validates
-once (``_checks``, ``_spec``), then runs the correlations of ``_rules`` on the primitive.
+(K, C/groups, *k); transposed weight (C, K/groups, *k). Each function gathers its options
+in one record (``_options``), validates once (``_validate``, ``_spec``), then runs the
+steps of ``_rules`` (one per pass) with the runner (``_runner``) on the primitive.
 """
 
 from __future__ import annotations
@@ -14,18 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _rules
-from ._checks import (
-    check_backward,
-    check_bias_grad,
-    check_conv,
-    check_input_grad,
-    check_transpose,
-    check_transpose_backward,
-    check_weight_grad,
-)
-from ._padding import pad, pad_adjoint
-from ._primitive import correlate
+from . import _rules, _validate
+from ._options import Options
+from ._runner import run
 from ._spec import ConvSpec
 
 IntOrTuple = int | Sequence[int]
@@ -40,58 +32,6 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_backward",
 ]
-
-
-# ------------------------------------------------------------ the three passes (batched)
-
-
-def _groups_first(a: np.ndarray, groups: int) -> np.ndarray:
-    """(N, G*C, *S) -> (G, N, C, *S), a view."""
-    n, gc = a.shape[:2]
-    return a.reshape(n, groups, gc // groups, *a.shape[2:]).swapaxes(0, 1)
-
-
-def _groups_merged(a: np.ndarray) -> np.ndarray:
-    """(G, N, C, *S) -> (N, G*C, *S)."""
-    g, n, c = a.shape[:3]
-    return a.swapaxes(0, 1).reshape(n, g * c, *a.shape[3:])
-
-
-def _forward(x: np.ndarray, weight: np.ndarray, spec: ConvSpec, **options) -> np.ndarray:
-    """x (N, C, *S), weight (K, C/g, *k) -> y (N, K, *S_out)."""
-    g = spec.groups
-    if spec.padding_mode != "zeros":
-        x = pad(x, spec.pads, spec.padding_mode)
-    inner = _rules.zero_padded(spec)
-    rhs = weight.reshape(g, spec.out_channels // g, *weight.shape[1:])
-    y = _groups_merged(correlate(_groups_first(x, g), rhs, _rules.forward(inner), **options))
-    # a transposed convolution's spec may ask for fewer rows than the correlation yields
-    return y[(Ellipsis, *(slice(0, n) for n in spec.out_spatial))]
-
-
-def _input_grad(grad_y: np.ndarray, weight: np.ndarray, spec: ConvSpec, **options) -> np.ndarray:
-    """grad_y (N, K, *S_out), weight (K, C/g, *k) -> grad_x (N, C, *S)."""
-    g, nd = spec.groups, spec.nd
-    inner = _rules.zero_padded(spec)
-    rhs = weight.reshape(g, spec.out_channels // g, *weight.shape[1:]).swapaxes(1, 2)
-    rhs = np.flip(rhs, axis=tuple(range(3, 3 + nd)))
-    grad_x = correlate(_groups_first(grad_y, g), rhs, _rules.input_grad(inner), **options)
-    grad_x = _groups_merged(grad_x)
-    if spec.padding_mode != "zeros":
-        grad_x = pad_adjoint(grad_x, spec.pads, spec.padding_mode)
-    return grad_x
-
-
-def _weight_grad(x: np.ndarray, grad_y: np.ndarray, spec: ConvSpec, **options) -> np.ndarray:
-    """x (N, C, *S), grad_y (N, K, *S_out) -> grad_w (K, C/g, *k), summed over N."""
-    g = spec.groups
-    if spec.padding_mode != "zeros":
-        x = pad(x, spec.pads, spec.padding_mode)
-    inner = _rules.zero_padded(spec)
-    lhs = _groups_first(x, g).swapaxes(1, 2)  # (g, C/g, N, *S)
-    rhs = _groups_first(grad_y, g).swapaxes(1, 2)  # (g, K/g, N, *S_out)
-    grad_w = correlate(lhs, rhs, _rules.weight_grad(inner), **options)  # (g, C/g, K/g, *k)
-    return grad_w.swapaxes(1, 2).reshape(spec.weight_shape)
 
 
 def _bias_grad(grad_y: np.ndarray, compute: np.dtype) -> np.ndarray:
@@ -163,6 +103,13 @@ def _computed(call, *arrays) -> list:
     return [None if a is None else a.astype(call.compute, copy=False) for a in arrays]
 
 
+def _run(step: _rules.Step, call: _validate.Call, **arrays: np.ndarray) -> np.ndarray:
+    """``step``'s result (batched) from the call's arrays by name (x and grad_output as
+    given, batched here), run with the call's algorithm and workspace limit."""
+    arrays = {name: a if name == "weight" else _batched(a, call.spec) for name, a in arrays.items()}
+    return run(step, arrays, call.options.algorithm, call.options.workspace_limit)
+
+
 def _gradients(call, grad_x, grad_w, grad_y, bias) -> tuple:
     """(grad_input, grad_weight, grad_bias or None) as results of ``call``."""
     grad_b = None if bias is None else _bias_grad(grad_y, call.compute)
@@ -191,13 +138,13 @@ def conv(
     x (N, C, *S) or (C, *S), weight (K, C/groups, *k), bias (K,) -> y (N, K, *S_out) with
     ``y[n, k, i] = b[k] + sum_{c, j} pad(x)[n, c, i*s + j*d] * w[k, c, j]`` (per group).
     """
-    args = (x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(x, weight, bias):
-        return _dask().conv(*args, algorithm=algorithm, workspace_limit=workspace_limit)
-    call = check_conv(*args, algorithm, workspace_limit)
+        return _dask().conv(x, weight, bias, options)
+    call = _validate.forward(x, weight, bias, options)
     with _naming_outputs("conv", call, call.spec.output_shape):
         x, weight, bias = _computed(call, *call.arrays)
-        y = _forward(_batched(x, call.spec), weight, call.spec, **call.options)
+        y = _run(_rules.forward(call.spec), call, x=x, weight=weight)
         y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
         return _result(y, call.spec, call.result)
 
@@ -217,13 +164,13 @@ def conv_input_grad(
 ) -> np.ndarray:
     """dE/dx of ``conv``: a full correlation of the stride-dilated grad_output with the
     flipped, in/out-swapped filters. grad_output (N, K, *S_out) -> (N, C, *S) = input_shape."""
-    args = (grad_output, weight, input_shape, stride, padding, dilation, groups, padding_mode)
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(grad_output, weight):
-        return _dask().conv_input_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
-    call = check_input_grad(*args, algorithm, workspace_limit)
+        return _dask().conv_input_grad(grad_output, weight, input_shape, options)
+    call = _validate.input_grad(grad_output, weight, input_shape, options)
     with _naming_outputs("conv_input_grad", call, call.spec.input_shape):
         grad_y, weight = _computed(call, *call.arrays)
-        grad_x = _input_grad(_batched(grad_y, call.spec), weight, call.spec, **call.options)
+        grad_x = _run(_rules.input_grad(call.spec), call, grad_output=grad_y, weight=weight)
         return _result(grad_x, call.spec, call.result)
 
 
@@ -242,20 +189,21 @@ def conv_weight_grad(
 ) -> np.ndarray:
     """dE/dw of ``conv``: ``dw[k, c] = sum_n x[n, c] ⋆ grad_output[n, k]`` (each input
     channel correlated with each output-gradient map). Returns weight_shape (K, C/g, *k)."""
-    args = (x, grad_output, weight_shape, stride, padding, dilation, groups, padding_mode)
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(x, grad_output):
-        return _dask().conv_weight_grad(*args, algorithm=algorithm, workspace_limit=workspace_limit)
-    call = check_weight_grad(*args, algorithm, workspace_limit)
+        return _dask().conv_weight_grad(x, grad_output, weight_shape, options)
+    call = _validate.weight_grad(x, grad_output, weight_shape, options)
     with _naming_outputs("conv_weight_grad", call, call.spec.weight_shape):
-        x, grad_y = (_batched(a, call.spec) for a in _computed(call, *call.arrays))
-        return _result(_weight_grad(x, grad_y, call.spec, **call.options), None, call.result)
+        x, grad_y = _computed(call, *call.arrays)
+        grad_w = _run(_rules.weight_grad(call.spec), call, x=x, grad_output=grad_y)
+        return _result(grad_w, None, call.result)
 
 
 def conv_bias_grad(grad_output: Any, batched: bool = True) -> np.ndarray:
     """dE/db: grad_output (N, K, *S) (or (K, *S) with batched=False) summed to (K,)."""
     if _is_dask(grad_output):
         return _dask().conv_bias_grad(grad_output, batched)
-    grad_output, result, compute = check_bias_grad(grad_output, batched)
+    grad_output, result, compute = _validate.bias_grad(grad_output, batched)
     grad_y = grad_output if batched else grad_output[None]
     return _bias_grad(grad_y, compute).astype(result, copy=False)
 
@@ -275,16 +223,12 @@ def conv_backward(
     workspace_limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All gradients of ``conv``: (grad_input, grad_weight, grad_bias or None)."""
-    args = (grad_output, x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    options = Options(stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit)
     if _is_dask(grad_output, x, weight, bias):
-        return _dask().conv_backward(*args, algorithm=algorithm, workspace_limit=workspace_limit)
-    call = check_backward(*args, algorithm, workspace_limit)
+        return _dask().conv_backward(grad_output, x, weight, bias, options)
+    call = _validate.backward(grad_output, x, weight, bias, options)
     with _naming_outputs("conv_backward", call, call.spec.input_shape, call.spec.weight_shape):
-        grad_y, x, weight, bias = _computed(call, *call.arrays)
-        grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
-        grad_x = _input_grad(grad_y, weight, call.spec, **call.options)
-        grad_w = _weight_grad(x, grad_y, call.spec, **call.options)
-        return _gradients(call, grad_x, grad_w, grad_y, bias)
+        return _backward(call, _rules.input_grad(call.spec), _rules.weight_grad(call.spec))
 
 
 def conv_transpose(
@@ -303,13 +247,16 @@ def conv_transpose(
     """Transposed convolution (PyTorch's conv_transposeNd): the input gradient of the
     convolution with the same weight. x (N, C, *S), weight (C, K/g, *k) -> (N, K, *S_out),
     S_out = (S-1)*s - 2p + d*(k-1) + output_padding + 1."""
-    args = (x, weight, bias, stride, padding, output_padding, groups, dilation)
+    options = Options(
+        stride, padding, dilation, groups, "zeros", algorithm, workspace_limit, output_padding
+    )
     if _is_dask(x, weight, bias):
-        return _dask().conv_transpose(*args, algorithm=algorithm, workspace_limit=workspace_limit)
-    call = check_transpose(*args, algorithm, workspace_limit)
+        return _dask().conv_transpose(x, weight, bias, options)
+    call = _validate.forward(x, weight, bias, options)
     with _naming_outputs("conv_transpose", call, call.spec.input_shape):
         x, weight, bias = _computed(call, *call.arrays)
-        y = _input_grad(_batched(x, call.spec), weight, call.spec, **call.options)
+        # the transposed convolution is the input-gradient rule run on x
+        y = _run(_rules.input_grad(call.spec, transposed=True), call, x=x, weight=weight)
         y = _add_bias(np.ascontiguousarray(y), bias, call.spec.nd)
         return _result(y, call.spec, call.result)
 
@@ -330,16 +277,22 @@ def conv_transpose_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All gradients of ``conv_transpose``: grad_input is the forward convolution of
     grad_output with the weight; grad_weight correlates grad_output with x."""
-    args = (grad_output, x, weight, bias, stride, padding, output_padding, groups, dilation)
+    options = Options(
+        stride, padding, dilation, groups, "zeros", algorithm, workspace_limit, output_padding
+    )
     if _is_dask(grad_output, x, weight, bias):
-        return _dask().conv_transpose_backward(
-            *args, algorithm=algorithm, workspace_limit=workspace_limit
-        )
-    call = check_transpose_backward(*args, algorithm, workspace_limit)
+        return _dask().conv_transpose_backward(grad_output, x, weight, bias, options)
+    call = _validate.backward(grad_output, x, weight, bias, options)
     shapes = (call.spec.output_shape, call.arrays[2].shape)  # grad_input: x's shape
     with _naming_outputs("conv_transpose_backward", call, *shapes):
-        grad_y, x, weight, bias = _computed(call, *call.arrays)
-        grad_y, x = _batched(grad_y, call.spec), _batched(x, call.spec)
-        grad_x = _forward(grad_y, weight, call.spec, **call.options)
-        grad_w = _weight_grad(grad_y, x, call.spec, **call.options)
-        return _gradients(call, grad_x, grad_w, grad_y, bias)
+        spec = call.spec
+        input_step = _rules.forward(spec, transposed=True)  # the convolution of dE/dO with w
+        return _backward(call, input_step, _rules.weight_grad(spec, transposed=True))
+
+
+def _backward(call: _validate.Call, input_step: _rules.Step, weight_step: _rules.Step) -> tuple:
+    """(grad_input, grad_weight, grad_bias or None) of a validated backward call."""
+    grad_y, x, weight, bias = _computed(call, *call.arrays)
+    grad_x = _run(input_step, call, grad_output=grad_y, weight=weight)
+    grad_w = _run(weight_step, call, x=x, grad_output=grad_y)
+    return _gradients(call, grad_x, grad_w, _batched(grad_y, call.spec), bias)

@@ -26,12 +26,10 @@ from . import functional as F
 from ._module import (
     Module,
     check_unchanged,
-    float_dtype,
     keep_for_backward,
     make_rng,
-    positive_int,
 )
-from ._spec import _padding_pairs, check_padding_mode, int_tuple
+from ._spec import check_padding_mode, float_dtype, int_tuple, padding_pairs, positive_int
 
 __all__ = [
     "Conv1d",
@@ -199,7 +197,7 @@ class _ConvNd(_ConvBase):
         )
         nd = self._nd
         # validate the padding's form now (its fit to an input is checked at forward)
-        _padding_pairs(padding, nd, (2**30,) * nd, self.kernel_size, self.stride, self.dilation)
+        padding_pairs(padding, nd, (2**30,) * nd, self.kernel_size, self.stride, self.dilation)
         self.padding = (padding,) * nd if isinstance(padding, (int, np.integer)) else padding
         self.padding_mode = check_padding_mode(padding_mode)
 

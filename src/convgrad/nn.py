@@ -31,10 +31,9 @@ from ._module import (
     Parameter,
     check_unchanged,
     fingerprint,
-    float_dtype,
     make_rng,
-    positive_int,
 )
+from ._spec import float_dtype, int_tuple, positive_int
 from .layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __all__ = [
@@ -108,8 +107,6 @@ class MaxPool2d(Module):
     windows add up."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
-        from ._spec import int_tuple
-
         self.kernel_size = int_tuple(kernel_size, 2, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else int_tuple(stride, 2, "stride", 1)
         self.padding = int_tuple(padding, 2, "padding", 0)

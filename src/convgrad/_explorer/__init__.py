@@ -2,7 +2,7 @@
 accepts, where pointing at any cell of O, dE/dX, dE/dF or dE/db highlights the cells that
 make it and writes the sum out with the numbers of a worked example.
 
-Everything the page shows is computed here, from the layer's :class:`~convgrad.explain.Report`
+Everything the page shows is computed here, from the layer's :class:`~convgrad.tools.explain.Report`
 and the public functions: the worked example's values (small random integers) run through
 :func:`convgrad.conv` / :func:`convgrad.conv_backward` (or the transposed pair), and the
 padded position each tap reads comes from :func:`convgrad.conv` itself run on the positions

@@ -7,6 +7,10 @@ splits the jobs into one range per core and runs them on convgrad's job pool
 (``_process.jobs``), side by side. No numba threading layer (OpenMP, TBB, workqueue) is
 ever started: the loops are fork-safe and thread-safe by construction, and the compiled
 code does not depend on the process's numba settings (one cache entry per dtype).
+
+The loops take arrays as flat views with element strides (``flat_view``), inputs
+read-only (one argument type per dtype), 1-D and 2-D work as 3-D (``as_3d``), and the
+correlation's parameters as int64 arrays (``loop_params``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
 from .. import _process
+from .._rules import Correlation
 
 # serial loops (parallel over jobs on the pool), no Python error checks in the hot path
 JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -67,3 +75,47 @@ def launch(kernel: Callable, flops: float, count: int, *args) -> None:
         return
     ranges = _process.split_range(count, BALANCE * parts)  # taken in turn: balanced
     _process.jobs.run(lambda r: kernel(r[0], r[1], *args), ranges, blas=False)
+
+
+# ---------------------------------------------------------- arrays as the loops take them
+
+
+def as_3d(shape: tuple[int, ...], fill: int) -> tuple[int, ...]:
+    """Spatial dims padded in front to three (compiled loops run 1-D and 2-D as 3-D)."""
+    return (fill,) * (3 - len(shape)) + tuple(shape)
+
+
+def flat_view(a: np.ndarray, writeable: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(1-D view from a's first element, element strides of all but the last axis), for
+    compiled loops that index by hand; a's strides must be non-negative, the last unit.
+    Inputs pass ``writeable=False``: numba compiles one kernel per argument type, and a
+    read-only array is another type (one specialisation per dtype, not two)."""
+    isz = a.itemsize
+    span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
+    writeable = a.flags.writeable if writeable is None else writeable and a.flags.writeable
+    flat = as_strided(a, shape=(span,), strides=(isz,), writeable=writeable)
+    return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of a (compiled loops' inputs: one argument type, see flat_view)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def loop_params(corr: Correlation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low padding, lhs dilation, rhs dilation) per spatial dim, padded in front to three,
+    as the int64 arrays the compiled loops take."""
+    lows = tuple(lo for lo, _ in corr.padding)
+    return tuple(
+        np.array(as_3d(tuple(v), fill), dtype=np.int64)
+        for v, fill in ((lows, 0), (corr.lhs_dilation, 1), (corr.rhs_dilation, 1))
+    )
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """a itself if flat_view can index it, else a contiguous copy."""
+    if any(s < 0 for s in a.strides) or a.strides[-1] != a.itemsize:
+        return np.ascontiguousarray(a)
+    return a

@@ -32,17 +32,10 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import (
-    compute_dtype,
-    dilate_and_pad_into,
-    flat_strides,
-    padded_shape,
-    padding_bounded,
-    prod,
-    result_dtype,
-    scratch,
-)
 from ._compiled import JIT_OPTIONS, lazy_kernel
+from ._dtypes import compute_dtype, result_dtype
+from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
+from ._workspace import scratch
 
 name = "blocked_dw"
 MAX_OUTPUTS = 1024  # filter taps (T); beyond this it is not a weight gradient

@@ -20,18 +20,18 @@ import numpy as np
 
 from .._process import CORES
 from .._rules import Correlation
-from ._common import (
+from ._compiled import (
+    JIT_OPTIONS,
     as_3d,
     flat_view,
+    launch,
+    lazy_kernel,
     loop_params,
-    padded_shape,
-    padding_bounded,
-    prod,
     read_only,
-    result_dtype,
     unit_rows,
 )
-from ._compiled import JIT_OPTIONS, launch, lazy_kernel
+from ._dtypes import result_dtype
+from ._geometry import padded_shape, padding_bounded, prod
 
 name = "direct"
 MAX_PRODUCTS = 64  # O*C per group; beyond this a GEMM wins

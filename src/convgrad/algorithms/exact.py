@@ -24,7 +24,9 @@ import math
 import numpy as np
 
 from .._rules import Correlation
-from ._common import compute_dtype, prod, result_dtype, scratch
+from ._dtypes import compute_dtype, result_dtype
+from ._geometry import prod
+from ._workspace import scratch
 
 name = "exact"
 

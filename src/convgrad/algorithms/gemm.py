@@ -19,18 +19,16 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import (
-    chunk,
+from ._dtypes import result_dtype
+from ._geometry import (
     dilate_and_pad,
     flat_strides,
-    laid_out,
     padded_shape,
     padding_bounded,
     prod,
-    result_dtype,
-    scratch,
     window_view,
 )
+from ._workspace import chunk, laid_out, scratch
 
 name = "gemm"
 

@@ -25,18 +25,9 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import (
-    compute_dtype,
-    dilate_and_pad_into,
-    flat_strides,
-    kernel_share,
-    laid_out,
-    padded_shape,
-    padding_bounded,
-    prod,
-    result_dtype,
-    scratch,
-)
+from ._dtypes import compute_dtype, result_dtype
+from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
+from ._workspace import kernel_share, laid_out, scratch
 
 name = "implicit"
 

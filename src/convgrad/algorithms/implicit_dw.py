@@ -28,21 +28,10 @@ import numpy as np
 from .._process import CORES, split_range
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import (
-    as_3d,
-    compute_dtype,
-    dilate_and_pad_into,
-    flat_strides,
-    flat_view,
-    loop_params,
-    padded_shape,
-    padding_bounded,
-    prod,
-    result_dtype,
-    scratch,
-    unit_rows,
-)
-from ._compiled import JIT_OPTIONS, launch, lazy_kernel
+from ._compiled import JIT_OPTIONS, as_3d, flat_view, launch, lazy_kernel, loop_params, unit_rows
+from ._dtypes import compute_dtype, result_dtype
+from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
+from ._workspace import scratch
 
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position

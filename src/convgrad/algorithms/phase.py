@@ -16,15 +16,9 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
-from ._common import (
-    compute_dtype,
-    flat_strides,
-    kernel_share,
-    laid_out,
-    prod,
-    result_dtype,
-    scratch,
-)
+from ._dtypes import compute_dtype, result_dtype
+from ._geometry import flat_strides, prod
+from ._workspace import kernel_share, laid_out, scratch
 
 name = "phase"
 

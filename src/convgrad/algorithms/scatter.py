@@ -19,7 +19,9 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
-from ._common import chunk, kernel_share, prod, result_dtype, scratch
+from ._dtypes import result_dtype
+from ._geometry import prod
+from ._workspace import chunk, kernel_share, scratch
 
 name = "scatter"
 

@@ -24,8 +24,9 @@ import numpy as np
 from .. import _process
 from .._rules import Correlation
 from . import _parallel
-from ._common import all_finite, compute_dtype, kernel_share, laid_out, result_dtype, scratch
 from ._compiled import JIT_OPTIONS, lazy_kernel
+from ._dtypes import all_finite, compute_dtype, result_dtype
+from ._workspace import kernel_share, laid_out, scratch
 
 name = "winograd"
 G_MAT = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])

@@ -44,7 +44,7 @@ DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 3e-3, "seed": 0, "target": 0.9
 
 
 # the packages of the ``examples`` extra, imported where they are used
-def _require_sklearn():
+def require_sklearn():
     return require("sklearn", extra="examples", package="scikit-learn", purpose="the digits data")
 
 
@@ -83,7 +83,7 @@ def load_data(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test): images (N, 1, 8, 8) scaled to [0, 1], integer
     labels (N,); a stratified split seeded by ``seed`` (1797 images in all)."""
-    _require_sklearn()
+    require_sklearn()
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         _check_output_path(parser, "--save", args.save, None)
     # and the optional packages it will need
-    _require_sklearn()
+    require_sklearn()
     if not args.no_progress:
         _require_tqdm()
     if not args.no_plot:

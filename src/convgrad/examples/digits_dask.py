@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     # the optional packages it needs, before any work
     _require_dask_array()
     distributed = require("distributed", extra="dask", purpose="training on a Dask LocalCluster")
-    digits._require_sklearn()
+    digits.require_sklearn()
     Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     x_train, y_train, x_test, y_test = digits.load_data(args.seed, dtype=args.dtype)

@@ -1,8 +1,10 @@
 """Validation at the door, shared by the NumPy (``functional``) and Dask (``_dask``) paths.
 
-Each ``check_*`` validates one public function's arguments in a fixed order, using only
-shapes and dtypes (so lazy arrays are never computed), and returns a :class:`Call`.
-``as_array`` turns an argument into the array type of the path (NumPy by default).
+``forward``, ``input_grad``, ``weight_grad``, ``backward`` and ``bias_grad`` each validate
+the arguments of the public functions of that name (with an :class:`Options` record) in a
+fixed order, using only shapes and dtypes (so lazy arrays are never computed), and return
+a :class:`Call`. ``as_array`` turns an argument into the array type of the path (NumPy by
+default).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._options import Options
 from ._primitive import check_algorithm
 from ._spec import (
     FLOAT_DTYPES,
@@ -55,7 +58,7 @@ class Call(NamedTuple):
 
     arrays: tuple
     spec: ConvSpec
-    options: dict
+    options: Options
     result: np.dtype  # dtype of the results (NumPy promotion of the inputs)
     compute: np.dtype  # dtype computed in: float32 for float16
 
@@ -66,7 +69,9 @@ def dtypes(*arrays: Any) -> tuple[np.dtype, np.dtype]:
     return result, (np.dtype(np.float32) if result == np.float16 else result)
 
 
-def check_options(algorithm: Any, workspace_limit: Any) -> dict:
+def run_options(algorithm: Any, workspace_limit: Any) -> None:
+    """ValueError unless ``algorithm`` is known and ``workspace_limit`` is None or a
+    positive int (bytes)."""
     check_algorithm(algorithm)
     if workspace_limit is not None and (
         isinstance(workspace_limit, (bool, np.bool_))
@@ -74,106 +79,85 @@ def check_options(algorithm: Any, workspace_limit: Any) -> dict:
         or workspace_limit < 1
     ):
         raise ValueError(f"workspace_limit must be a positive int (bytes), got {workspace_limit!r}")
-    return {"algorithm": algorithm, "workspace_limit": workspace_limit}
 
 
-def _bias(bias: Any, channels: int, as_array: AsArray) -> Any:
+def layer_spec(input_shape: Any, weight_shape: Any, options: Options, input_name: str) -> ConvSpec:
+    """The spec of the convolution ``options`` describe (for a transposed one: of the
+    convolution whose input gradient it is)."""
+    o = options
+    if o.transposed:
+        return transpose_spec(
+            input_shape, weight_shape, o.stride, o.padding, o.output_padding, o.groups, o.dilation
+        )
+    return conv_spec(
+        input_shape,
+        weight_shape,
+        o.stride,
+        o.padding,
+        o.dilation,
+        o.groups,
+        o.padding_mode,
+        input_name=input_name,
+    )
+
+
+def _bias(bias: Any, spec: ConvSpec, options: Options, as_array: AsArray) -> Any:
     if bias is None:
         return None
     bias = as_array(bias, "bias")
-    check_bias_shape(bias.shape, channels)
+    # a transposed convolution's output has the channels of its spec's input
+    check_bias_shape(bias.shape, spec.in_channels if options.transposed else spec.out_channels)
     return bias
 
 
-def _call(arrays: tuple, spec: ConvSpec, algorithm: Any, workspace_limit: Any) -> Call:
-    return Call(arrays, spec, check_options(algorithm, workspace_limit), *dtypes(*arrays))
+def _call(arrays: tuple, spec: ConvSpec, options: Options) -> Call:
+    run_options(options.algorithm, options.workspace_limit)
+    return Call(arrays, spec, options, *dtypes(*arrays))
 
 
-def check_conv(
-    x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, workspace_limit,
-    as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
-    """Arguments of ``conv``; arrays (x, weight, bias)."""
+def forward(x: Any, weight: Any, bias: Any, options: Options, as_array=as_float_array) -> Call:
+    """Arguments of ``conv`` and ``conv_transpose``; arrays (x, weight, bias). A transposed
+    convolution's spec is that of the convolution whose input gradient it is."""
     x, weight = as_array(x, "x"), as_array(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    bias = _bias(bias, spec.out_channels, as_array)
-    return _call((x, weight, bias), spec, algorithm, workspace_limit)
+    spec = layer_spec(x.shape, weight.shape, options, "x")
+    bias = _bias(bias, spec, options, as_array)
+    return _call((x, weight, bias), spec, options)
 
 
-def check_input_grad(
-    grad_output, weight, input_shape, stride, padding, dilation, groups, padding_mode,
-    algorithm, workspace_limit, as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
+def input_grad(grad_output, weight, input_shape, options: Options, as_array=as_float_array):
     """Arguments of ``conv_input_grad``; arrays (grad_output, weight)."""
     grad_output, weight = as_array(grad_output, "grad_output"), as_array(weight, "weight")
-    spec = conv_spec(
-        input_shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-        input_name="input_shape",
-    )  # fmt: skip
+    spec = layer_spec(input_shape, weight.shape, options, "input_shape")
     check_output_shape(grad_output.shape, spec, "grad_output")
-    return _call((grad_output, weight), spec, algorithm, workspace_limit)
+    return _call((grad_output, weight), spec, options)
 
 
-def check_weight_grad(
-    x, grad_output, weight_shape, stride, padding, dilation, groups, padding_mode,
-    algorithm, workspace_limit, as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
+def weight_grad(x, grad_output, weight_shape, options: Options, as_array=as_float_array):
     """Arguments of ``conv_weight_grad``; arrays (x, grad_output)."""
     x, grad_output = as_array(x, "x"), as_array(grad_output, "grad_output")
-    spec = conv_spec(
-        x.shape, weight_shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
+    spec = layer_spec(x.shape, weight_shape, options, "x")
     check_output_shape(grad_output.shape, spec, "grad_output")
-    return _call((x, grad_output), spec, algorithm, workspace_limit)
+    return _call((x, grad_output), spec, options)
 
 
-def check_backward(
-    grad_output, x, weight, bias, stride, padding, dilation, groups, padding_mode,
-    algorithm, workspace_limit, as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
-    """Arguments of ``conv_backward``; arrays (grad_output, x, weight, bias)."""
+def backward(grad_output, x, weight, bias, options: Options, as_array=as_float_array) -> Call:
+    """Arguments of ``conv_backward`` and ``conv_transpose_backward``; arrays
+    (grad_output, x, weight, bias)."""
     grad_output, x = as_array(grad_output, "grad_output"), as_array(x, "x")
     weight = as_array(weight, "weight")
-    spec = conv_spec(
-        x.shape, weight.shape, stride, padding, dilation, groups, padding_mode, input_name="x"
-    )
-    bias = _bias(bias, spec.out_channels, as_array)
-    check_output_shape(grad_output.shape, spec, "grad_output")
-    return _call((grad_output, x, weight, bias), spec, algorithm, workspace_limit)
-
-
-def check_transpose(
-    x, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-    workspace_limit, as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
-    """Arguments of ``conv_transpose``; arrays (x, weight, bias). The spec is that of the
-    forward convolution whose input gradient the transposed convolution is."""
-    x, weight = as_array(x, "x"), as_array(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _bias(bias, spec.in_channels, as_array)
-    return _call((x, weight, bias), spec, algorithm, workspace_limit)
-
-
-def check_transpose_backward(
-    grad_output, x, weight, bias, stride, padding, output_padding, groups, dilation,
-    algorithm, workspace_limit, as_array: AsArray = as_float_array,
-) -> Call:  # fmt: skip
-    """Arguments of ``conv_transpose_backward``; arrays (grad_output, x, weight, bias)."""
-    grad_output, x = as_array(grad_output, "grad_output"), as_array(x, "x")
-    weight = as_array(weight, "weight")
-    spec = transpose_spec(x.shape, weight.shape, stride, padding, output_padding, groups, dilation)
-    bias = _bias(bias, spec.in_channels, as_array)
-    if tuple(grad_output.shape) != spec.input_shape:
+    spec = layer_spec(x.shape, weight.shape, options, "x")
+    bias = _bias(bias, spec, options, as_array)
+    if not options.transposed:
+        check_output_shape(grad_output.shape, spec, "grad_output")
+    elif tuple(grad_output.shape) != spec.input_shape:
         raise ValueError(
             f"grad_output must have shape {spec.input_shape} for this transposed convolution, "
             f"got {tuple(grad_output.shape)}"
         )
-    return _call((grad_output, x, weight, bias), spec, algorithm, workspace_limit)
+    return _call((grad_output, x, weight, bias), spec, options)
 
 
-def check_bias_grad(grad_output: Any, batched: Any, as_array: AsArray = as_float_array):
+def bias_grad(grad_output: Any, batched: Any, as_array: AsArray = as_float_array):
     """Arguments of ``conv_bias_grad``: returns (grad_output, result dtype, compute dtype)."""
     grad_output = as_array(grad_output, "grad_output")
     if not isinstance(batched, (bool, np.bool_)):

@@ -1,4 +1,4 @@
-"""The figure of :meth:`convgrad.explain.Report.figure`: the tiling of dE/dF.
+"""The figure of :meth:`convgrad.tools.explain.Report.figure`: the tiling of dE/dF.
 
 Rows are the input channels X[c], columns the output-gradient maps dE/dO[k]; the tile at
 (c, k) is the filter gradient that pair makes (dE/dF[k, c] for a convolution, dE/dF[c, k]
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .explain_text import shape_text
+
 _SUFFIXES = (".png", ".svg", ".pdf")
 _HIGHLIGHT = "#c0392b"
 _GREY = "#d9d9d9"
@@ -21,7 +23,7 @@ _GREY = "#d9d9d9"
 
 def require_matplotlib():
     """matplotlib, or :class:`convgrad._extras.MissingExtraError` naming the ``show`` extra."""
-    from ._extras import require
+    from .._extras import require
 
     return require("matplotlib", extra="show", purpose="drawing figures")
 
@@ -84,11 +86,7 @@ def _draw_array(ax, cx, cy, shape, size, face, edge, *, grid_max=16, lw=1.0, zor
     return h / 2 + (layers - 1) * off / 2
 
 
-def _x(shape) -> str:
-    return "×".join(str(v) for v in shape)
-
-
-def _layout(report):
+def layout(report):
     """Channel counts, spatial shapes and group sizes of the tiling."""
     spec = report.spec
     shapes = report.shapes
@@ -140,12 +138,12 @@ def draw(report, path=None, *, worked: bool | None = None, max_channels: int = 1
         raise ValueError(f"figure path must end in one of {_SUFFIXES}, got {str(path)!r}")
     if max_channels < 3:
         raise ValueError(f"max_channels must be >= 3, got {max_channels!r}")
-    lay = _layout(report)
+    lay = layout(report)
     cols = _shown(lay["K"], max_channels)
     rows = _shown(lay["C"], max_channels)
     if worked is None:
-        worked = _worked_possible(lay) and math.prod(lay["x_sp"]) <= 100
-    plan = _worked_plan(report, lay) if worked and _worked_possible(lay) else None
+        worked = worked_possible(lay) and math.prod(lay["x_sp"]) <= 100
+    plan = _worked_plan(report, lay) if worked and worked_possible(lay) else None
 
     # sizes in inches: the tiling is drawn at 1 inch per cell, the worked example at `ws`
     title_h, unit = 1.3, 1.0
@@ -188,9 +186,9 @@ def _titles(report, lay):
     spec = report.spec
     title = f"dE/dF{_pair_formula(report, 'k', 'c')}: one tile per pair"
     parts = [
-        f"X {_x(report.shapes['input'])}",
-        f"dE/dO {_x(report.shapes['grad_output'])}",
-        f"dE/dF {_x(report.shapes['grad_weight'])}",
+        f"X {shape_text(report.shapes['input'])}",
+        f"dE/dO {shape_text(report.shapes['grad_output'])}",
+        f"dE/dF {shape_text(report.shapes['grad_weight'])}",
         f"stride {spec.stride}",
         f"padding {report.options['padding']!r}"
         + ("" if report.transposed else f" = {tuple(report.padding)}"),
@@ -257,7 +255,7 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
             ax.text(
                 x,
                 0.12 - hh - 0.04,
-                _x(lay["o_sp"]),
+                shape_text(lay["o_sp"]),
                 ha="center",
                 va="top",
                 fontsize=7,
@@ -293,7 +291,7 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
             ax.text(
                 -0.05,
                 y - hh - 0.03,
-                _x(lay["x_sp"]),
+                shape_text(lay["x_sp"]),
                 ha="center",
                 va="top",
                 fontsize=7,
@@ -377,7 +375,7 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
             color=_HIGHLIGHT,
             linespacing=1.4,
         )
-    kernel = _x(lay["k_sp"])
+    kernel = shape_text(lay["k_sp"])
     if report.transposed:
         stack = (
             f"each row c stacks its {kg} tile{'s' if kg > 1 else ''} into dE/dF[c] ({kg}×{kernel}): its depth "
@@ -407,13 +405,13 @@ def _draw_tiling(ax, report, lay, rows, cols, room: float = 8.0):
 # ---------------------------------------------------------------------- worked example
 
 
-def _worked_possible(lay) -> bool:
+def worked_possible(lay) -> bool:
     return lay["nd"] in (1, 2) and max(lay["x_sp"]) <= 12 and max(lay["o_sp"]) <= 12
 
 
-def _worked_numbers(report, lay):
+def worked_numbers(report, lay):
     """One pair of one sample with small integers: (lhs, window, result, captions)."""
-    from . import functional
+    from .. import functional
 
     spec = report.spec
     rng = np.random.default_rng(0)
@@ -494,7 +492,7 @@ _GAP = 2.0  # table units between the worked example's matrices
 
 def _worked_plan(report, lay) -> dict:
     """The three matrices of the worked example, their titles, and the block's size."""
-    x, dy, gw = _worked_numbers(report, lay)
+    x, dy, gw = worked_numbers(report, lay)
     spec = report.spec
     ones = ((0, 0),) * lay["nd"]
     spread = spec.stride if any(s > 1 for s in spec.stride) else (1,) * lay["nd"]

@@ -99,7 +99,9 @@ def main(argv: list[str]) -> int:
         "--algorithm", default="auto", help="the functions' algorithm option (default: auto)"
     )
     parser.add_argument(
-        "--workspace-limit", default=None, help="workspace limit in bytes (default: 256 MiB)"
+        "--workspace-limit",
+        default=None,
+        help="workspace limit in bytes (default: the limit in force, 256 MiB unless set)",
     )
     parser.add_argument("--figure", default=None, help="also draw the tiling to this PNG/SVG")
     parser.add_argument(
@@ -151,7 +153,7 @@ def main(argv: list[str]) -> int:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
     if args.figure:  # a missing matplotlib stops here, before the report is printed
-        from ._figure import require_matplotlib
+        from .figure import require_matplotlib
 
         require_matplotlib()
     report.print()
@@ -169,9 +171,9 @@ def main(argv: list[str]) -> int:
             print(f"convgrad explain: error: cannot write figure: {exc}", file=sys.stderr)
             return 2
         print(f"figure written to {args.figure}")
-        from ._figure import _layout, _worked_possible
+        from .figure import layout, worked_possible
 
-        if args.worked and not _worked_possible(_layout(report)):
+        if args.worked and not worked_possible(layout(report)):
             print(
                 "note: no worked example: it is drawn for 1-D and 2-D layers whose input and "
                 "output are at most 12 per side",

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from . import conv, conv_backward, reference
+from .. import conv, conv_backward, reference
 
 
 def main(argv: list[str]) -> int:
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         ("dE/dX = full(dE/dO, flip F)", grad_x.shape, np.abs(grad_x - ref_x[0]).max()),
         ("dE/db = sum dE/dO", grad_b.shape, np.abs(grad_b - ref_b).max()),
     ]
-    from ._wrap import terminal_width, wrap_line
+    from .wrap import terminal_width, wrap_line
 
     head = (
         f"origin layer, {args.dtype}: forward + backward in {warm * 1e3:.1f} ms "

@@ -1,8 +1,9 @@
 """``explain``: every shape of a convolution layer, and each gradient written as a convolution.
 
 The report is built from the very objects the code runs: the :class:`~convgrad._spec.ConvSpec`
-of the layer, the :class:`~convgrad._rules.Correlation` of each pass and the planner's choice,
-so what it says cannot drift from what ``convgrad`` computes.
+of the layer, the :class:`~convgrad._rules.Step` of each pass (its operands, correlation and
+result) and the planner's choice, so what it says cannot drift from what ``convgrad``
+computes.
 
     >>> report = explain((5, 100, 100), (10, 5, 5, 5))
     >>> report.shapes["grad_weight"]
@@ -20,22 +21,30 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _primitive
-from ._checks import check_options
-from ._explain_passes import Pass, _conv_passes, _How, _transposed_passes
-from ._explain_text import (
-    _bytes,
-    _count,
-    _depth_note,
-    _limit_text,
-    _output_lines,
-    _padding_lines,
-    _x,
+from .._plan import get_workspace_limit
+from .._spec import (
+    ConvSpec,
+    conv_spec,
+    float_dtype,
+    int_tuple,
+    positive_int,
+    shape_tuple,
+    transpose_spec,
+    weight_nd,
 )
-from ._module import float_dtype, positive_int
-from ._spec import ConvSpec, _shape_tuple, _weight_nd, conv_spec, int_tuple, transpose_spec
+from .._validate import run_options
+from .explain_passes import How, Pass, conv_passes, transposed_passes
+from .explain_text import (
+    bytes_text,
+    count_text,
+    depth_note,
+    limit_text,
+    output_lines,
+    padding_lines,
+    shape_text,
+)
 
-__all__ = ["explain", "Report", "Pass", "cli_main"]
+__all__ = ["explain", "Report", "Pass"]
 
 ORIGIN_INPUT = (5, 100, 100)
 ORIGIN_WEIGHT = (10, 5, 5, 5)
@@ -63,14 +72,14 @@ class Report:
     depth_note: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     itemsize: int = 8
-    workspace_limit: int = _primitive.DEFAULT_WORKSPACE_LIMIT
+    workspace_limit: int = field(default_factory=get_workspace_limit)  # in force when made
 
     def __repr__(self) -> str:
         kind = "transposed convolution" if self.transposed else "convolution"
         sh = self.shapes
         return (
-            f"<Report {self.spec.nd}-D {kind}: X {_x(sh['input'])}, F {_x(sh['weight'])} -> "
-            f"O {_x(sh['output'])}>"
+            f"<Report {self.spec.nd}-D {kind}: X {shape_text(sh['input'])}, F {shape_text(sh['weight'])} -> "
+            f"O {shape_text(sh['output'])}>"
         )
 
     # -------------------------------------------------------------- derived numbers
@@ -101,8 +110,8 @@ class Report:
         s = self.spec
         kind = "transposed convolution" if self.transposed else "convolution"
         head = (
-            f"{s.nd}-D {kind}: X {_x(self.shapes['input'])}, F {_x(self.shapes['weight'])}"
-            f" -> O {_x(self.shapes['output'])}"
+            f"{s.nd}-D {kind}: X {shape_text(self.shapes['input'])}, F {shape_text(self.shapes['weight'])}"
+            f" -> O {shape_text(self.shapes['output'])}"
         )
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         shapes = [f"{head}", f"options: {opts}", ""]
@@ -117,7 +126,7 @@ class Report:
             "grad_bias": "dE/db  bias gradient",
         }
         for key, label in labels.items():
-            shapes.append(f"  {label:<26} {_x(self.shapes[key])}")
+            shapes.append(f"  {label:<26} {shape_text(self.shapes[key])}")
         sizes = list(self.padding_text) + list(self.output_formula)
         sections = [("Shapes", shapes), ("Padding and output size", sizes)]
         for p in self.passes.values():
@@ -127,23 +136,23 @@ class Report:
                 f"summed:  {p.summed}",
                 f"flipped: {'yes, the filters are rotated 180° (flipped in every spatial dim)' if p.flipped else 'no'}",
                 *p.notes,
-                f"runs as: correlate(lhs {p.lhs} {_x(p.lhs_shape)}, rhs {p.rhs} "
-                f"{_x(p.rhs_shape)}) -> {_x(p.out_shape)}",
+                f"runs as: correlate(lhs {p.lhs} {shape_text(p.lhs_shape)}, rhs {p.rhs} "
+                f"{shape_text(p.rhs_shape)}) -> {shape_text(p.out_shape)}",
                 f"         {p.corr_text()}",
                 f"im2col GEMM: {p.gemm_text}",
-                f"multiply-adds: {_count(p.macs)}"
+                f"multiply-adds: {count_text(p.macs)}"
                 + (f" ({p.macs:,})" if p.macs >= 1000 else "")
                 + (
-                    f"; the im2col GEMM does {_count(p.gemm_macs)}, counting the zeros it pads "
+                    f"; the im2col GEMM does {count_text(p.gemm_macs)}, counting the zeros it pads "
                     "and inserts"
                     if p.gemm_macs != p.macs
                     else ""
                 ),
-                f"algorithm: {p.algorithm}; workspace: {_bytes(p.workspace_bytes)}"
+                f"algorithm: {p.algorithm}; workspace: {bytes_text(p.workspace_bytes)}"
                 + (" of im2col columns" if p.algorithm == "gemm" else "")
-                + _limit_text(p.workspace_bytes, self.workspace_limit)
+                + limit_text(p.workspace_bytes, self.workspace_limit)
                 + (
-                    f" + {_bytes(p.padded_bytes)} padded copy"
+                    f" + {bytes_text(p.padded_bytes)} padded copy"
                     if p.padded_bytes and p.algorithm == "gemm"
                     else ""
                 ),
@@ -152,7 +161,7 @@ class Report:
         sections.append(("Why the channel depths need not match", [self.depth_note]))
         total = self.macs["total"]
         tail = [
-            f"multiply-adds per training step (forward + dE/dX + dE/dF): {_count(total)}"
+            f"multiply-adds per training step (forward + dE/dX + dE/dF): {count_text(total)}"
             + (f" ({total:,})" if total >= 1000 else ""),
             *self.notes,
         ]
@@ -193,7 +202,7 @@ class Report:
     def print(self, file=None, width: int | None = None) -> None:
         """Print with rich when writing to a terminal and rich is installed, else plain text
         wrapped to ``width`` columns (default: the terminal's width)."""
-        from ._wrap import wrap_text
+        from .wrap import wrap_text
 
         file = sys.stdout if file is None else file
         if getattr(file, "isatty", lambda: False)():
@@ -212,7 +221,7 @@ class Report:
         numbers of one worked example (default: when the layer is small). Returns the
         matplotlib Figure. Needs matplotlib (the ``show`` extra): without it, raises
         ``convgrad._extras.MissingExtraError`` (an ImportError) saying how to install it."""
-        from ._figure import draw
+        from .figure import draw
 
         return draw(self, path, worked=worked, max_channels=max_channels)
 
@@ -267,14 +276,14 @@ def explain(
     ``dtype`` (float16, float32 or float64) sets the item size used for workspace and the
     planner (float16 runs in float32). ``algorithm`` and ``workspace_limit`` are the functions'
     options of those names: the algorithm each pass would run and the limit its workspace is
-    chunked under. Raises the same ValueError/TypeError as the functions for a bad layer.
+    chunked under (default: the limit in force, ``convgrad.get_workspace_limit()``). Raises the same ValueError/TypeError as the functions for a bad layer.
     """
     compute = float_dtype(dtype)
     itemsize = max(compute.itemsize, 4)  # float16 is computed with float32 accumulation
-    run_options = check_options(algorithm, workspace_limit)
-    input_shape = _shape_tuple(input_shape, "input_shape")
-    weight_shape = _shape_tuple(weight_shape, "weight_shape")
-    _weight_nd(weight_shape, "weight_shape")
+    run_options(algorithm, workspace_limit)
+    input_shape = shape_tuple(input_shape, "input_shape")
+    weight_shape = shape_tuple(weight_shape, "weight_shape")
+    weight_nd(weight_shape, "weight_shape")
     if batch is not None:
         input_shape = _with_batch(input_shape, weight_shape, batch)
     if transposed:
@@ -311,10 +320,10 @@ def explain(
         options["algorithm"] = algorithm
     if workspace_limit is not None:
         options["workspace_limit"] = workspace_limit
-    how = _How(itemsize, run_options["algorithm"])
-    passes = _transposed_passes(spec, how) if transposed else _conv_passes(spec, how)
+    how = How(itemsize, algorithm)
+    passes = transposed_passes(spec, how) if transposed else conv_passes(spec, how)
     shapes = _shapes(spec, transposed)
-    depth = _depth_note(spec, transposed)
+    depth = depth_note(spec, transposed)
     notes = []
     if spec.groups > 1:
         cg, kg = spec.in_channels // spec.groups, spec.out_channels // spec.groups
@@ -330,15 +339,13 @@ def explain(
         options=options,
         shapes=shapes,
         padding=spec.pads,
-        padding_text=tuple(_padding_lines(spec, padding, transposed, tpad, out_pad)),
-        output_formula=tuple(_output_lines(spec, transposed, tpad, out_pad)),
+        padding_text=tuple(padding_lines(spec, padding, transposed, tpad, out_pad)),
+        output_formula=tuple(output_lines(spec, transposed, tpad, out_pad)),
         passes=passes,
         depth_note=depth,
         notes=tuple(notes),
         itemsize=itemsize,
-        workspace_limit=(
-            _primitive.DEFAULT_WORKSPACE_LIMIT if workspace_limit is None else int(workspace_limit)
-        ),
+        workspace_limit=get_workspace_limit() if workspace_limit is None else int(workspace_limit),
     )
 
 
@@ -367,13 +374,3 @@ def _shapes(spec: ConvSpec, transposed: bool) -> dict[str, tuple[int, ...]]:
         "grad_weight": w,
         "grad_bias": (k,),
     }
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def cli_main(argv: list[str]) -> int:
-    """``convgrad explain``: print the explanation of a layer (default: the origin layer)."""
-    from ._explain_cli import main
-
-    return main(argv)

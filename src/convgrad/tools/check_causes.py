@@ -68,8 +68,8 @@ def _shifted_equal(got: np.ndarray, want: np.ndarray, close: Callable) -> bool:
 
 def _value_causes(got, want, x, w, gy, case, bad, close) -> dict[str, list[str]]:
     """Causes of wrong values (results of the right shape), in the order of CAUSES."""
-    from ._spec import conv_spec
-    from .functional import conv_input_grad, conv_weight_grad
+    from .._spec import conv_spec
+    from ..functional import conv_input_grad, conv_weight_grad
 
     opts = (case.stride, case.padding, case.dilation, case.groups)
     spec = conv_spec(x.shape, w.shape, *opts)
@@ -140,7 +140,7 @@ def _value_causes(got, want, x, w, gy, case, bad, close) -> dict[str, list[str]]
 
 def _shape_causes(got, want, case, shapes_bad) -> dict[str, tuple[list[str], str]]:
     """Causes of results of the wrong shape: cause -> (gradients, 'got vs expected')."""
-    from ._spec import conv_spec
+    from .._spec import conv_spec
 
     found: dict[str, tuple[list[str], str]] = {}
     for grad in shapes_bad:

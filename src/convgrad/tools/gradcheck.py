@@ -1,4 +1,4 @@
-"""``gradcheck``: any backward against central finite differences (re-exported by ``check``)."""
+"""``gradcheck``: any backward against central finite differences (``convgrad.gradcheck``)."""
 
 from __future__ import annotations
 

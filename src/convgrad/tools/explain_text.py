@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._spec import ConvSpec
+from .._spec import ConvSpec
 
 
 def _dim_names(nd: int) -> tuple[str, ...]:
     return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}[nd]
 
 
-def _x(shape) -> str:
+def shape_text(shape) -> str:
     return "×".join(str(v) for v in shape)
 
 
-def _bytes(n: int) -> str:
+def bytes_text(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -24,24 +24,26 @@ def _bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _limit_text(workspace: int, limit: int) -> str:
+def limit_text(workspace: int, limit: int) -> str:
     if workspace <= limit:
-        return f" (within the {_bytes(limit)} workspace limit)"
-    return f" in all, built in chunks over the batch and channels to fit the {_bytes(limit)} limit"
+        return f" (within the {bytes_text(limit)} workspace limit)"
+    return (
+        f" in all, built in chunks over the batch and channels to fit the {bytes_text(limit)} limit"
+    )
 
 
-def _count(n: int) -> str:
+def count_text(n: int) -> str:
     for div, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if n >= div:
             return f"{n / div:.2f} {unit}"
     return str(n)
 
 
-def _pad_text(pads) -> str:
+def pad_text(pads) -> str:
     return ", ".join(f"({lo}, {hi})" for lo, hi in pads)
 
 
-def _remainders(spec: ConvSpec) -> list[int]:
+def remainders(spec: ConvSpec) -> list[int]:
     """Rows of padded X that the last window never reaches, per dim."""
     return [
         size + lo + hi - ((out - 1) * s + ke)
@@ -51,7 +53,7 @@ def _remainders(spec: ConvSpec) -> list[int]:
     ]
 
 
-def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad=None) -> list[str]:
+def padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad=None) -> list[str]:
     names = _dim_names(spec.nd)
     if transposed:
         out_pad = out_pad or (0,) * spec.nd
@@ -89,7 +91,7 @@ def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad
             lines.append(f"  {n}: {d}·({k}−1) = {lo} -> low {lo}, high {hi}")
         return lines
     desc = "'valid' (no padding)" if padding == "valid" else repr(padding)
-    lines = [f"padding {desc} -> (low, high) per dim: {_pad_text(spec.pads)}"]
+    lines = [f"padding {desc} -> (low, high) per dim: {pad_text(spec.pads)}"]
     if spec.padding_mode != "zeros":
         lines.append(
             f"padding_mode '{spec.padding_mode}': X is padded explicitly with copies of its own "
@@ -99,7 +101,7 @@ def _padding_lines(spec: ConvSpec, padding: Any, transposed: bool, tpad, out_pad
     return lines
 
 
-def _output_lines(spec: ConvSpec, transposed: bool, tpad, out_pad) -> list[str]:
+def output_lines(spec: ConvSpec, transposed: bool, tpad, out_pad) -> list[str]:
     names = _dim_names(spec.nd)
     lines = []
     if transposed:
@@ -117,7 +119,7 @@ def _output_lines(spec: ConvSpec, transposed: bool, tpad, out_pad) -> list[str]:
             lines.append(f"  {n}: ({size} − 1)·{s} − 2·{p} + {d}·({k} − 1) + {op} + 1 = {out}")
         return lines
     lines.append("out = ⌊(in + low + high − d·(k − 1) − 1) / s⌋ + 1")
-    rems = _remainders(spec)
+    rems = remainders(spec)
     for n, size, k, s, d, (lo, hi), out, r in zip(
         names,
         spec.in_spatial,
@@ -138,7 +140,7 @@ def _output_lines(spec: ConvSpec, transposed: bool, tpad, out_pad) -> list[str]:
     return lines
 
 
-def _depth_note(spec: ConvSpec, transposed: bool) -> str:
+def depth_note(spec: ConvSpec, transposed: bool) -> str:
     g, n = spec.groups, spec.batch
     if transposed:
         c, k = spec.out_channels, spec.in_channels

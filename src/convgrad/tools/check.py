@@ -41,14 +41,9 @@ is every feature that needs them. ``tuples`` runs only with ``tuples=True``.
 
 from __future__ import annotations
 
-import argparse
 import html
-import importlib
-import importlib.machinery
-import importlib.util
 import inspect
 import math
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -58,8 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ._check_causes import diagnose
-from ._gradcheck import GradcheckError, GradcheckResult, gradcheck
+from .check_causes import diagnose
 
 __all__ = [
     "check",
@@ -67,10 +61,6 @@ __all__ = [
     "FeatureResult",
     "Finding",
     "FEATURES",
-    "gradcheck",
-    "GradcheckResult",
-    "GradcheckError",
-    "cli_main",
 ]
 
 
@@ -315,7 +305,7 @@ class CheckReport:
     def format(self, width: int | None = None) -> str:
         """The report as plain text; with ``width``, its prose (findings, hints, summary)
         is wrapped to that many columns (table rows are left whole)."""
-        from ._wrap import wrap_line
+        from .wrap import wrap_line
 
         def prose(line: str, indent: int | None = None) -> list[str]:
             return [line] if width is None else wrap_line(line, width, indent)
@@ -402,7 +392,7 @@ class CheckReport:
     def print(self, file=None, width: int | None = None) -> None:
         """Print as a rich table in a terminal (if rich is installed), else plain text with
         its prose wrapped to ``width`` columns (default: the terminal's width)."""
-        from ._wrap import terminal_width
+        from .wrap import terminal_width
 
         file = sys.stdout if file is None else file
         if getattr(file, "isatty", lambda: False)():
@@ -438,7 +428,7 @@ def _worse(a: float | None, b: float | None) -> float | None:
 
 
 def _reference(x, w, gy, case: _Case):
-    from .functional import conv_backward
+    from ..functional import conv_backward
 
     bias = np.zeros(w.shape[0])
     return conv_backward(gy, x, w, bias, case.stride, case.padding, case.dilation, case.groups)
@@ -446,7 +436,7 @@ def _reference(x, w, gy, case: _Case):
 
 def _output_hw(case: _Case) -> tuple[int, ...]:
     """PyTorch's output size of the case, from the one place convgrad computes it."""
-    from ._spec import conv_spec
+    from .._spec import conv_spec
 
     x_shape = (case.n, case.c, *case.hw)
     w_shape = (case.k, case.c // case.groups, *case.rs)
@@ -485,11 +475,11 @@ class _CaseFailure(Exception):
         self.signature = signature  # fn cannot be called with the protocol's arguments
 
 
-class _TimedOut(Exception):
+class TimedOut(Exception):
     pass
 
 
-class _Raised(Exception):
+class Raised(Exception):
     def __init__(self, error: BaseException, text: str):
         super().__init__(text)
         self.error = error
@@ -514,9 +504,9 @@ class _NotAnArray:
         self.why = why
 
 
-def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
-    """``call()`` in a daemon thread: its result; _Raised carrying whatever it raised
-    (SystemExit included; a KeyboardInterrupt is re-raised as is); _TimedOut if it has not
+def in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
+    """``call()`` in a daemon thread: its result; Raised carrying whatever it raised
+    (SystemExit included; a KeyboardInterrupt is re-raised as is); TimedOut if it has not
     returned after ``timeout`` seconds (it is then left running: threads cannot be killed)."""
     box: dict[str, Any] = {}
 
@@ -531,16 +521,16 @@ def _in_thread(call: Callable[[], Any], timeout: float | None) -> Any:
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise _TimedOut
+        raise TimedOut
     if "error" in box:
         error = box.pop("error")
         if isinstance(error, KeyboardInterrupt):
             raise error
-        raise _Raised(error, box["text"])
+        raise Raised(error, box["text"])
     return box["value"]
 
 
-def _describe_raised(raised: _Raised) -> str:
+def _describe_raised(raised: Raised) -> str:
     if isinstance(raised.error, SystemExit):
         return f"called {raised.text}: a graded function must return its gradients"
     return f"raised {raised.text}"
@@ -572,12 +562,12 @@ def _run_case(fn, case: _Case, rng, rtol: float, atol: float, timeout: float | N
     args = [a.copy() for a in (x, w, gy)]
     options = (case.stride, case.padding, case.dilation, case.groups)
     try:
-        got = _in_thread(lambda: _results(fn(*args, *options)), timeout)
-    except _TimedOut:
+        got = in_thread(lambda: _results(fn(*args, *options)), timeout)
+    except TimedOut:
         raise _CaseFailure(
             f"timed out: no result after {timeout:g} s", _GRADS, raised=True, timed_out=True
         ) from None
-    except _Raised as raised:  # any error of the user's function is a failure
+    except Raised as raised:  # any error of the user's function is a failure
         where = _user_frame(raised.error.__traceback__)
         message = f"{_describe_raised(raised)}{where}"
         signature = raised.text if _at_the_call(raised.error) else ""
@@ -826,19 +816,21 @@ def check(
     stop_on_failure: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> CheckReport:
-    """Grade ``fn``, a 2-D convolution backward (protocol in the module docstring).
+    """Grade ``fn``, a 2-D convolution backward ``dx, dw, db = fn(x, weight, grad_output,
+    stride, padding, dilation, groups)``, against convgrad's ``conv_backward`` (the whole
+    protocol: ``help(convgrad.tools.check)``).
 
     ``unsupported`` / ``skip``: features ``fn`` does not take (skipped, with every feature
     that needs them); ``features``: run only these; ``tuples``: fn accepts (h, w) tuples.
     A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db
     (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
     ``timeout``: seconds one case may take (None: no limit); a case past it fails as
-    timed out and grading stops (see the module docstring).
+    timed out and grading stops (see ``convgrad.tools.check``).
     Returns a :class:`CheckReport` (``.ok``, ``.failures``, prints as a table).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    timeout = _timeout(timeout)
+    timeout = timeout_seconds(timeout)
     skipped = _declared(unsupported, "unsupported") | _declared(skip, "skip")
     wanted = set(FEATURES) if features is None else _declared(features, "features")
     if not tuples:
@@ -895,7 +887,7 @@ def _findings(results: list[FeatureResult]) -> list[Finding]:
     return list(found.values())
 
 
-def _timeout(value: Any) -> float | None:
+def timeout_seconds(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
@@ -968,119 +960,3 @@ def _run_feature(fn, result: FeatureResult, cases, rng, rtol, atol, history, tim
     result.max_error = errors
     history[result.feature] = good
     return ""
-
-
-# -------------------------------------------------------------------------------- CLI
-
-
-def _load(target: str, timeout: float | None = DEFAULT_TIMEOUT) -> Callable:
-    """The function named by ``module:function`` or ``path/to/file:function``, imported in
-    a worker thread as the cases are run: an import that raises (SystemExit included) or
-    does not finish within ``timeout`` seconds is a ValueError. As ``python file.py``
-    does, a file's folder goes first on ``sys.path``, so the file can import its
-    neighbours."""
-    if ":" not in target:
-        raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
-    module_name, _, attr = target.rpartition(":")
-    if not module_name or not attr:
-        raise ValueError(f"expected module:function or path/to/file.py:function, got {target!r}")
-    path = Path(module_name)
-    is_path = module_name.endswith(".py") or "/" in module_name or os.sep in module_name
-    if is_path or path.is_file():  # a file, even one without .py, is read as Python source
-        if not path.is_file():
-            raise ValueError(f"no such file: {module_name}")
-        folder = str(path.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        loader = importlib.machinery.SourceFileLoader(path.stem or "graded", str(path))
-        spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
-        module = importlib.util.module_from_spec(spec)
-
-        def do_import():
-            spec.loader.exec_module(module)
-            return module
-
-    else:
-        if "" not in sys.path:
-            sys.path.insert(0, "")
-
-        def do_import():
-            return importlib.import_module(module_name)
-
-    try:
-        module = _in_thread(do_import, timeout)
-    except _TimedOut:
-        raise ValueError(
-            f"cannot import {module_name}: it did not finish within {timeout:g} s"
-        ) from None
-    except _Raised as raised:  # report the user's import error in one line
-        exc, why = raised.error, raised.text
-        if isinstance(exc, SystemExit):
-            why = f"it called {raised.text}"
-        elif isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
-            why += " (a file is given as path/to/file.py:function)"
-        raise ValueError(f"cannot import {module_name}: {why}") from None
-    fn = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise ValueError(f"{module_name} has no attribute {attr!r}")
-    if not callable(fn):
-        raise ValueError(f"{target} is not callable")
-    return fn
-
-
-class _ArgumentError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _ArgumentError(message)
-
-
-def cli_main(argv: list[str]) -> int:
-    """``convgrad check module:function``: exit 0 if every checked feature passes, 1 if any
-    failed, timed out or nothing could be graded, 2 on bad usage or a target that cannot
-    be imported."""
-    parser = _Parser(
-        prog="convgrad check",
-        description="Grade a 2-D convolution backward fn(x, weight, grad_output, stride, "
-        "padding, dilation, groups) -> (dx, dw, db) against convgrad.",
-    )
-    parser.add_argument("target", help="module:function or path/to/file.py:function")
-    parser.add_argument("--skip", default="", help=f"comma-separated features from {FEATURES}")
-    parser.add_argument(
-        "--features", default="", help="comma-separated: run only these features (default: all)"
-    )
-    parser.add_argument("--tuples", action="store_true", help="fn accepts (h, w) tuples")
-    parser.add_argument("--rtol", type=float, default=1e-6)
-    parser.add_argument("--atol", type=float, default=1e-9)
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="seconds one case (and the import) may take; a case past it fails and grading "
-        "stops (default %(default)g)",
-    )
-    try:
-        args = parser.parse_args(argv)
-        timeout = _timeout(args.timeout)
-        skip = [s.strip() for s in args.skip.split(",") if s.strip()]
-        fn = _load(args.target, timeout)
-        only = [s.strip() for s in args.features.split(",") if s.strip()] or None
-        report = check(
-            fn,
-            skip=skip,
-            features=only,
-            tuples=args.tuples,
-            rtol=args.rtol,
-            atol=args.atol,
-            timeout=timeout,
-        )
-    except (_ArgumentError, ValueError, TypeError, ImportError, SyntaxError) as exc:
-        print(f"convgrad check: error: {exc}", file=sys.stderr)
-        return 2
-    report.print()
-    return 0 if report.ok else 1
