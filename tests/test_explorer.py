@@ -1,7 +1,7 @@
 """The gradient explorer page: its terms add up to the library's numbers, for every cell.
 
 For every result cell (O, dE/dX, dE/dF, dE/db) of small layers covering every option, the
-terms the page highlights (``convgrad._explorer.contributions``, the same expansion of the
+terms the page highlights (``convgrad.tools.explorer.contributions``, the same expansion of the
 embedded index tables that the page's script does: ``test_explorer_browser`` compares the
 two) are summed with their weights and compared with convgrad's own result, first with the
 page's integers and then with random floats in the same places, so that a term at a wrong
@@ -22,7 +22,7 @@ import pytest
 
 import convgrad
 from convgrad import explain, reference
-from convgrad._explorer import (
+from convgrad.tools.explorer import (
     MAX_VALUES,
     contributions,
     decode,

@@ -1,7 +1,7 @@
 """The explorer page in a real browser: headless Chromium driven by Playwright.
 
 The page loads without console errors; its script expands every cell's terms exactly as
-``convgrad._explorer.contributions`` does (whose sums ``test_explorer`` checks against the
+``convgrad.tools.explorer.contributions`` does (whose sums ``test_explorer`` checks against the
 library); selecting a cell highlights exactly the cells of those terms (read back from the
 DOM); screenshots are saved under pytest's tmp dir (and copied to $CONVGRAD_ARTIFACTS when
 that is set). Skipped, saying why, where Playwright or a Chromium is missing: ``.ci/run``
@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from convgrad import explain
-from convgrad._explorer import contributions, decode, page_data
+from convgrad.tools.explorer import contributions, decode, page_data
 from test_explorer import LAYERS
+
+pytestmark = pytest.mark.slow  # a real browser for each test
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -71,8 +71,8 @@ def test_wheel_and_sdist_ship_the_license(tmp_path):
         metadata = wheel.read(f"convgrad-{convgrad.__version__}.dist-info/METADATA").decode()
         # the explorer page's script and style are package data, read at run time
         for asset in ("explorer.js", "explorer.css"):
-            want = (ROOT / "src" / "convgrad" / "_explorer" / asset).read_bytes()
-            assert wheel.read(f"convgrad/_explorer/{asset}") == want
+            want = (ROOT / "src" / "convgrad" / "tools" / "explorer" / asset).read_bytes()
+            assert wheel.read(f"convgrad/tools/explorer/{asset}") == want
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
     with tarfile.open(tree / "dist" / sdist_name) as sdist:
         member = sdist.extractfile(f"convgrad-{convgrad.__version__}/LICENSE")

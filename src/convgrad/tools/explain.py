@@ -232,8 +232,8 @@ class Report:
         or dE/db highlights the cells that make it and writes out its sum with a worked
         example's numbers (random integers from ``seed``). Written to ``path`` when given;
         returns the HTML. Raises ValueError for a layer too large to embed
-        (``convgrad._explorer.MAX_VALUES`` values of one sample)."""
-        from ._explorer import to_html
+        (``convgrad.tools.explorer.MAX_VALUES`` values of one sample)."""
+        from .explorer import to_html
 
         text = to_html(self, seed=seed)
         if path is not None:
@@ -243,7 +243,7 @@ class Report:
 
     def _repr_html_(self) -> str | None:
         """A notebook's rich display: the explorer, or None (the text) for too large a layer."""
-        from ._explorer import to_html
+        from .explorer import to_html
 
         try:
             return to_html(self, fragment=True)

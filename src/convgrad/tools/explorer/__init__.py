@@ -74,7 +74,7 @@ def _source_table(n: int, lo: int, length: int, mode: str) -> list[int]:
     ``(lo, length - n - lo)`` in ``mode`` returns, at each padded position, 1 + the index it
     copies, or 0 for zero padding.
     """
-    from .. import functional
+    from ... import functional
 
     if mode == "zeros":
         return [p - lo if 0 <= p - lo < n else -1 for p in range(length)]
@@ -134,7 +134,7 @@ def decode(entry: dict[str, Any]) -> np.ndarray:
 
 
 def _worked(report, seed: int) -> dict[str, np.ndarray]:
-    from .. import functional
+    from ... import functional
 
     nd = report.spec.nd
     sample = lambda shape: (1, *shape[-(nd + 1) :])  # noqa: E731 - one sample of the batch
