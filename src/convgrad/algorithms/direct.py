@@ -118,6 +118,10 @@ def _build(numba, pairs: bool):
         shifts = np.empty(taps, np.int64)
         for t in range(taps):
             shifts[t] = t // kwn * rd[1] * padded_w + t % kwn * rd[2]
+        # the jobs' buffers, allocated once per call (a fresh L2-sized buffer per job costs
+        # a mapping and its page faults every time)
+        slabs = np.empty(channels * k1n * slab_size, src.dtype)
+        both_buffer = np.empty(2 * band * padded_w, src.dtype)
         for job in range(start, stop):
             i2_0 = job % bands * band
             rest = job // bands
@@ -126,7 +130,7 @@ def _build(numba, pairs: bool):
             b = rest % batch
             g = rest // batch
             rows = min(band, e2 - i2_0)
-            slabs = np.zeros(channels * k1n * slab_size, src.dtype)
+            slabs[:] = 0
             for c in range(channels):  # the band's input, dilated and padded, per (c, k1)
                 for k1 in range(k1n):
                     q1 = i1 + k1 * rd[0] - lo[0]  # padding or an inserted zero: skip
@@ -148,7 +152,7 @@ def _build(numba, pairs: bool):
                             for j in range(first, last + 1):
                                 slabs[at + j * ld[2]] = line[j]
             n = (rows - 1) * padded_w + out_width  # flat run of the band's outputs
-            both = np.empty(2 * n, src.dtype)
+            both = both_buffer[: 2 * n]
             for o in range(0, outs, 2 if pairs else 1):  # two outputs share each input load
                 acc, acc2 = both[:n], both[n:]
                 both[:] = 0
