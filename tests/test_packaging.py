@@ -73,6 +73,8 @@ def test_wheel_and_sdist_ship_the_license(tmp_path):
         for asset in ("explorer.js", "explorer.css"):
             want = (ROOT / "src" / "convgrad" / "tools" / "explorer" / asset).read_bytes()
             assert wheel.read(f"convgrad/tools/explorer/{asset}") == want
+        # the marker that tells type checkers the package is typed (PEP 561)
+        assert "convgrad/py.typed" in wheel.namelist()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
     with tarfile.open(tree / "dist" / sdist_name) as sdist:
         member = sdist.extractfile(f"convgrad-{convgrad.__version__}/LICENSE")

@@ -4,6 +4,8 @@ Every gradient of a convolution is itself a convolution with the roles of the
 axes swapped; convgrad computes them all on one correlation primitive.
 """
 
+from typing import Any as _Any
+
 from ._plan import get_workspace_limit, set_workspace_limit
 from .functional import (
     conv,
@@ -26,7 +28,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = ("nn", "reference", "layers", "functional")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _Any:
     if name in _LAZY_SUBMODULES:
         import importlib
 

@@ -98,9 +98,28 @@ def check_unchanged(module: Any, x: Any, kept: tuple | None) -> None:
 
 
 class Parameter:
-    """A handle on one parameter of a module: ``value`` and ``grad`` read and replace the
-    module's attributes (``name`` and ``name + '_grad'``), so optimizers never write into
-    an array in place."""
+    """A handle on one parameter of a module, as ``module.parameters()`` gives them.
+
+    ``value`` and ``grad`` read and replace the module's attributes ``name`` and
+    ``name + '_grad'``, so optimizers never write into an array in place.
+
+    Parameters
+    ----------
+    module : Module
+        The module holding the parameter.
+    name : str
+        The attribute name (``'weight'``).
+
+    Examples
+    --------
+    >>> from convgrad import nn
+    >>> fc = nn.Linear(2, 1, seed=0)
+    >>> p = fc.parameters()[0]
+    >>> p
+    Parameter(Linear.weight, shape=(1, 2))
+    >>> p.value is fc.weight, p.grad is fc.weight_grad
+    (True, True)
+    """
 
     __slots__ = ("module", "name")
 
@@ -129,8 +148,24 @@ class Parameter:
 
 
 class IncompatibleKeys(NamedTuple):
-    """What :meth:`Module.load_state_dict` returns: the model's parameters the state did
-    not hold, and the state's keys the model does not have (both empty when all match)."""
+    """What ``load_state_dict`` returns, as in PyTorch.
+
+    Attributes
+    ----------
+    missing_keys : list of str
+        The model's parameters the state did not hold.
+    unexpected_keys : list of str
+        The state's keys the model does not have.
+
+    Examples
+    --------
+    >>> from convgrad import nn
+    >>> fc = nn.Linear(2, 1, seed=0)
+    >>> fc.load_state_dict({"weight": fc.weight}, strict=False)
+    IncompatibleKeys(missing_keys=['bias'], unexpected_keys=[])
+    >>> fc.load_state_dict(fc.state_dict())
+    <All keys matched successfully>
+    """
 
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -151,8 +186,33 @@ def _indent(text: str, spaces: int) -> str:
 
 
 class Module:
-    """Base class: ``__call__`` = ``forward``; parameters named in ``_param_names``;
-    children are the attributes holding modules (``Sequential``: its items)."""
+    """Base class of the layers and ``nn`` modules: ``torch.nn.Module`` without autograd.
+
+    A subclass defines ``forward(x)`` and ``backward(grad_y)`` (which returns dE/dx and
+    adds its parameter gradients to ``*_grad`` attributes); calling the module runs
+    ``forward``. Its parameters are the attributes named in ``_param_names``; its
+    children are the public attributes holding modules (a ``Sequential``: its items).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> class Block(nn.Module):
+    ...     def __init__(self):
+    ...         self.conv = nn.Conv2d(2, 2, 3, padding=1, seed=0)
+    ...         self.act = nn.ReLU()
+    ...     def forward(self, x):
+    ...         return self.act(self.conv(x))
+    ...     def backward(self, grad_y):
+    ...         return self.conv.backward(self.act.backward(grad_y))
+    >>> block = Block()
+    >>> [name for name, _ in block.named_parameters()]
+    ['conv.weight', 'conv.bias']
+    >>> block(np.ones((1, 2, 4, 4), np.float32)).shape
+    (1, 2, 4, 4)
+    >>> block.eval().training, block.conv.training
+    (False, False)
+    """
 
     _param_names: tuple[str, ...] = ()
     training: bool = True  # a class default: subclasses need not call __init__
@@ -228,6 +288,7 @@ class Module:
                     yield f"{child_name}.{name}", p
 
     def parameters(self) -> list[Parameter]:
+        """A handle per parameter (what optimizers take), in ``named_parameters`` order."""
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:

@@ -78,18 +78,68 @@ DEFAULT_WORKSPACE_LIMIT = _process.DEFAULT_WORKSPACE_LIMIT
 
 
 def set_workspace_limit(nbytes: int) -> _process.LimitSetting:
-    """Set the default workspace limit (bytes) of every call without ``workspace_limit``.
+    """Set the default workspace limit: the scratch memory one pass may use.
 
-    Used plainly it holds for the whole process. As ``with
-    convgrad.set_workspace_limit(64 * 2**20): ...`` it holds inside the block for this
-    thread (or asyncio task) only, and the previous limit comes back on exit, whatever
-    other threads set meanwhile.
+    Calls that pass no ``workspace_limit`` chunk their work so that the workspace of one
+    pass (im2col buffers, FFTs, ...) stays under this many bytes. Used plainly the
+    setting holds for the whole process. Used as ``with set_workspace_limit(n): ...`` it
+    holds inside the block for this thread (or asyncio task) only, and the previous limit
+    comes back on exit, whatever other threads set meanwhile.
+
+    Parameters
+    ----------
+    nbytes : int
+        The limit in bytes, at least 1 (the default is 256 MiB).
+
+    Returns
+    -------
+    LimitSetting
+        A context manager; ignore it for a process-wide setting.
+
+    Raises
+    ------
+    ValueError
+        ``nbytes`` is not a positive int.
+
+    See Also
+    --------
+    get_workspace_limit : The limit in force.
+
+    Examples
+    --------
+    >>> import convgrad
+    >>> with convgrad.set_workspace_limit(64 * 2**20):
+    ...     print(convgrad.get_workspace_limit())
+    67108864
+    >>> previous = convgrad.get_workspace_limit()
+    >>> setting = convgrad.set_workspace_limit(2**30)  # for the whole process
+    >>> convgrad.get_workspace_limit()
+    1073741824
+    >>> setting = convgrad.set_workspace_limit(previous)
     """
     return _process.workspace_limit.set(nbytes)
 
 
 def get_workspace_limit() -> int:
-    """The workspace limit in force here, in bytes (256 MiB unless set)."""
+    """The workspace limit in force here, in bytes.
+
+    Returns
+    -------
+    int
+        The limit of the innermost ``with set_workspace_limit(...)`` block of this thread
+        or task, else the last process-wide setting, else 256 MiB.
+
+    See Also
+    --------
+    set_workspace_limit : Change it.
+
+    Examples
+    --------
+    >>> import convgrad
+    >>> with convgrad.set_workspace_limit(2**20):
+    ...     convgrad.get_workspace_limit()
+    1048576
+    """
     return _process.workspace_limit.get()
 
 

@@ -18,9 +18,11 @@ then lazy dask arrays).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import functional as F
 from ._module import (
@@ -30,6 +32,7 @@ from ._module import (
     make_rng,
 )
 from ._spec import check_padding_mode, float_dtype, int_tuple, padding_pairs, positive_int
+from .functional import FloatArray, Padding
 
 __all__ = [
     "Conv1d",
@@ -46,7 +49,9 @@ def _shape(a: Any) -> tuple[int, ...]:
     return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
 
 
-def _uniform(rng: np.random.Generator, bound: float, shape: tuple, dtype: np.dtype) -> np.ndarray:
+def _uniform(
+    rng: np.random.Generator, bound: float, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> FloatArray:
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
@@ -55,6 +60,9 @@ class _ConvBase(Module):
 
     _nd: int = 0
     _param_names = ("weight", "bias")
+    # set by the subclasses' constructors
+    padding: Any
+    padding_mode: str
 
     def _setup(
         self,
@@ -99,11 +107,11 @@ class _ConvBase(Module):
         self.weight = _uniform(generator, bound, shape, self.dtype)
         self.bias = _uniform(generator, bound, (self.out_channels,), self.dtype) if bias else None
         self._init_grads()
-        self._saved: tuple | None = None
+        self._saved: tuple[Any, ...] | None = None
 
     # ----------------------------------------------------------------- backward
 
-    def _saved_for_backward(self, grad_y: Any) -> tuple:
+    def _saved_for_backward(self, grad_y: Any) -> tuple[Any, ...]:
         if self._saved is None:
             name = type(self).__name__
             raise RuntimeError(
@@ -152,8 +160,9 @@ class _ConvBase(Module):
             parts.append(f"padding={padding!r}")
         if self.dilation != (1,) * nd:
             parts.append(f"dilation={self.dilation}")
-        if getattr(self, "output_padding", (0,) * nd) != (0,) * nd:
-            parts.append(f"output_padding={self.output_padding}")
+        output_padding = getattr(self, "output_padding", (0,) * nd)
+        if output_padding != (0,) * nd:
+            parts.append(f"output_padding={output_padding}")
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
         if self.bias is None:
@@ -172,13 +181,13 @@ class _ConvNd(_ConvBase):
         out_channels: int,
         kernel_size: int | tuple[int, ...],
         stride: int | tuple[int, ...] = 1,
-        padding: Any = 0,
+        padding: Padding = 0,
         dilation: int | tuple[int, ...] = 1,
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
         *,
-        dtype: Any = np.float32,
+        dtype: DTypeLike = np.float32,
         rng: np.random.Generator | None = None,
         seed: int | None = None,
     ) -> None:
@@ -201,18 +210,51 @@ class _ConvNd(_ConvBase):
         self.padding = (padding,) * nd if isinstance(padding, (int, np.integer)) else padding
         self.padding_mode = check_padding_mode(padding_mode)
 
-    def _options(self) -> tuple:
+    def _options(self) -> tuple[Any, ...]:
         return (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
 
-    def forward(self, x: Any) -> Any:
-        """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out)."""
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        return self.forward(x)
+
+    def forward(self, x: ArrayLike) -> FloatArray:
+        """The output ``conv(x, weight, bias, ...)``; keeps ``x`` for :meth:`backward`.
+
+        Parameters
+        ----------
+        x : array_like, shape ``(N, in_channels, *S)`` or ``(in_channels, *S)``
+            The input (a dask array gives a lazy result).
+
+        Returns
+        -------
+        numpy.ndarray, shape ``(N, out_channels, *S_out)`` or ``(out_channels, *S_out)``
+            The output.
+        """
         self._check_channels(x)
         y = F.conv(x, self.weight, self.bias, *self._options())
         self._saved = (*keep_for_backward(x), y.shape)
         return y
 
-    def backward(self, grad_y: Any) -> Any:
-        """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
+    def backward(self, grad_y: ArrayLike) -> FloatArray:
+        """dE/dx of the last forward; adds dE/dw to ``weight_grad`` and dE/db to ``bias_grad``.
+
+        Parameters
+        ----------
+        grad_y : array_like, shape of the last output
+            dE/dy.
+
+        Returns
+        -------
+        numpy.ndarray, shape of the last input
+            dE/dx.
+
+        Raises
+        ------
+        RuntimeError
+            Called before forward, or the input of the last forward was modified in
+            place since.
+        ValueError
+            ``grad_y`` does not have the shape of the last output.
+        """
         (x,) = self._saved_for_backward(grad_y)
         grad_x, grad_w, grad_b = F.conv_backward(
             grad_y, x, self.weight, self.bias, *self._options()
@@ -237,7 +279,7 @@ class _ConvTransposeNd(_ConvBase):
         dilation: int | tuple[int, ...] = 1,
         padding_mode: str = "zeros",
         *,
-        dtype: Any = np.float32,
+        dtype: DTypeLike = np.float32,
         rng: np.random.Generator | None = None,
         seed: int | None = None,
     ) -> None:
@@ -278,7 +320,7 @@ class _ConvTransposeNd(_ConvBase):
                 )
         return out_pad
 
-    def _output_padding_for(self, x_shape: tuple, output_size: Any) -> tuple[int, ...]:
+    def _output_padding_for(self, x_shape: tuple[int, ...], output_size: Any) -> tuple[int, ...]:
         """PyTorch's ``output_size``: the output_padding that gives this spatial size."""
         nd = self._nd
         size = tuple(int(v) for v in output_size)[-nd:]
@@ -299,13 +341,31 @@ class _ConvTransposeNd(_ConvBase):
                 )
         return tuple(out_pad)
 
-    def _options(self, output_padding: tuple) -> tuple:
+    def _options(self, output_padding: tuple[int, ...]) -> tuple[Any, ...]:
         return (self.stride, self.padding, output_padding, self.groups, self.dilation)
 
-    def forward(self, x: Any, output_size: Any = None) -> Any:
-        """x (N, C_in, *S) or (C_in, *S) -> y (N, C_out, *S_out),
-        S_out = (S-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
-        ``output_size`` (optional) picks output_padding as in PyTorch."""
+    def forward(self, x: ArrayLike, output_size: Sequence[int] | None = None) -> FloatArray:
+        """The output ``conv_transpose(x, weight, bias, ...)``; keeps ``x`` for :meth:`backward`.
+
+        Parameters
+        ----------
+        x : array_like, shape ``(N, in_channels, *S)`` or ``(in_channels, *S)``
+            The input (a dask array gives a lazy result).
+        output_size : sequence of int, optional
+            The spatial size wanted (trailing entries of a full shape are used): picks
+            ``output_padding`` for this call as PyTorch does.
+
+        Returns
+        -------
+        numpy.ndarray, shape ``(N, out_channels, *S_out)`` or ``(out_channels, *S_out)``
+            ``S_out = (S - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
+
+        Raises
+        ------
+        ValueError
+            The input does not have ``in_channels`` channels, or ``output_size`` is not
+            reachable.
+        """
         self._check_channels(x)
         if output_size is None:
             out_pad = self.output_padding
@@ -315,11 +375,30 @@ class _ConvTransposeNd(_ConvBase):
         self._saved = (*keep_for_backward(x), y.shape, out_pad)
         return y
 
-    def __call__(self, x: Any, output_size: Any = None) -> Any:
+    def __call__(self, x: ArrayLike, output_size: Sequence[int] | None = None) -> FloatArray:
         return self.forward(x, output_size)
 
-    def backward(self, grad_y: Any) -> Any:
-        """grad_y (shape of the last output) -> grad_x; adds to weight_grad, bias_grad."""
+    def backward(self, grad_y: ArrayLike) -> FloatArray:
+        """dE/dx of the last forward; adds dE/dw to ``weight_grad`` and dE/db to ``bias_grad``.
+
+        Parameters
+        ----------
+        grad_y : array_like, shape of the last output
+            dE/dy.
+
+        Returns
+        -------
+        numpy.ndarray, shape of the last input
+            dE/dx.
+
+        Raises
+        ------
+        RuntimeError
+            Called before forward, or the input of the last forward was modified in
+            place since.
+        ValueError
+            ``grad_y`` does not have the shape of the last output.
+        """
         x, out_pad = self._saved_for_backward(grad_y)
         grad_x, grad_w, grad_b = F.conv_transpose_backward(
             grad_y, x, self.weight, self.bias, *self._options(out_pad)
@@ -329,36 +408,238 @@ class _ConvTransposeNd(_ConvBase):
 
 
 class Conv1d(_ConvNd):
-    """1-d convolution: x (N, C_in, L) -> (N, C_out, L_out); weight (C_out, C_in/g, k)."""
+    """1-d convolution layer: x (N, C_in, L) -> (N, C_out, L_out)."""
 
     _nd = 1
 
 
 class Conv2d(_ConvNd):
-    """2-d convolution: x (N, C_in, H, W) -> (N, C_out, H', W'); weight (C_out, C_in/g, kh, kw)."""
+    """2-d convolution layer: x (N, C_in, H, W) -> (N, C_out, H_out, W_out)."""
 
     _nd = 2
 
 
 class Conv3d(_ConvNd):
-    """3-d convolution: x (N, C_in, D, H, W) -> (N, C_out, D', H', W')."""
+    """3-d convolution layer: x (N, C_in, D, H, W) -> (N, C_out, D_out, H_out, W_out)."""
 
     _nd = 3
 
 
 class ConvTranspose1d(_ConvTransposeNd):
-    """1-d transposed convolution: x (N, C_in, L) -> (N, C_out, L'); weight (C_in, C_out/g, k)."""
+    """1-d transposed convolution layer: x (N, C_in, L) -> (N, C_out, L_out)."""
 
     _nd = 1
 
 
 class ConvTranspose2d(_ConvTransposeNd):
-    """2-d transposed convolution: x (N, C_in, H, W) -> (N, C_out, H', W')."""
+    """2-d transposed convolution layer: x (N, C_in, H, W) -> (N, C_out, H_out, W_out)."""
 
     _nd = 2
 
 
 class ConvTranspose3d(_ConvTransposeNd):
-    """3-d transposed convolution: x (N, C_in, D, H, W) -> (N, C_out, D', H', W')."""
+    """3-d transposed convolution layer: x (N, C_in, D, H, W) -> (N, C_out, D_out, ...)."""
 
     _nd = 3
+
+
+# ----------------------------------------------------------------- the layers' docs
+
+_COMMON_PARAMETERS = """
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (C_in).
+    out_channels : int
+        Channels of the output (C_out).
+    kernel_size : int or tuple of int
+        Filter size, one int for every spatial dim or one per dim."""
+
+_CONV_OPTIONS = """
+    stride : int or tuple of int, default 1
+        Step of the filter over the input.
+    padding : int, tuple, or {'valid', 'same', 'full'}, default 0
+        As for :func:`convgrad.conv`: an int, one int per dim, one ``(low, high)`` pair
+        per dim, or a string.
+    dilation : int or tuple of int, default 1
+        Spacing between the filter taps.
+    groups : int, default 1
+        Independent channel groups; ``in_channels`` and ``out_channels`` must be
+        divisible by it.
+    bias : bool, default True
+        Whether the layer has a learnable bias.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        What the padding holds."""
+
+_TRANSPOSE_OPTIONS = """
+    stride : int or tuple of int, default 1
+        Upsampling factor (the stride of the convolution this is the transpose of).
+    padding : int or tuple of int, default 0
+        ``dilation * (k - 1) - padding`` zeros around the input, as in PyTorch.
+    output_padding : int or tuple of int, default 0
+        Added to the high end of every output dim; smaller than stride or dilation.
+    groups : int, default 1
+        Independent channel groups; both channel counts must be divisible by it.
+    bias : bool, default True
+        Whether the layer has a learnable bias.
+    dilation : int or tuple of int, default 1
+        Spacing between the filter taps.
+    padding_mode : {'zeros'}, default 'zeros'
+        Only zeros, as in PyTorch."""
+
+_INIT_OPTIONS = """
+    dtype : float16, float32 or float64, default float32
+        Keyword only. The parameters' dtype.
+    rng : numpy.random.Generator, optional
+        Keyword only. Draws the initial parameters.
+    seed : int, optional
+        Keyword only. Seeds a new generator instead (give ``rng`` or ``seed``, not both).
+
+    Attributes
+    ----------
+    weight : numpy.ndarray
+        {weight_shape}, initialised as PyTorch does: uniform in
+        ``±1/sqrt(weight.shape[1] * prod(kernel_size))``.
+    bias : numpy.ndarray or None
+        (out_channels,), initialised like the weight.
+    weight_grad, bias_grad : numpy.ndarray or None
+        dE/dw and dE/db, added to by every :meth:`backward` until ``zero_grad()``.
+
+    Raises
+    ------
+    ValueError
+        A non-positive channel count or kernel size, channels not divisible by
+        ``groups``, a bad padding{transpose_raise}.
+    TypeError
+        A dtype that is not float16, float32 or float64, or ``bias`` not a bool.
+
+    See Also
+    --------
+    {function} : The function it computes.
+    convgrad.nn : Companions to build and train a network with.
+
+    Notes
+    -----
+    ``forward`` keeps its input (a reference, not a copy) for ``backward``, which raises
+    RuntimeError if that array was changed in place since. Dask input passes through
+    (outputs and gradients are then lazy dask arrays).
+"""
+
+_EXAMPLES = {
+    "Conv1d": """
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.Conv1d(4, 8, kernel_size=3, padding=1, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((2, 4, 16))
+    >>> y = layer(x)
+    >>> y.shape
+    (2, 8, 16)
+    >>> bool(np.allclose(y, convgrad.conv(x, layer.weight, layer.bias, padding=1)))
+    True
+    >>> layer.backward(np.ones_like(y)).shape, layer.weight_grad.shape
+    ((2, 4, 16), (8, 4, 3))
+""",
+    "Conv2d": """
+    The layer of the origin question: 10 filters of 5x5x5 over a 5x100x100 input.
+
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.Conv2d(5, 10, kernel_size=5, seed=0)
+    >>> layer
+    Conv2d(5, 10, kernel_size=(5, 5), stride=(1, 1))
+    >>> x = np.random.default_rng(0).standard_normal((5, 100, 100))
+    >>> y = layer(x)
+    >>> y.shape
+    (10, 96, 96)
+    >>> g = np.ones_like(y)  # dE/dy from the next layer
+    >>> grad_x = layer.backward(g)
+    >>> grad_x.shape, layer.weight_grad.shape, layer.bias_grad.shape
+    ((5, 100, 100), (10, 5, 5, 5), (10,))
+    >>> bool(np.allclose(layer.weight_grad, convgrad.conv_weight_grad(x, g, (10, 5, 5, 5))))
+    True
+""",
+    "Conv3d": """
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.Conv3d(2, 4, kernel_size=3, stride=2, bias=False, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((1, 2, 6, 6, 6))
+    >>> y = layer(x)
+    >>> y.shape
+    (1, 4, 2, 2, 2)
+    >>> layer.backward(np.ones_like(y)).shape, layer.bias_grad
+    ((1, 2, 6, 6, 6), None)
+""",
+    "ConvTranspose1d": """
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.ConvTranspose1d(4, 2, kernel_size=3, stride=2, seed=0)
+    >>> layer.weight.shape
+    (4, 2, 3)
+    >>> x = np.random.default_rng(0).standard_normal((2, 4, 8))
+    >>> y = layer(x)
+    >>> y.shape
+    (2, 2, 17)
+    >>> bool(np.allclose(y, convgrad.conv_transpose(x, layer.weight, layer.bias, stride=2)))
+    True
+""",
+    "ConvTranspose2d": """
+    Upsampling by 2 (``output_padding`` picks the even size):
+
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((1, 8, 5, 5))
+    >>> y = layer(x)
+    >>> y.shape
+    (1, 4, 10, 10)
+    >>> layer(x, output_size=(9, 9)).shape  # PyTorch's output_size picks output_padding
+    (1, 4, 9, 9)
+    >>> layer.backward(np.ones((1, 4, 9, 9))).shape
+    (1, 8, 5, 5)
+""",
+    "ConvTranspose3d": """
+    >>> import numpy as np
+    >>> import convgrad
+    >>> layer = convgrad.ConvTranspose3d(2, 1, kernel_size=2, stride=2, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 3, 3))  # unbatched
+    >>> y = layer(x)
+    >>> y.shape
+    (1, 6, 6, 6)
+    >>> layer.backward(np.ones_like(y)).shape
+    (2, 3, 3, 3)
+""",
+}
+
+
+def _document(cls: type[_ConvBase]) -> None:
+    """Give a layer class its numpydoc docstring (parameters, attributes, example)."""
+    if cls.__doc__ is None:  # python -OO strips docstrings
+        return
+    transposed = issubclass(cls, _ConvTransposeNd)
+    weight_shape = (
+        "``(in_channels, out_channels // groups, *kernel_size)``"
+        if transposed
+        else "``(out_channels, in_channels // groups, *kernel_size)``"
+    )
+    init = _INIT_OPTIONS.replace("{weight_shape}", weight_shape)
+    init = init.replace(
+        "{transpose_raise}",
+        ", an output_padding not smaller than stride or dilation, or a padding_mode other than 'zeros'"
+        if transposed
+        else "",
+    )
+    init = init.replace("{function}", "convgrad.conv_transpose" if transposed else "convgrad.conv")
+    options = _TRANSPOSE_OPTIONS if transposed else _CONV_OPTIONS
+    cls.__doc__ = (
+        cls.__doc__
+        + "\n"
+        + _COMMON_PARAMETERS
+        + options
+        + init
+        + "\n    Examples\n    --------"
+        + _EXAMPLES[cls.__name__]
+    )
+
+
+for _cls in (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d):
+    _document(_cls)

@@ -81,8 +81,28 @@ def _check_grad_shape(grad_y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class ReLU(Module):
-    """y = max(x, 0) elementwise; dE/dx = dE/dy where y > 0 or is NaN. As in PyTorch, NaN
-    stays NaN (forward) and passes its gradient on (backward); -0.0 stays -0.0."""
+    """Rectified linear unit: ``y = max(x, 0)`` elementwise.
+
+    dE/dx = dE/dy where x > 0 or is NaN, else 0. As in PyTorch, NaN stays NaN (forward)
+    and passes its gradient on (backward); -0.0 stays -0.0.
+
+    Raises
+    ------
+    RuntimeError
+        ``backward`` before ``forward``.
+    ValueError
+        ``backward`` given a gradient of another shape than the last output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> relu = nn.ReLU()
+    >>> relu(np.array([-1.0, 0.5, 2.0]))
+    array([0. , 0.5, 2. ])
+    >>> relu.backward(np.ones(3))
+    array([0., 1., 1.])
+    """
 
     def __init__(self) -> None:
         self._mask: np.ndarray | None = None
@@ -100,11 +120,43 @@ class ReLU(Module):
 
 
 class MaxPool2d(Module):
-    """2-d max pooling: x (N, C, H, W) or (C, H, W) -> (N, C, H', W'),
-    H' = (H + 2*padding - kernel) // stride + 1. As in PyTorch: a window holding NaN gives
-    NaN, and its gradient goes to its last NaN; otherwise the gradient goes to the first
-    maximum of the window (never to padding, even when the maximum is -inf); overlapping
-    windows add up."""
+    """2-d max pooling: x (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out).
+
+    ``H_out = (H + 2*padding - kernel_size) // stride + 1``. As in PyTorch: a window
+    holding NaN gives NaN, and its gradient goes to its last NaN; otherwise the gradient
+    goes to the first maximum of the window (never to padding, even when the maximum is
+    -inf); overlapping windows add up.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Window size.
+    stride : int or (int, int), optional
+        Step between windows; default ``kernel_size``.
+    padding : int or (int, int), default 0
+        -inf padding on both sides, at most half the kernel size.
+
+    Raises
+    ------
+    ValueError
+        A non-positive size or stride, padding over half the kernel, an input that is
+        not 3-d or 4-d or smaller than the window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> pool = nn.MaxPool2d(2)
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> pool(x)
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    >>> pool.backward(np.ones((1, 1, 2, 2)))[0, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]])
+    """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         self.kernel_size = int_tuple(kernel_size, 2, "kernel_size", 1)
@@ -186,7 +238,23 @@ class MaxPool2d(Module):
 
 
 class Flatten(Module):
-    """(N, d1, d2, ...) -> (N, d1*d2*...) (dims from ``start_dim`` on are merged)."""
+    """Merge the dims from ``start_dim`` on: (N, d1, d2, ...) -> (N, d1*d2*...).
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+        The first dim merged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> flat = nn.Flatten()
+    >>> flat(np.zeros((2, 8, 4, 4))).shape
+    (2, 128)
+    >>> flat.backward(np.zeros((2, 128))).shape
+    (2, 8, 4, 4)
+    """
 
     def __init__(self, start_dim: int = 1) -> None:
         self.start_dim = start_dim
@@ -207,8 +275,49 @@ class Flatten(Module):
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias: x (..., in) -> (..., out); weight (out, in), bias (out,),
-    both ~ U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch."""
+    """Fully connected layer: ``y = x @ weight.T + bias``, x (..., in) -> (..., out).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes of the last axis of the input and of the output.
+    bias : bool, default True
+        Whether the layer has a bias.
+    dtype : float16, float32 or float64, default float32
+        Keyword only. The parameters' dtype.
+    rng : numpy.random.Generator, optional
+        Keyword only. Draws the initial parameters.
+    seed : int, optional
+        Keyword only. Seeds a new generator instead.
+
+    Attributes
+    ----------
+    weight : numpy.ndarray, shape (out_features, in_features)
+        Initialised uniform in ``±1/sqrt(in_features)``, as in PyTorch.
+    bias : numpy.ndarray of shape (out_features,), or None
+        Initialised like the weight.
+    weight_grad, bias_grad : numpy.ndarray or None
+        Gradients, added to by ``backward`` until ``zero_grad()``.
+
+    Raises
+    ------
+    ValueError
+        A non-positive size; an input whose last axis is not ``in_features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> fc = nn.Linear(3, 2, seed=0)
+    >>> x = np.ones((4, 3), np.float32)
+    >>> y = fc(x)
+    >>> y.shape
+    (4, 2)
+    >>> bool(np.allclose(y, x @ fc.weight.T + fc.bias))
+    True
+    >>> fc.backward(np.ones((4, 2), np.float32)).shape, fc.weight_grad.shape
+    ((4, 3), (2, 3))
+    """
 
     _param_names = ("weight", "bias")
 
@@ -279,11 +388,41 @@ def _labels(labels: Any, logits: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy of softmax(logits) (N, K) against integer labels (N,).
+    """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
-    Returns (loss, dloss/dlogits) with dloss/dlogits = (softmax(logits) - onehot) / N.
     As in PyTorch, a row holding NaN or +inf makes the loss and that row's gradient NaN,
     and a label whose logit is -inf makes the loss +inf (without warnings).
+
+    Parameters
+    ----------
+    logits : array_like, shape (N, classes)
+        Unnormalised scores.
+    labels : array_like of int, shape (N,)
+        Class indices in ``[0, classes)``.
+
+    Returns
+    -------
+    loss : float
+        The mean over the batch.
+    grad : numpy.ndarray, shape (N, classes)
+        dloss/dlogits = (softmax(logits) - onehot(labels)) / N, in the logits' dtype.
+
+    Raises
+    ------
+    ValueError
+        Logits not 2-d, labels of the wrong shape or out of range.
+    TypeError
+        Labels that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> loss, grad = nn.softmax_cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+    >>> round(loss, 6) == round(float(np.log(4)), 6)
+    True
+    >>> grad[0]
+    array([-0.375,  0.125,  0.125,  0.125])
     """
     logits = np.asarray(logits)
     if logits.ndim != 2:
@@ -301,8 +440,27 @@ def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[float, np.ndarray]:
 
 
 class CrossEntropyLoss:
-    """``loss = fn(logits, labels)`` (mean softmax cross-entropy, a float);
-    ``fn.backward()`` -> dloss/dlogits of the last call."""
+    """Mean softmax cross-entropy as a callable: ``loss = fn(logits, labels)``.
+
+    ``fn.backward()`` returns dloss/dlogits of the last call (see
+    :func:`softmax_cross_entropy`, which computes both).
+
+    Raises
+    ------
+    RuntimeError
+        ``backward()`` before any loss was computed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> loss_fn = nn.CrossEntropyLoss()
+    >>> loss = loss_fn(np.array([[2.0, 0.0]]), np.array([0]))
+    >>> round(loss, 4)
+    0.1269
+    >>> loss_fn.backward().shape
+    (1, 2)
+    """
 
     def __init__(self) -> None:
         self._grad: np.ndarray | None = None
@@ -324,9 +482,39 @@ class CrossEntropyLoss:
 
 
 class Sequential(Module):
-    """Modules applied in order; backward runs them in reverse. Parameters are named
-    ``'<index>.<name>'`` (``'0.weight'``), as in PyTorch's state_dict. ``model[i]`` is a
-    module, ``model[1:3]`` a Sequential of the same modules (not copies)."""
+    """Modules applied in order; ``backward`` runs them in reverse.
+
+    Parameters are named ``'<index>.<name>'`` (``'0.weight'``), as in PyTorch's
+    ``state_dict``. ``model[i]`` is a module, ``model[1:3]`` a Sequential of the same
+    modules (not copies).
+
+    Parameters
+    ----------
+    *modules : Module
+        Anything with ``forward`` and ``backward``.
+
+    Raises
+    ------
+    TypeError
+        An item without ``forward`` and ``backward``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=0), nn.ReLU(), nn.Flatten())
+    >>> model(np.ones((2, 1, 5, 5), np.float32)).shape
+    (2, 100)
+    >>> model.backward(np.ones((2, 100), np.float32)).shape
+    (2, 1, 5, 5)
+    >>> list(model.state_dict())
+    ['0.weight', '0.bias']
+    >>> model[:2]
+    Sequential(
+      (0): Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))
+      (1): ReLU()
+    )
+    """
 
     def __init__(self, *modules: Module) -> None:
         for i, m in enumerate(modules):
@@ -511,9 +699,47 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    """Stochastic gradient descent with momentum, as torch.optim.SGD (dampening 0):
-    g = grad + weight_decay*p; buf = momentum*buf + g; p -= lr * (g + momentum*buf if
-    nesterov else buf)."""
+    """Stochastic gradient descent with momentum, as ``torch.optim.SGD`` (dampening 0).
+
+    ``g = grad + weight_decay*p; buf = momentum*buf + g;
+    p -= lr * (g + momentum*buf if nesterov else buf)``.
+
+    Parameters
+    ----------
+    params : Module or iterable of Parameter
+        What to update (``model`` or ``model.parameters()``).
+    lr : float, default 0.01
+        Learning rate, >= 0.
+    momentum : float, default 0
+        Momentum factor, >= 0.
+    weight_decay : float, default 0
+        L2 penalty, >= 0.
+    nesterov : bool, default False
+        Nesterov momentum (needs momentum > 0).
+
+    Raises
+    ------
+    ValueError
+        A negative hyper-parameter, no parameters, nesterov without momentum.
+    TypeError
+        ``params`` that are not parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> fc = nn.Linear(2, 1, bias=False, dtype=np.float64, seed=0)
+    >>> fc.weight[...] = 1.0
+    >>> opt = nn.SGD(fc.parameters(), lr=0.5)
+    >>> opt
+    SGD(lr=0.5, momentum=0.0, weight_decay=0.0, nesterov=False)
+    >>> opt.zero_grad()
+    >>> y = fc(np.ones((1, 2)))
+    >>> grad_x = fc.backward(np.ones((1, 1)))
+    >>> opt.step()
+    >>> fc.weight
+    array([[0.5, 0.5]])
+    """
 
     _state_keys = ("momentum_buffer",)
 
@@ -560,8 +786,47 @@ class SGD(_Optimizer):
 
 
 class Adam(_Optimizer):
-    """Adam, as torch.optim.Adam: exp_avg, exp_avg_sq running moments of the gradient;
-    p -= lr * m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat."""
+    """Adam, as ``torch.optim.Adam``.
+
+    ``exp_avg`` and ``exp_avg_sq`` are running moments of the gradient;
+    ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments.
+
+    Parameters
+    ----------
+    params : Module or iterable of Parameter
+        What to update.
+    lr : float, default 0.001
+        Learning rate, >= 0.
+    betas : (float, float), default (0.9, 0.999)
+        Decay of the two moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, >= 0.
+    weight_decay : float, default 0
+        L2 penalty, >= 0.
+
+    Raises
+    ------
+    ValueError
+        A hyper-parameter out of range, or no parameters.
+    TypeError
+        ``params`` that are not parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad import nn
+    >>> fc = nn.Linear(2, 1, seed=0)
+    >>> opt = nn.Adam(fc.parameters(), lr=0.1)
+    >>> opt.zero_grad()
+    >>> y = fc(np.ones((1, 2), np.float32))
+    >>> _ = fc.backward(np.ones((1, 1), np.float32))
+    >>> before = fc.weight
+    >>> opt.step()
+    >>> bool(np.allclose(fc.weight, before - 0.1))  # the first Adam step is lr * sign(grad)
+    True
+    >>> sorted(opt.state_dict()["state"][0])
+    ['exp_avg', 'exp_avg_sq', 'step']
+    """
 
     _state_keys = ("step", "exp_avg", "exp_avg_sq")
 
@@ -612,9 +877,42 @@ class Adam(_Optimizer):
 
 def save(model: Module, path: str | os.PathLike) -> str:
     """Write every parameter of ``model`` to an uncompressed ``.npz`` archive (no pickle).
-    Keys are the parameter names (``'0.weight'`` ...). As with ``np.savez``, ``.npz`` is
-    appended to a path without it; returns the path written. A path without a file name
-    ('' or ending in a separator) raises ValueError rather than writing a hidden '.npz'."""
+
+    Parameters
+    ----------
+    model : Module
+        Its ``state_dict()`` is written; keys are the parameter names (``'0.weight'``).
+    path : str or os.PathLike
+        The file; as with ``np.savez``, ``.npz`` is appended to a path without it.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        A path without a file name ('' or ending in a separator), rather than writing a
+        hidden '.npz'.
+    TypeError
+        A path that is not a str or os.PathLike.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from convgrad import nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.Flatten(), nn.Linear(8, 2, seed=1))
+    >>> folder = tempfile.mkdtemp()
+    >>> path = nn.save(model, os.path.join(folder, "model"))
+    >>> os.path.basename(path)
+    'model.npz'
+    >>> copy = nn.Sequential(nn.Conv2d(1, 2, 3, seed=5), nn.Flatten(), nn.Linear(8, 2, seed=6))
+    >>> nn.load(copy, path)
+    <All keys matched successfully>
+    >>> bool((copy[0].weight == model[0].weight).all())
+    True
+    """
     try:
         name = os.fspath(path)
     except TypeError:
@@ -638,11 +936,38 @@ _UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 def load(model: Module, path: str | os.PathLike, strict: bool = True) -> IncompatibleKeys:
     """Load parameters saved by :func:`save` into ``model``, with ``allow_pickle=False``.
 
-    A file that is not an ``.npz`` archive (empty, truncated, corrupt or of another kind)
-    raises ValueError naming the file; one that holds a pickled (object) array or a wrong
-    shape raises ValueError naming the key, and so does a missing or unexpected key unless
-    ``strict=False`` (which loads the keys both have); the model is then left unchanged. A
-    missing file raises FileNotFoundError. Returns ``(missing_keys, unexpected_keys)``.
+    Parameters
+    ----------
+    model : Module
+        Receives the parameters (new arrays, cast to its parameters' dtypes).
+    path : str or os.PathLike
+        An ``.npz`` archive written by :func:`save`.
+    strict : bool, default True
+        Require the archive's keys to match the model's parameters exactly; False loads
+        the keys both have.
+
+    Returns
+    -------
+    IncompatibleKeys
+        ``(missing_keys, unexpected_keys)``.
+
+    Raises
+    ------
+    ValueError
+        A file that is not an ``.npz`` archive (empty, truncated, corrupt or of another
+        kind), naming the file; a pickled (object) array, a wrong shape, or (with
+        ``strict=True``) a missing or unexpected key, naming the key. The model is then
+        left unchanged.
+    FileNotFoundError
+        No such file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from convgrad import nn
+    >>> path = nn.save(nn.Linear(3, 2, seed=0), os.path.join(tempfile.mkdtemp(), "fc.npz"))
+    >>> nn.load(nn.Linear(3, 2, bias=False), path, strict=False)
+    IncompatibleKeys(missing_keys=[], unexpected_keys=['bias'])
     """
     name = os.fspath(path)
     try:

@@ -804,7 +804,7 @@ def _declared(values: Iterable[str] | str | None, name: str) -> set[str]:
 
 
 def check(
-    fn: Callable,
+    fn: Callable[..., Any],
     *,
     unsupported: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
@@ -816,17 +816,67 @@ def check(
     stop_on_failure: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> CheckReport:
-    """Grade ``fn``, a 2-D convolution backward ``dx, dw, db = fn(x, weight, grad_output,
-    stride, padding, dilation, groups)``, against convgrad's ``conv_backward`` (the whole
-    protocol: ``help(convgrad.tools.check)``).
+    """Grade a hand-written 2-D convolution backward pass against ``conv_backward``.
 
-    ``unsupported`` / ``skip``: features ``fn`` does not take (skipped, with every feature
-    that needs them); ``features``: run only these; ``tuples``: fn accepts (h, w) tuples.
-    A case passes when ``max|got − want| <= atol + rtol·max(|want|, 1)`` for dx, dw, db
-    (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
-    ``timeout``: seconds one case may take (None: no limit); a case past it fails as
-    timed out and grading stops (see ``convgrad.tools.check``).
-    Returns a :class:`CheckReport` (``.ok``, ``.failures``, prints as a table).
+    ``fn`` is called as ``dx, dw, db = fn(x, weight, grad_output, stride, padding,
+    dilation, groups)`` over a battery of configurations of rising difficulty (features,
+    in order: basic, channels, batch, non_square, stride, stride_remainder, padding,
+    dilation, groups, combined, tuples); the whole protocol is in
+    ``help(convgrad.tools.check)``. A wrong result is compared with the classic mistakes
+    (filters not flipped, the stride ignored, an off-by-one padding, ...) and the report
+    leads with one finding per cause it recognises.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, weight, grad_output, stride, padding, dilation, groups) -> (dx, dw, db)``
+        with x (N, C, H, W), weight (K, C // groups, R, S) and grad_output (N, K, H_out,
+        W_out) float64 arrays; ``db`` may be None.
+    unsupported, skip : iterable of str, optional
+        Features ``fn`` does not take: skipped, with every feature that needs them.
+    features : iterable of str, optional
+        Run only these.
+    tuples : bool, default False
+        ``fn`` accepts (h, w) tuples for stride, padding and dilation.
+    rtol, atol : float, default 1e-6 and 1e-9
+        A case passes when ``max|got - want| <= atol + rtol*max(|want|, 1)`` for dx, dw
+        and db (rtol at least 1e-4 for a float32 result, 1e-2 for float16).
+    seed : int, default 0
+        Seeds the random cases.
+    stop_on_failure : bool, default False
+        Stop at the first failing feature.
+    timeout : float or None, default 30
+        Seconds one case may take; a case past it fails as timed out and grading stops.
+
+    Returns
+    -------
+    CheckReport
+        ``ok``, ``failures``, ``findings``; prints (and shows in a REPL or notebook) as
+        a table.
+
+    Raises
+    ------
+    TypeError
+        ``fn`` is not callable.
+    ValueError
+        An unknown feature name, or a bad timeout.
+
+    Examples
+    --------
+    >>> import convgrad
+    >>> def mine(x, w, g, stride, padding, dilation, groups):
+    ...     return convgrad.conv_backward(g, x, w, None, stride, padding, dilation, groups)
+    >>> report = convgrad.check(mine)
+    >>> report.ok, report.failures
+    (True, [])
+    >>> def unflipped(x, w, g, stride, padding, dilation, groups):
+    ...     dx, dw, db = mine(x, w[..., ::-1, ::-1], g, stride, padding, dilation, groups)
+    ...     return dx, mine(x, w, g, stride, padding, dilation, groups)[1], db
+    >>> report = convgrad.check(unflipped, features=["basic"])
+    >>> report.ok, report.failures
+    (False, ['basic'])
+    >>> [finding.cause for finding in report.findings]
+    ['unflipped']
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")

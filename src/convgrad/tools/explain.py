@@ -18,6 +18,7 @@ Notation: X input, F filters (weight), O output, E the loss; ``⋆`` is cross-co
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +53,36 @@ ORIGIN_WEIGHT = (10, 5, 5, 5)
 
 @dataclass(repr=False)
 class Report:
-    """What ``explain`` found. Fields are plain data so tests can compare them with the code.
+    """What :func:`explain` found; its fields are plain data, comparable with the code.
 
-    shapes: name -> shape (input, weight, bias, output, grad_output, grad_input, grad_weight,
-    grad_bias); padding: resolved (low, high) per spatial dim of the convolution that runs
-    (for a transposed layer: of the forward convolution it is the input gradient of);
-    output_formula: one filled-in line per spatial dim; passes: "forward", "input_grad",
-    "weight_grad" -> :class:`Pass`; macs: pass name -> multiply-adds (plus "total").
+    Attributes
+    ----------
+    shapes : dict of str to tuple of int
+        ``input``, ``weight``, ``bias``, ``output``, ``grad_output``, ``grad_input``,
+        ``grad_weight``, ``grad_bias``.
+    padding : tuple of (int, int)
+        The resolved (low, high) padding per spatial dim of the convolution that runs
+        (for a transposed layer: of the forward convolution it is the input gradient of).
+    output_formula : tuple of str
+        One filled-in output-size formula per spatial dim.
+    passes : dict of str to Pass
+        ``forward``, ``input_grad``, ``weight_grad``: each written as a correlation
+        (operands, which axes are summed, the algorithm, its GEMM and workspace).
+    macs : dict of str to int
+        Multiply-adds per pass, and their ``total``.
+
+    Examples
+    --------
+    >>> import convgrad
+    >>> report = convgrad.explain((3, 8, 8), (4, 3, 3, 3), padding="same")
+    >>> report.padding
+    ((1, 1), (1, 1))
+    >>> sorted(report.passes)
+    ['forward', 'input_grad', 'weight_grad']
+    >>> print(report)  # doctest: +ELLIPSIS
+    == Shapes ==
+    2-D convolution: X 3×8×8, F 4×3×3×3 -> O 4×8×8
+    ...
     """
 
     spec: ConvSpec
@@ -252,31 +276,79 @@ class Report:
 
 
 def explain(
-    input_shape,
-    weight_shape,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Any = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
     *,
     transposed: bool = False,
-    output_padding=0,
+    output_padding: int | Sequence[int] = 0,
     batch: int | None = None,
-    dtype="float64",
+    dtype: Any = "float64",
     algorithm: str = "auto",
     workspace_limit: int | None = None,
 ) -> Report:
     """Explain a convolution layer: shapes, resolved padding, each pass as a correlation.
 
-    input_shape (N, C, *S) or (C, *S); weight_shape (K, C/groups, *k), or for
-    ``transposed=True`` (C, K/groups, *k) as in PyTorch. Options as for :func:`convgrad.conv`
-    (``padding`` may be 'same'/'valid'/ints/(low, high) pairs; transposed: int per dim and
-    ``output_padding``). ``batch`` prepends a batch size to an unbatched ``input_shape``.
-    ``dtype`` (float16, float32 or float64) sets the item size used for workspace and the
-    planner (float16 runs in float32). ``algorithm`` and ``workspace_limit`` are the functions'
-    options of those names: the algorithm each pass would run and the limit its workspace is
-    chunked under (default: the limit in force, ``convgrad.get_workspace_limit()``). Raises the same ValueError/TypeError as the functions for a bad layer.
+    The report is built from the objects the functions run (the layer's spec, each
+    pass's operands and the planner's choice), so it cannot drift from what convgrad
+    computes. It prints as text, draws the tiling of dE/dF (:meth:`Report.figure`) and
+    writes an interactive explorer page (:meth:`Report.to_html`).
+
+    Parameters
+    ----------
+    input_shape : sequence of int
+        ``(N, C, *S)`` or ``(C, *S)``.
+    weight_shape : sequence of int
+        ``(K, C // groups, *k)``, or for ``transposed=True`` ``(C, K // groups, *k)`` as
+        in PyTorch.
+    stride, padding, dilation, groups, padding_mode
+        As for :func:`convgrad.conv` (for a transposed layer: as for
+        :func:`convgrad.conv_transpose`, padding an int per dim, padding_mode 'zeros').
+    transposed : bool, default False
+        Keyword only. Explain a transposed convolution.
+    output_padding : int or sequence of int, default 0
+        Keyword only. Of a transposed convolution.
+    batch : int, optional
+        Keyword only. Prepended as the batch size to an unbatched ``input_shape``.
+    dtype : {'float64', 'float32', 'float16'}, default 'float64'
+        Keyword only. Sets the item size used for workspace and the planner (float16
+        runs in float32).
+    algorithm : str, default 'auto'
+        Keyword only. The functions' option: the algorithm each pass would run.
+    workspace_limit : int, optional
+        Keyword only. The limit the workspace is chunked under (default: the limit in
+        force, :func:`convgrad.get_workspace_limit`).
+
+    Returns
+    -------
+    Report
+        ``shapes``, ``padding``, ``output_formula``, ``passes`` (each gradient as a
+        correlation: which array slides over which, which axes are summed), ``macs``,
+        ``algorithms`` and ``workspace_bytes``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        The same as the functions raise for a bad layer.
+
+    Examples
+    --------
+    The layer of the origin question:
+
+    >>> import convgrad
+    >>> report = convgrad.explain((5, 100, 100), (10, 5, 5, 5))
+    >>> report
+    <Report 2-D convolution: X 5×100×100, F 10×5×5×5 -> O 10×96×96>
+    >>> report.shapes["grad_weight"], report.shapes["grad_input"]
+    ((10, 5, 5, 5), (5, 100, 100))
+    >>> report.macs["forward"] == 10 * 5 * 5 * 5 * 96 * 96
+    True
+    >>> "weight_grad" in report.passes
+    True
     """
     compute = float_dtype(dtype)
     itemsize = max(compute.itemsize, 4)  # float16 is computed with float32 accumulation

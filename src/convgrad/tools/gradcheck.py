@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 class GradcheckError(AssertionError):
@@ -15,10 +17,21 @@ class GradcheckError(AssertionError):
 
 @dataclass
 class GradcheckResult:
-    """ok; max_error[i]: largest |analytic − numeric| for array i (nan if not checked);
-    worst: (array index, element index, analytic, numeric) of the worst element;
-    checked: how many elements were compared; failed: how many of them were beyond the
-    tolerance."""
+    """What :func:`gradcheck` returns; prints as one line saying what was checked.
+
+    Attributes
+    ----------
+    ok : bool
+        Every checked element agreed.
+    max_error : list of float
+        Per array, the largest ``|analytic - numeric|`` (nan where not checked).
+    worst : tuple or None
+        ``(array index, element index, analytic, numeric)`` of the worst element.
+    checked : int
+        How many elements were compared.
+    failed : int
+        How many of them were beyond the tolerance.
+    """
 
     ok: bool
     max_error: list[float]
@@ -42,10 +55,10 @@ class GradcheckResult:
 
 
 def gradcheck(
-    fn: Callable,
-    *arrays,
-    backward: Callable | None = None,
-    grad_output=None,
+    fn: Callable[..., Any],
+    *arrays: ArrayLike,
+    backward: Callable[..., Any] | None = None,
+    grad_output: ArrayLike | None = None,
     eps: float = 1e-6,
     atol: float = 1e-5,
     rtol: float = 1e-3,
@@ -55,17 +68,67 @@ def gradcheck(
 ) -> GradcheckResult:
     """Check ``backward`` against central finite differences of ``fn``, for any function.
 
-    ``fn(*arrays) -> y`` (any shape); ``backward(grad_output, *arrays) -> grads``, one per
-    array (None to skip one), where grads[i] = d<grad_output, y>/d arrays[i]. If
-    ``backward`` is None, ``fn.backward`` is used. ``grad_output`` defaults to a random array
-    of y's shape. Each checked element must satisfy |analytic − numeric| <= atol +
-    rtol·|numeric| with numeric = (E(a+eps) − E(a−eps)) / 2eps, E = <grad_output, fn(...)>,
-    in float64. At most ``max_elements`` elements per array are tried (a random sample).
-    Raises :class:`GradcheckError` naming the worst element, or returns the result with
-    ``raise_exception=False``.
+    Each checked element must satisfy ``|analytic - numeric| <= atol + rtol*|numeric|``
+    with ``numeric = (E(a + eps) - E(a - eps)) / (2 eps)`` and ``E = <grad_output,
+    fn(*arrays)>``, all in float64.
 
-        >>> gradcheck(lambda x, w: convgrad.conv(x, w), x, w,
-        ...           backward=lambda g, x, w: convgrad.conv_backward(g, x, w)[:2])
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*arrays) -> y``, an array of any shape.
+    *arrays : array_like
+        The inputs, copied to float64.
+    backward : callable, optional
+        ``backward(grad_output, *arrays) -> grads``, one gradient per array (None to skip
+        one), where ``grads[i] = d<grad_output, y>/d arrays[i]``; default ``fn.backward``.
+    grad_output : array_like, optional
+        The weights of ``E``; default a random array of y's shape.
+    eps : float, default 1e-6
+        Finite-difference step, > 0.
+    atol, rtol : float, default 1e-5 and 1e-3
+        Tolerances.
+    max_elements : int, default 2000
+        At most this many elements per array are tried (a random sample).
+    seed : int, default 0
+        Seeds ``grad_output`` and the sample.
+    raise_exception : bool, default True
+        Raise on a failure rather than return the result.
+
+    Returns
+    -------
+    GradcheckResult
+        ``ok``, ``max_error`` per array, the ``worst`` element, and how many elements
+        were ``checked`` and how many ``failed``.
+
+    Raises
+    ------
+    GradcheckError
+        A gradient disagrees (with ``raise_exception=True``) or has the wrong shape; the
+        message names the worst element. An AssertionError.
+    TypeError
+        ``backward`` not callable (and ``fn`` has no ``backward``).
+    ValueError
+        ``eps <= 0``, ``grad_output`` of the wrong shape, or the wrong number of
+        gradients.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import convgrad
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    >>> result = convgrad.gradcheck(
+    ...     lambda x, w: convgrad.conv(x, w, stride=2),
+    ...     x, w,
+    ...     backward=lambda g, x, w: convgrad.conv_backward(g, x, w, stride=2)[:2],
+    ... )
+    >>> result.ok, result.checked, result.failed
+    (True, 104, 0)
+    >>> wrong = convgrad.gradcheck(
+    ...     lambda x: x**2, np.ones(3), backward=lambda g, x: g * x, raise_exception=False
+    ... )
+    >>> print(wrong)  # doctest: +ELLIPSIS
+    gradcheck FAILED: 3 of 3 elements checked disagree; worst: ...
     """
     if backward is None:
         backward = getattr(fn, "backward", None)
