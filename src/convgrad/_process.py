@@ -25,7 +25,9 @@ object                        what it holds (bound)                       lifeti
                               ``_plan.recording()`` blocks collect
 ============================  ==========================================  =================
 
-Never changed: ``os.environ``, numba's or OpenMP's settings, signal handlers. The compiled
+Never changed: ``os.environ``, numba's or OpenMP's settings, signal handlers. Added to
+numba: one listener on its compile events, which reacts to convgrad's kernels only (the
+notice). The compiled
 loops are serial ``nogil`` functions that ``jobs`` runs side by side, so no OpenMP (or
 other numba threading layer) runs in the process and a forked child is safe.
 """
