@@ -10,8 +10,7 @@ With input tiles d (4x4, overlapping by 2) and filters g (3x3):
 Exact in real arithmetic; in floating point the error is a small multiple of GEMM's.
 Input with inf/NaN goes to ``gemm`` (a tile transform would spread it across the tile).
 The work is split into bands (tile rows of one image, or several whole small images),
-spread over one job per core (``_parallel``; one job with threaded BLAS when the
-transformed filters are too large to share the cache). Per band, a job copies the input
+spread over one job per core (``_parallel``), each with single-threaded BLAS. Per band, a job copies the input
 rows channels-last and zero-padded, a compiled loop (numba, serial) transforms them into
 V, one batched matmul gives M and another compiled loop transforms M into the band's
 output rows, all within a cache-sized workspace; the rows are copied out channels-first.
