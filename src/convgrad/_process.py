@@ -108,9 +108,7 @@ class BlasLimit:
 
     def after_fork_in_child(self):
         """A child counts no running call; a limit the parent held at the fork is lifted."""
-        saved = self._saved
-        self._reset()
-        self._saved = saved
+        self._lock, self._users = threading.Lock(), 0
         try:
             self._restore()
         except Exception:  # noqa: BLE001 - best effort in a fresh child
@@ -215,19 +213,20 @@ class JobPool:
             self._simulated = None
 
     def run(self, job: Callable, args: Sequence, *, blas: bool = True) -> list:
-        """``[job(a) for a in args]`` on the calling thread and up to CORES - 1 pool
-        threads, each taking the next job not yet taken (more jobs than threads balance a
-        helper that starts late). ``blas``: the jobs call BLAS, which is then single-threaded while they run
-        (convgrad never runs threaded BLAS itself: a job started while BLAS's own workers
-        spin after a threaded call runs at half speed). One job, or a call from a pool
-        thread, runs here, BLAS untouched."""
+        """``[job(a) for a in args]`` on the calling thread and ``workers(len(args)) - 1``
+        pool threads, each taking the next job not yet taken (more jobs than threads
+        balance a helper that starts late). ``blas``: the jobs call BLAS, which is then
+        single-threaded while they run (convgrad never runs threaded BLAS itself: a job
+        started while BLAS's own workers spin after a threaded call runs at half speed).
+        With one thread (one job, a pool thread, a caller's BLAS limit of one) the jobs
+        run here, BLAS untouched."""
+        threads = self.workers(len(args))
         if self._simulated is not None:  # threads these jobs would keep busy there
-            self._simulated[1].append(min(len(args), self._simulated[0]))
-        if len(args) <= 1 or self.in_pool() or self._simulated is not None:
+            self._simulated[1].append(threads)
+        if threads <= 1 or self._simulated is not None:
             return [job(a) for a in args]
-        limit = self._blas if blas else _NoLimit
-        with limit:
-            helpers = min(len(args), CORES) - 1
+        with self._blas if blas else contextlib.nullcontext():
+            helpers = threads - 1
             batch = _Batch(job, args, helpers)
             tasks = self._tasks()
             for _ in range(helpers):
@@ -244,17 +243,6 @@ class JobPool:
         """A forked child has none of the parent's threads: it starts a pool of its own
         (the parent's would queue jobs no thread ever runs)."""
         self._reset()
-
-
-class _NoLimitType:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NoLimit = _NoLimitType()
 
 
 def split_range(total: int, parts: int) -> list[tuple[int, int]]:
