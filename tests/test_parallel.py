@@ -126,3 +126,13 @@ def test_a_forked_child_runs_jobs_on_threads_of_its_own():
     with ctx.Pool(1) as pool:
         got = pool.apply_async(correlate, (lhs, rhs, corr), dict(algorithm=case[0])).get(60)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_under_a_callers_blas_limit_of_one_every_job_runs_on_the_calling_thread():
+    def where(_):
+        threading.Event().wait(0.02)  # long enough for a pool thread to join, were it asked
+        return threading.current_thread()
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        names = set(_process.jobs.run(where, [0, 1, 2, 3], blas=False))
+    assert names == {threading.current_thread()}
