@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convgrad import _process
+
+# kernels build on the calling thread: 'auto' picks the same algorithm in every run
+# (tests of background builds turn it back on)
+_process.kernel_builds.background = False
+
 
 @pytest.fixture
 def rng():

@@ -23,7 +23,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import convgrad as cg
-from convgrad import _process, reference
+from convgrad import _plan, _process, reference
 from convgrad._primitive import correlate
 from convgrad.algorithms import REGISTRY, _compiled
 
@@ -475,3 +475,98 @@ def test_simulating_a_larger_machine_forms_its_jobs_and_stays_exact():
         assert max(busy, default=1) == cores
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
     assert _process.jobs.cores() == _process.CORES
+
+
+# ------------------------------------------------------------------- kernel builds
+
+
+@pytest.fixture
+def fresh_builds(monkeypatch):
+    """A process whose kernels, as far as 'auto' knows, are not built yet: builds run in
+    the background."""
+    builds = _process.KernelBuilds()
+    monkeypatch.setattr(_process, "kernel_builds", builds)
+    yield builds
+    builds.wait()
+
+
+COMPILED = {name for name, impl in REGISTRY.items() if hasattr(impl, "compiled_variant")}
+
+
+def test_auto_never_waits_for_a_build_and_is_exact_before_and_after_it(fresh_builds, monkeypatch):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    opts = dict(padding=1, groups=8)
+    expected = reference.conv_grads(x.astype(float), w.astype(float), gy.astype(float), **opts)
+
+    def backward():
+        with _plan.recording() as names:
+            got = cg.conv_backward(gy, x, w, **opts)
+        for g, e in zip(got[:2], expected[:2]):
+            np.testing.assert_allclose(g, e, rtol=0, atol=2e-5 * max(1, np.abs(e).max()))
+        return set(names)
+
+    release = threading.Event()
+    build = fresh_builds._build
+    monkeypatch.setattr(
+        fresh_builds, "_build", lambda key, job: (release.wait(DEADLINE_S), build(key, job))
+    )
+    first = backward()  # the builds (here: of kernels compiled already) are held back
+    release.set()
+    fresh_builds.wait()
+    built = {key[0] for key in fresh_builds._ready}
+    assert built and built <= COMPILED, built  # the planner's compiled choices were built
+    assert not first & built, first  # meanwhile the first call ran what needs no build
+    assert backward() & built  # once built, they run
+
+
+def test_builds_of_one_key_start_once_and_wait_returns_when_all_ended(fresh_builds):
+    started, release = [], threading.Event()
+
+    def build():
+        started.append(1)
+        release.wait(DEADLINE_S)
+
+    assert not fresh_builds.start("k", build)
+    assert not fresh_builds.start("k", build)  # already building: not started again
+    assert not fresh_builds.ready("k")
+    release.set()
+    fresh_builds.wait()
+    assert fresh_builds.ready("k") and started == [1]
+    assert fresh_builds.start("k", build) and started == [1]
+
+
+def test_a_failed_build_is_ready_so_the_call_that_runs_it_raises(fresh_builds):
+    def build():
+        raise RuntimeError("no compiler")
+
+    fresh_builds.start("bad", build)
+    fresh_builds.wait()
+    assert fresh_builds.ready("bad")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_a_running_build_and_the_child_builds_its_own(fresh_builds):
+    finished = threading.Event()
+
+    def build():
+        time.sleep(0.3)
+        finished.set()
+
+    fresh_builds.start("slow", build)
+    pid = os.fork()
+    if pid == 0:  # the child: the build had ended before the fork; nothing runs now
+        code = 3
+        try:
+            builds = _process.kernel_builds
+            ok = finished.is_set() and builds.ready("slow") and not builds._building
+            x = np.ones((1, 2, 6, 6), np.float32)
+            y = cg.conv(x, np.ones((2, 1, 3, 3), np.float32), groups=2)
+            builds.wait()
+            code = 0 if ok and np.allclose(y, 9) else 4
+        finally:
+            os._exit(code)
+    assert _wait_child(pid) == 0
+    assert finished.is_set()

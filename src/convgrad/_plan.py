@@ -168,16 +168,27 @@ def estimates(
 
 
 @functools.lru_cache(maxsize=4096)
-def _choose(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int, threads: int):
+def _choose(
+    lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int, threads: int, avoid
+):
     est = estimates(lhs_shape, rhs_shape, corr, itemsize, threads)
-    return min(est, key=est.get)
+    usable = {name: t for name, t in est.items() if name not in avoid} or est
+    return min(usable, key=usable.get)
 
 
-def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, threads: int | None = None):
+def choose(
+    lhs_shape,
+    rhs_shape,
+    corr: Correlation,
+    itemsize: int,
+    threads: int | None = None,
+    avoid: frozenset = frozenset(),
+):
     """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised), for
-    ``threads`` threads (default: those in force; the choice may differ per count)."""
+    ``threads`` threads (default: those in force; the choice may differ per count), among
+    the candidates not in ``avoid`` (if any is left)."""
     threads = threads_in_force() if threads is None else int(threads)
-    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads)
+    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads, avoid)
 
 
 def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:

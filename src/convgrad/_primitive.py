@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _plan
+from . import _plan, _process
 from ._rules import Correlation
 from .algorithms import REGISTRY, exact
 from .algorithms._dtypes import all_finite
@@ -59,12 +59,49 @@ def correlate(
             _plan.record(algorithm)
             return _exact_if_needed(algorithm, lhs, rhs, corr, limit, result)
     elif algorithm == "auto":
-        algorithm = choose(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize)
+        algorithm = _ready_choice(lhs, rhs, corr, limit)
     impl = REGISTRY[algorithm]
     if not impl.supports(lhs.shape, rhs.shape, corr):
         raise ValueError(f"algorithm {algorithm!r} does not support this correlation: {corr}")
     _plan.record(algorithm)
     return _exact_if_needed(algorithm, lhs, rhs, corr, limit)
+
+
+def _build_key(algorithm: str, lhs, rhs, corr: Correlation):
+    """The key of the compiled kernel ``algorithm`` would run here, or None if it runs
+    none (``compiled_variant``, where a module defines it)."""
+    variant = getattr(REGISTRY[algorithm], "compiled_variant", None)
+    if variant is None:
+        return None
+    kind = variant(lhs.shape, rhs.shape, corr)
+    if kind is None:
+        return None
+    return (algorithm, kind, np.result_type(lhs, rhs).str)
+
+
+def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
+    """'auto''s algorithm: the planner's choice, or, while its compiled kernel is still
+    being built in the background (first use in a process), the planner's best among
+    the algorithms that need no build, so that no call waits for a compile."""
+    itemsize = np.result_type(lhs, rhs).itemsize
+    name = choose(lhs.shape, rhs.shape, corr, itemsize)
+    key = _build_key(name, lhs, rhs, corr)
+    if key is None or _process.kernel_builds.ready(key) or lhs.size == 0 or rhs.size == 0:
+        return name
+    # the build runs the algorithm on a zero input of one group and one image: the same
+    # kernel variant and dtype, a fraction of the work
+    small_lhs = np.zeros((1, 1, *lhs.shape[2:]), dtype=lhs.dtype)
+    small_rhs = np.zeros((1, *rhs.shape[1:]), dtype=rhs.dtype)
+    impl = REGISTRY[name]
+    if _process.kernel_builds.start(key, lambda: impl.run(small_lhs, small_rhs, corr, limit)):
+        return name
+    avoid = frozenset(
+        other
+        for other in _plan.candidates(lhs.shape, rhs.shape, corr)
+        if (k := _build_key(other, lhs, rhs, corr)) is not None
+        and not _process.kernel_builds.ready(k)
+    )
+    return _plan.choose(lhs.shape, rhs.shape, corr, itemsize, avoid=avoid)
 
 
 def only_samples(algorithm: str, corr: Correlation) -> bool:

@@ -21,6 +21,9 @@ object                        what it holds (bound)                       lifeti
                               (at most ``AUTOTUNE_ENTRIES``, LRU)
 ``compile_notice``            whether the one-line compile notice was      process
                               printed
+``kernel_builds``             which compiled kernels are ready (a few      process; builds
+                              dozen keys) and the threads building         end with their
+                              others in the background                     thread
 ``recorders``                 the algorithm names that open                per ``with`` block
                               ``_plan.recording()`` blocks collect
 ============================  ==========================================  =================
@@ -466,6 +469,83 @@ class CompileNotice:
         self._lock = threading.Lock()
 
 
+# -------------------------------------------------------------------- kernel builds
+
+
+class KernelBuilds:
+    """Compiled kernels built in the background, so that no call waits for a compile.
+
+    A key names one compiled variant of an algorithm for one dtype. ``auto`` runs an
+    algorithm whose key is ``ready``; otherwise ``start`` builds it on a thread of its
+    own (compiled, or loaded from numba's disk cache: 0.3-2 s) while the call, and those
+    after it until the build ends, run the best algorithm that needs no build. Build
+    threads are not daemons (a compile runs to its end and lands in the disk cache
+    even if the program is exiting); a fork first waits for them, as a forked child
+    could not finish a compile that a vanished thread held. ``background = False`` builds
+    on the calling thread instead (the test suite: reproducible algorithm choices)."""
+
+    def __init__(self):
+        self.background = True
+        self._reset()
+
+    def _reset(self):
+        self._lock = threading.Lock()
+        self._ready: set = set()
+        self._building: dict = {}  # key -> Thread
+
+    def ready(self, key) -> bool:
+        return key in self._ready
+
+    def mark_ready(self, key) -> None:
+        self._ready.add(key)
+
+    def start(self, key, build: Callable[[], object]) -> bool:
+        """Build ``key`` with ``build()`` (once), in the background unless ``background``
+        is off; True if it is ready now."""
+        if key in self._ready:
+            return True
+        if not self.background:
+            self._build(key, build)
+            return True
+        with self._lock:
+            if key in self._ready or key in self._building:
+                return key in self._ready
+            thread = threading.Thread(
+                target=self._build, args=(key, build), name="convgrad_build", daemon=False
+            )
+            self._building[key] = thread
+        thread.start()
+        return False
+
+    def _build(self, key, build: Callable[[], object]) -> None:
+        try:
+            build()
+        except BaseException:  # noqa: BLE001 - the next call that runs it raises it
+            pass
+        finally:
+            with self._lock:
+                self._ready.add(key)
+                self._building.pop(key, None)
+
+    def wait(self) -> None:
+        """Until no build runs."""
+        while True:
+            with self._lock:
+                threads = list(self._building.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join()
+
+    def before_fork(self):
+        self.wait()
+
+    def after_fork_in_child(self):
+        ready = self._ready
+        self._reset()
+        self._ready = ready
+
+
 # ------------------------------------------------------------------------ recorders
 
 
@@ -503,13 +583,20 @@ workspaces = Workspaces(KEEP_BYTES)
 workspace_limit = WorkspaceLimit(DEFAULT_WORKSPACE_LIMIT)
 autotune_cache = AutotuneCache(AUTOTUNE_ENTRIES)
 compile_notice = CompileNotice()
+kernel_builds = KernelBuilds()
 recorders = Recorders()
 
 
 def _after_fork_in_child() -> None:
-    for holder in (blas, jobs, workspaces, workspace_limit, autotune_cache, compile_notice):
+    for holder in (
+        blas, jobs, workspaces, workspace_limit, autotune_cache, compile_notice, kernel_builds
+    ):  # fmt: skip
         holder.after_fork_in_child()
 
 
+def _before_fork() -> None:
+    kernel_builds.before_fork()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

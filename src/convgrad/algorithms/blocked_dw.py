@@ -52,6 +52,11 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     )
 
 
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
+    """The compiled kernel a call runs (see ``_primitive``): the run copies."""
+    return "copy_runs"
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of one channel's padded planes (and their phase split) and rhs grid, one block
     of columns and the small products."""

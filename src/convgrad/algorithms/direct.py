@@ -50,6 +50,11 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     )
 
 
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
+    """The compiled kernel a call runs (see ``_primitive``): one or two outputs at a time."""
+    return "pairs" if rhs_shape[1] > 1 else "single"
+
+
 def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None) -> tuple[int, int]:
     """(output rows per job, padded row length): a job's padded input band (all C and
     outer taps, plus the halo rows) stays within L2 and its accumulator within L1, the

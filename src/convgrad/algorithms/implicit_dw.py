@@ -212,6 +212,12 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     )
 
 
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
+    """The compiled kernel a call runs (see ``_primitive``): the dot products for small
+    B*O, else none (BLAS)."""
+    return "dots" if lhs_shape[1] * rhs_shape[1] <= SMALL else None
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the flat padded lhs, the rhs grid and the (small) output buffer."""
     g, b, c = lhs_shape[:3]

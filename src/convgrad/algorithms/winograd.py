@@ -43,6 +43,11 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     )
 
 
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
+    """The compiled kernels a call runs (see ``_primitive``): the tile transforms."""
+    return "transforms"
+
+
 def _tiles(lhs_shape, corr: Correlation):
     out = corr.output_spatial(lhs_shape[3:], (3, 3))
     th, tw = (out[0] + 1) // 2, (out[1] + 1) // 2
