@@ -60,11 +60,20 @@ def test_autotune_caches_the_winner_and_stays_exact():
         y = convgrad.conv(x, w, padding=1, algorithm="autotune")
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
     assert len(_process.autotune_cache) == 1
-    (winner,) = _process.autotune_cache._winners.values()
+    (entry,) = _plan.autotune_timings()
+    winner, seconds = entry["winner"], entry["seconds"]
     assert first == [winner]
+    # the winner is the fastest of the candidates timed, each a real algorithm that
+    # supports the call, and the cost model's estimate comes with each
+    assert winner == min(seconds, key=seconds.get)
+    assert set(seconds) <= set(_plan.candidates(entry["lhs_shape"], entry["rhs_shape"],
+                                                entry["correlation"]))  # fmt: skip
+    assert all(t > 0 for t in seconds.values()) and set(entry["estimates"]) == set(seconds)
+    assert entry["dtype"] == "float64" and entry["lhs_shape"] == (1, 2, 3, 9, 9)
     with _plan.recording() as second:
         y2 = convgrad.conv(x, w, padding=1, algorithm="autotune")
     assert second == [winner]
+    assert _plan.autotune_timings()[0]["seconds"] == seconds  # cached: not timed again
     np.testing.assert_allclose(y2, expected, rtol=1e-10, atol=1e-10)
 
 

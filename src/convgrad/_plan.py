@@ -197,25 +197,46 @@ def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -
 
 
 def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
-    """(algorithm, result or None): the cached winner, or time each candidate once (those
-    the cost model puts within 20x of its best) and return the fastest and its result."""
+    """(algorithm, result or None, timings): the cached winner, or time each candidate
+    once (those the cost model puts within 20x of its best) and return the fastest, its
+    result and {algorithm: seconds} of every candidate timed (cached with the winner:
+    ``autotune_timings``)."""
     key = signature(lhs, rhs, corr, limit)
     winner = _process.autotune_cache.get(key)
     if winner is not None:
-        return winner, None
+        return winner, None, _process.autotune_cache.timings(key) or {}
     est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize, None)
     best_est = min(est.values())
-    best, best_time, best_result = None, float("inf"), None
+    best, best_result, timings = None, None, {}
     for name in sorted(est, key=est.get):
         if est[name] > 20 * best_est:
             continue
         t0 = time.perf_counter()
         result = REGISTRY[name].run(lhs, rhs, corr, limit)
-        elapsed = time.perf_counter() - t0
-        if elapsed < best_time:
-            best, best_time, best_result = name, elapsed, result
-    _process.autotune_cache.put(key, best)
-    return best, best_result
+        timings[name] = time.perf_counter() - t0
+        if best is None or timings[name] < timings[best]:
+            best, best_result = name, result
+    _process.autotune_cache.put(key, best, timings)
+    return best, best_result, timings
+
+
+def autotune_timings() -> list[dict]:
+    """What ``algorithm="autotune"`` measured in this process, one dict per call signature
+    timed (least recently used first): ``lhs_shape``, ``rhs_shape``, ``dtype``,
+    ``correlation``, ``workspace_limit``, ``winner``, ``seconds`` ({algorithm: seconds})
+    and ``estimates`` (the cost model's {algorithm: seconds}, for comparison)."""
+    out = []
+    for key, winner, timings in _process.autotune_cache.items():
+        lhs_shape, rhs_shape, dtype, corr, limit = key
+        est = estimates(lhs_shape, rhs_shape, corr, np.dtype(dtype).itemsize)
+        out.append(
+            dict(
+                lhs_shape=lhs_shape, rhs_shape=rhs_shape, dtype=np.dtype(dtype).name,
+                correlation=corr, workspace_limit=limit, winner=winner, seconds=timings,
+                estimates={name: est[name] for name in timings if name in est},
+            )
+        )  # fmt: skip
+    return out
 
 
 def clear_autotune_cache() -> None:

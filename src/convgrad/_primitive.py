@@ -54,7 +54,7 @@ def correlate(
     limit = _plan.get_workspace_limit() if workspace_limit is None else int(workspace_limit)
     check_algorithm(algorithm)
     if algorithm == "autotune":
-        algorithm, result = _plan.autotune(lhs, rhs, corr, limit)
+        algorithm, result, _ = _plan.autotune(lhs, rhs, corr, limit)
         if result is not None:
             _plan.record(algorithm)
             return _exact_if_needed(algorithm, lhs, rhs, corr, limit, result)

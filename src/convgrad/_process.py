@@ -405,33 +405,46 @@ AUTOTUNE_ENTRIES = 4096
 
 
 class AutotuneCache:
-    """The fastest algorithm per call signature, least recently used dropped past
-    ``entries``; thread-safe."""
+    """The fastest algorithm per call signature, with the seconds each candidate took
+    when it was timed; least recently used dropped past ``entries``; thread-safe."""
 
     def __init__(self, entries: int):
         self.entries = entries
-        self._winners: OrderedDict[tuple, str] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[str, dict[str, float]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> str | None:
+        """The winner for ``key``, or None if it was not timed (or was dropped)."""
         with self._lock:
-            if key in self._winners:
-                self._winners.move_to_end(key)
-            return self._winners.get(key)
+            if key not in self._entries:
+                return None
+            self._entries.move_to_end(key)
+            return self._entries[key][0]
 
-    def put(self, key: tuple, name: str) -> None:
+    def timings(self, key: tuple) -> dict[str, float] | None:
+        """{algorithm: seconds} of the timing that chose ``key``'s winner, or None."""
         with self._lock:
-            self._winners[key] = name
-            self._winners.move_to_end(key)
-            while len(self._winners) > self.entries:
-                self._winners.popitem(last=False)
+            entry = self._entries.get(key)
+            return None if entry is None else dict(entry[1])
+
+    def items(self) -> list[tuple[tuple, str, dict[str, float]]]:
+        """(key, winner, timings) of every entry, least recently used first."""
+        with self._lock:
+            return [(key, name, dict(times)) for key, (name, times) in self._entries.items()]
+
+    def put(self, key: tuple, name: str, timings: dict[str, float] | None = None) -> None:
+        with self._lock:
+            self._entries[key] = (name, dict(timings or {}))
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.entries:
+                self._entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
-            self._winners.clear()
+            self._entries.clear()
 
     def __len__(self) -> int:
-        return len(self._winners)
+        return len(self._entries)
 
     def after_fork_in_child(self):
         self._lock = threading.Lock()
