@@ -570,3 +570,16 @@ def test_a_fork_waits_for_a_running_build_and_the_child_builds_its_own(fresh_bui
             os._exit(code)
     assert _wait_child(pid) == 0
     assert finished.is_set()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_the_pool_has_one_thread_per_core_the_process_may_use():
+    script = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from convgrad import _process; print(_process.CORES, _process.jobs.workers(64))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=DEADLINE_S
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]

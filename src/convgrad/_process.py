@@ -51,7 +51,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-CORES = os.cpu_count() or 1  # jobs in flight at once: one per core
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as ``nproc`` reports: a
+    container or ``taskset`` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+CORES = _usable_cores()  # jobs in flight at once: one per core
 
 
 # ----------------------------------------------------------------------------- BLAS
