@@ -23,6 +23,7 @@ from .._process import CORES, jobs, split_range
 
 __all__ = [
     "CORES",
+    "PARALLEL_FLOPS",
     "batch_chunks",
     "box_slices",
     "cores_for",
@@ -63,11 +64,13 @@ def box_slices(sizes: Sequence[int], jobs: int) -> list[tuple[slice, ...]]:
     ]
 
 
-def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = None):
+def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = None, boxes=None):
     """Chunks of a (G, B) batch for one job per core: (g_chunk, b_chunk, one list of
-    chunk origins (g0, b0) per job). A chunk holds as many images as fit ``per_image``
-    bytes each in the job's share of ``limit`` (and in ``cap``, to stay cache-sized),
-    and there are at least as many chunks as jobs where the batch allows."""
+    units (g0, b0, box) per job). A chunk holds as many images as fit ``per_image`` bytes
+    each in the job's share of ``limit`` (and in ``cap``, to stay cache-sized), and there
+    are at least as many chunks as jobs where the batch allows. ``boxes(chunks)``: the
+    output boxes to cut each chunk into (``_boxes.output_boxes``; default: none, the
+    whole output, ``()``)."""
     jobs = workers(g * b)
     target = limit // jobs if cap is None else min(limit // jobs, cap)
     if g * per_image <= target:
@@ -79,5 +82,7 @@ def batch_chunks(g: int, b: int, per_image: int, limit: int, cap: int | None = N
         if b_chunk == b:
             g_chunk = min(g_chunk, -(-g // jobs))
     chunks = [(g0, b0) for g0 in range(0, g, g_chunk) for b0 in range(0, b, b_chunk)]
-    jobs = min(jobs, len(chunks))
-    return g_chunk, b_chunk, [chunks[j::jobs] for j in range(jobs)]
+    cuts = [()] if boxes is None else boxes(len(chunks))
+    units = [(g0, b0, box) for g0, b0 in chunks for box in cuts]
+    jobs = workers(len(units))
+    return g_chunk, b_chunk, [units[j::jobs] for j in range(jobs)]

@@ -14,11 +14,14 @@ algorithm that avoids them.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._rules import Correlation
 from . import _parallel
+from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import result_dtype
 from ._geometry import (
     dilate_and_pad,
@@ -31,6 +34,7 @@ from ._geometry import (
 from ._workspace import chunk, laid_out, scratch
 
 name = "gemm"
+BOX_CALLS = 12  # calls one image's box makes: its copies, the GEMM, the result's copy
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -115,7 +119,14 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
     # (layout B, the weight gradients' long kernels: measured no faster in jobs, e.g. the
     # stem's dW 24 -> 26 ms, so the copy still counts whole)
-    return Counts(flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks, jobs=g * b)
+    # jobs: images, and boxes of output rows where they are fewer than the cores
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    boxes = 1  # (the sparse path's gather index is built for whole images)
+    if not _sparse(lhs_shape, rhs_shape, corr):
+        boxes = most_boxes(g * b, out, flops / (g * b), BOX_CALLS)
+    return Counts(
+        flops, min(o, c * taps, b * length), bytes=moved, calls=8 * chunks, jobs=g * b * boxes
+    )
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -127,7 +138,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     length, taps = prod(out_spatial), prod(kernel)
     dtype = result_dtype(lhs, rhs)
     lhs, rhs = lhs.astype(dtype, copy=False), rhs.astype(dtype, copy=False)
-    result = np.empty((g, b, o, length), dtype=dtype)
+    result = np.empty((g, b, o, *out_spatial), dtype=dtype)
     flops = 2.0 * g * b * o * c * taps * length
     jobs = _parallel.workers(g * b * length) if flops >= _parallel.PARALLEL_FLOPS else 1
     if _pointwise(rhs.shape, corr):  # matmuls over boxes of (G, B, L), one per job
@@ -135,10 +146,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
         def pointwise(box):
             gs, bs, ls = box
-            np.matmul(rhs_[gs], lhs_[gs, bs, :, ls], out=result[gs, bs, :, ls])
+            np.matmul(rhs_[gs], lhs_[gs, bs, :, ls], out=flat_result[gs, bs, :, ls])
 
+        flat_result = result.reshape(g, b, o, length)
         _parallel.run_jobs(pointwise, _parallel.box_slices((g, b, length), jobs))
-        return result.reshape(g, b, o, *out_spatial)
+        return result
 
     if _one_window(lhs.shape, rhs.shape, corr):  # sum_c lhs[g, :, c] @ rhs[g, :, c]^T
         flat_lhs = lhs.reshape(g, b, c, taps).swapaxes(1, 2)  # (G, C, B, K): views if
@@ -157,15 +169,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                     total[gs, bs] += part.sum(axis=1)
 
         _parallel.run_jobs(one_window, boxes)
-        return result.reshape(g, b, o, *out_spatial)
+        return result
     isz = dtype.itemsize
-    padded = _plane(lhs.shape, rhs.shape, corr)
-    gather = None
+    gather, boxes = None, None
     if _sparse(lhs.shape, rhs.shape, corr):
         gather = _gather_index(lhs.shape[3:], kernel, corr)
         workspace_limit = max(1, workspace_limit - gather.nbytes)
-    unit_c = (padded + taps * length) * isz  # one (g, b, c): padding + columns
-    unit_o = o * length * isz  # one (g, b): product
     if rhs.flags.c_contiguous:
         kernel_matrix = rhs.reshape(g, o, c * taps)
     elif rhs.nbytes <= workspace_limit // 2:  # a strided view (e.g. the flipped filters of
@@ -173,23 +182,62 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         workspace_limit = max(1, workspace_limit - kernel_matrix.nbytes)
     else:  # a large one (a weight gradient's grad_output): each chunk's part laid out
         kernel_matrix = None
-    if kernel_matrix is None:
-        unit_k = o * taps * isz  # one (g, c) of the kernel, counted per image (a bound)
-        share = max(1, workspace_limit // _parallel.workers(g * b))
-        c_chunk = chunk(c, unit_c + unit_k, share - unit_o)
-        per_gb = c_chunk * (unit_c + unit_k) + unit_o
-        g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
+    # a laid-out (g, c) of the kernel, where one is laid out, counted per image (a bound)
+    unit_k = 0 if kernel_matrix is not None else o * taps * isz
+
+    def image_bytes(lhs_shape, box_corr, c_chunk=c) -> int:
+        """One (g, b) of c_chunk channels: padding, columns, kernel part, product."""
+        length = prod(box_corr.output_spatial(lhs_shape[3:], kernel))
+        unit_c = (_plane(lhs_shape, rhs.shape, box_corr) + taps * length) * isz
+        return c_chunk * (unit_c + unit_k) + o * length * isz
+
+    if gather is None:  # boxes of output rows where the images are fewer than the cores
+
+        def box_bytes(box_shape):
+            return image_bytes(*band_shape(lhs.shape, kernel, corr, box_shape))
+
+        def boxes(units):
+            return output_boxes(
+                units, out_spatial, flops / (g * b), BOX_CALLS, box_bytes, workspace_limit
+            )
+
+    share = max(1, workspace_limit // _parallel.workers(g * b))
+    if kernel_matrix is None:  # channels chunked to fit a job's share
+        c_chunk = _channels(c, share, lambda m: image_bytes(lhs.shape, corr, m))
+        per_gb = image_bytes(lhs.shape, corr, c_chunk)
     else:
-        per_gb = c * unit_c + unit_o
-        g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit)
-        share = max(1, workspace_limit // len(jobs))  # one (g, b) too large: chunk C as well
-        c_chunk = c if per_gb <= share else chunk(c, unit_c, share - unit_o)
-    sizes = (kernel, g_chunk, b_chunk, c_chunk)
+        per_gb = image_bytes(lhs.shape, corr)
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit, None, boxes)
+    shapes = {tuple(s.stop - s.start for s in box) for units in jobs for _, _, box in units}
+    if kernel_matrix is not None or shapes != {()}:  # one (g, b) too large: chunk C as well
+        share = max(1, workspace_limit // len(jobs))
+        c_chunk = c
+        for box_shape in shapes:
+            part = band_shape(lhs.shape, kernel, corr, box_shape)
+            c_chunk = min(c_chunk, _channels(c, share, lambda m, part=part: image_bytes(*part, m)))
+    plan = _Plan(kernel, g_chunk, b_chunk, c_chunk, _layout_a(kernel, out_spatial))
     _parallel.run_jobs(
-        lambda chunks: _run_chunks(lhs, rhs, kernel_matrix, gather, corr, result, sizes, chunks),
+        lambda units: _run_units(lhs, rhs, kernel_matrix, gather, corr, result, plan, units),
         jobs,
     )
-    return result.reshape(g, b, o, *out_spatial)
+    return result
+
+
+def _channels(c: int, share: int, image_bytes) -> int:
+    """Channels per chunk: all of them where one image's workspace (``image_bytes(m)`` for
+    m channels) fits ``share``, else as many as fit (at least one)."""
+    if image_bytes(c) <= share:
+        return c
+    per_c = image_bytes(2) - image_bytes(1)
+    return max(1, min(c, (share - (image_bytes(1) - per_c)) // max(per_c, 1)))
+
+
+class _Plan(NamedTuple):
+    kernel: tuple
+    g_chunk: int
+    b_chunk: int
+    c_chunk: int
+    layout_a: bool  # columns (G, C*K, B*L) (else (G, B*L, C*K))
 
 
 def _gather_index(spatial, kernel, corr: Correlation) -> np.ndarray:
@@ -231,75 +279,76 @@ def _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps):
     return laid_out("gemm-kernel-part", part, part.dtype).reshape(gn, part.shape[1], m * taps)
 
 
-def _run_chunks(lhs, rhs, kernel_matrix, gather, corr: Correlation, result, sizes, chunks):
-    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] (G, B, O, L) for each (g0, b0) of
-    ``chunks``, on this thread's own workspaces; kernel_matrix (G, O, C*K), or None to
-    take each chunk's part of rhs (G, O, C, *K); gather: the sparse windows' indices."""
+def _run_units(lhs, rhs, kernel_matrix, gather, corr: Correlation, result, plan: _Plan, units):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] (G, B, O, *S_out) in the output
+    box ``box`` for each (g0, b0, box) of ``units``, on this thread's own workspaces;
+    kernel_matrix (G, O, C*K), or None to take each chunk's part of rhs (G, O, C, *K);
+    gather: the sparse windows' indices."""
     g, b, c = lhs.shape[:3]
-    o = rhs.shape[1]
-    kernel, g_chunk, b_chunk, c_chunk = sizes
-    nd, taps = len(kernel), prod(kernel)
-    out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
-    length, dtype = prod(out_spatial), result.dtype
-    # layout A: cols (G, C*K, B*L), copy runs along output positions;
-    # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
-    layout_a = _layout_a(kernel, out_spatial)
-    spatial_axes = tuple(range(3, 3 + nd))
-    kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
-    buffer = scratch("gemm-columns", g_chunk * c_chunk * taps * b_chunk * length, dtype)
-    product = scratch("gemm-product", g_chunk * o * b_chunk * length, dtype)
-    if gather is not None:
-        ext_shape = tuple(s + 1 for s in lhs.shape[3:])
-        ext_size = g_chunk * b_chunk * c_chunk * prod(ext_shape)
-        ext_buffer = scratch("gemm-extended", ext_size, dtype)
-        gathered = scratch("gemm-gathered", g_chunk * b_chunk * c_chunk * gather.size, dtype)
-
+    kernel, g_chunk, b_chunk, c_chunk, _ = plan
+    taps = prod(kernel)
     # channels outermost: a kernel part laid out per chunk serves all the images after it
     for c0 in range(0, c, c_chunk):
         m = min(c, c0 + c_chunk) - c0
         laid = None
-        for g0, b0 in chunks:
+        for g0, b0, box in units:
             gn = min(g, g0 + g_chunk) - g0
-            n = min(b, b0 + b_chunk) - b0
-            target = result[g0 : g0 + gn, b0 : b0 + n]
-            source = lhs[g0 : g0 + gn, b0 : b0 + n, c0 : c0 + m]
-            if gather is None:
-                part = dilate_and_pad(source, corr)
-                windows = window_view(part, kernel, corr.window_strides, corr.rhs_dilation)
-            else:
-                planes = prod(source.shape[:3])
-                ext = ext_buffer[: planes * prod(ext_shape)]
-                ext = ext.reshape(*source.shape[:3], *ext_shape)
-                ext[...] = 0
-                ext[(Ellipsis, *(slice(0, s) for s in source.shape[3:]))] = source
-                windows = gathered[: planes * gather.size]
-                windows = windows.reshape(*source.shape[:3], gather.size)
-                np.take(ext.reshape(*source.shape[:3], -1), gather.reshape(-1), axis=3,
-                        out=windows)  # fmt: skip
-                windows = windows.reshape(*source.shape[:3], *gather.shape)
+            images = (slice(g0, g0 + gn), slice(b0, min(b, b0 + b_chunk)))
+            source, part_corr, target = unit_views(lhs, result, kernel, corr, images, box)
             if laid is None or laid[0] != (g0, gn):
                 laid = ((g0, gn), _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps))
-            weights = laid[1]
-            size = gn * m * taps * n * length
-            if layout_a:
-                cols = buffer[:size].reshape(gn, m, *kernel, n, *out_spatial)
-                np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
-                cols = cols.reshape(gn, m * taps, n * length)
-                if n == 1 and m == c:  # straight into the result
-                    np.matmul(weights, cols, out=target[:, 0])
-                    continue
-                out = product[: gn * o * n * length].reshape(gn, o, n * length)
-                prod_ = np.matmul(weights, cols, out=out)
-                prod_ = prod_.reshape(gn, o, n, length).transpose(0, 2, 1, 3)
-            else:
-                cols = buffer[:size].reshape(gn, n, *out_spatial, m, *kernel)
-                np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
-                out = product[: gn * n * length * o].reshape(gn, n * length, o)
-                prod_ = np.matmul(
-                    cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out
-                )
-                prod_ = prod_.reshape(gn, n, length, o).transpose(0, 1, 3, 2)
+            # all channels at once: target[:, 0] flattens to (gn, O, L) as a view (whole
+            # rows), a GEMM's output
+            direct = target if m == c and len(box) <= 1 else None
+            product = _product(source[:, :, c0 : c0 + m], laid[1], gather, part_corr, plan, direct)
+            if product is None:  # written straight into the result
+                continue
             if c0 == 0:
-                np.copyto(target, prod_)
+                np.copyto(target, product)
             else:
-                target += prod_
+                target += product
+
+
+def _product(source, weights, gather, corr: Correlation, plan: _Plan, target):
+    """source (gn, n, m, *S) correlated with weights (gn, O, m*taps) through a column
+    matrix in this thread's workspace: a (gn, n, O, *S_out) view of the product there,
+    or None where it went straight into ``target`` (given, and one image)."""
+    gn, n, m = source.shape[:3]
+    kernel, layout_a = plan.kernel, plan.layout_a
+    nd, taps, o = len(kernel), prod(kernel), weights.shape[1]
+    out_spatial = corr.output_spatial(source.shape[3:], kernel)
+    length, dtype = prod(out_spatial), weights.dtype
+    spatial_axes = tuple(range(3, 3 + nd))
+    kernel_axes = tuple(range(3 + nd, 3 + 2 * nd))
+    if gather is None:
+        padded = dilate_and_pad(source, corr)
+        windows = window_view(padded, kernel, corr.window_strides, corr.rhs_dilation)
+    else:
+        planes = gn * n * m
+        ext_shape = tuple(s + 1 for s in source.shape[3:])
+        ext = scratch("gemm-extended", planes * prod(ext_shape), dtype)
+        ext = ext.reshape(*source.shape[:3], *ext_shape)
+        ext[...] = 0
+        ext[(Ellipsis, *(slice(0, s) for s in source.shape[3:]))] = source
+        windows = scratch("gemm-gathered", planes * gather.size, dtype)
+        windows = windows.reshape(*source.shape[:3], gather.size)
+        np.take(ext.reshape(*source.shape[:3], -1), gather.reshape(-1), axis=3, out=windows)
+        windows = windows.reshape(*source.shape[:3], *gather.shape)
+    buffer = scratch("gemm-columns", gn * m * taps * n * length, dtype)
+    product = scratch("gemm-product", gn * o * n * length, dtype)
+    # layout A: cols (G, C*K, B*L), copy runs along output positions;
+    # layout B: cols (G, B*L, C*K), copy runs along kernel taps (long kernels, e.g. dW).
+    if layout_a:
+        cols = buffer.reshape(gn, m, *kernel, n, *out_spatial)
+        np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
+        cols = cols.reshape(gn, m * taps, n * length)
+        if n == 1 and target is not None:  # straight into the result
+            np.matmul(weights, cols, out=target[:, 0].reshape(gn, o, length))
+            return None
+        out = np.matmul(weights, cols, out=product.reshape(gn, o, n * length))
+        return out.reshape(gn, o, n, *out_spatial).swapaxes(1, 2)
+    cols = buffer.reshape(gn, n, *out_spatial, m, *kernel)
+    np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
+    out = product.reshape(gn, n * length, o)
+    np.matmul(cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out)
+    return np.moveaxis(out.reshape(gn, n, *out_spatial, o), -1, 2)

@@ -18,15 +18,22 @@ chunks spread over one job per core (``_parallel``), each with single-threaded B
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import NamedTuple
 
 import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
+from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import compute_dtype, result_dtype
-from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
+from ._geometry import (
+    dilate_and_pad_into,
+    flat_strides,
+    padded_shape,
+    padding_bounded,
+    prod,
+)
 from ._workspace import kernel_share, laid_out, scratch
 
 name = "implicit"
@@ -62,7 +69,13 @@ def _tail(out_spatial, flat) -> int:
 
 def _phase_geometry(lhs_shape, rhs_shape, corr: Correlation):
     """(padded P, phase grid Q, output, flat strides on Q, the phases the taps read, tap
-    shifts as (phase index, flat offset on Q))."""
+    shifts as (phase index, flat offset on Q)); memoised (each band's job asks again),
+    read-only."""
+    return _memoised_geometry(tuple(lhs_shape), tuple(rhs_shape), corr)
+
+
+@functools.lru_cache(maxsize=256)
+def _memoised_geometry(lhs_shape, rhs_shape, corr: Correlation):
     padded = padded_shape(lhs_shape[3:], corr)
     strides = corr.window_strides
     grid = tuple(-(-p // s) for p, s in zip(padded, strides))
@@ -109,7 +122,11 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
         moved += g * b * c * kw * grid * 2 * itemsize
     moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
     calls = g * (taps // kw if merged else taps) + 10
-    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=calls, jobs=g * b)
+    # jobs: images, and boxes of output rows where they are fewer than the cores
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    image_flops = 2.0 * o * c * taps * prod(out)
+    jobs = g * b * most_boxes(g * b, out, image_flops, _box_calls(rhs_shape, merged))
+    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=calls, jobs=jobs)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -119,12 +136,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     kernel = rhs.shape[3:]
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
-    padded, grid_shape, out_spatial, _, phases, _ = _phase_geometry(lhs.shape, rhs.shape, corr)
-    strided = _strided(corr)
-    plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
-    kw = kernel[-1]
+    out_spatial = corr.output_spatial(lhs.shape[3:], kernel)
+    taps, kw = prod(kernel), kernel[-1]
     # few channels: copy the kw shifts of each row once so each GEMM contracts C*kw
-    merge = not strided and kw > 1 and c * kw <= MERGE_MAX
+    merge = not _strided(corr) and kw > 1 and c * kw <= MERGE_MAX
     limit = kernel_share(rhs.size * compute.itemsize, workspace_limit)
     if limit is None:  # the filters' copy alone would take most of the limit
         from . import gemm
@@ -139,15 +154,42 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     weights = laid_out("implicit-weights", w, compute).reshape(-1)
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
-    # one (g, b): phase rows, product grid, and the padded image it is split from
-    per_image = ((c * nph + o) * plane + (c * prod(padded) if strided else 0)) * isz
-    per_image += c * kw * plane * isz if merge else 0
-    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_image, workspace_limit, 8 * 2**20)
-    sizes = _Chunking(g_chunk, b_chunk, merge, strided)
+    per_image = _image_bytes(lhs.shape, rhs.shape, corr, merge) * isz
+
+    def box_bytes(box_shape):  # one image's box: what its job lays out
+        shape, box_corr = band_shape(lhs.shape, kernel, corr, box_shape)
+        return _image_bytes(shape, rhs.shape, box_corr, merge) * isz
+
+    flops = 2.0 * o * c * taps * prod(out_spatial)  # one image's
+
+    def boxes(units):
+        calls = _box_calls(rhs.shape, merge)
+        return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
+
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(
+        g, b, per_image, workspace_limit, 8 * 2**20, boxes
+    )
     _parallel.run_jobs(
-        lambda chunks: _run_chunks(lhs, rhs, corr, weights, result, sizes, chunks), jobs
+        lambda units: _run_units(lhs, rhs, corr, weights, result, (g_chunk, b_chunk, merge), units),
+        jobs,
     )
     return result
+
+
+def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:
+    """Workspace elements of one (g, b): phase rows, product grid, the padded image they
+    are split from (strided), the rows' kw shifts (merged)."""
+    c, o, kw = lhs_shape[2], rhs_shape[1], rhs_shape[-1]
+    padded, grid, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
+    plane = prod(grid)
+    split = c * prod(padded) if _strided(corr) else 0
+    return (c * len(phases) + o) * plane + split + (c * kw * plane if merge else 0)
+
+
+def _box_calls(rhs_shape, merge: bool) -> int:
+    """Calls one image's box makes (a BLAS call per tap, or per kernel row if merged)."""
+    taps, kw = prod(rhs_shape[3:]), rhs_shape[-1]
+    return (taps // kw if merge else taps) + 10
 
 
 def _strided(corr: Correlation) -> bool:
@@ -155,99 +197,85 @@ def _strided(corr: Correlation) -> bool:
     return any(s > 1 for s in corr.window_strides)
 
 
-class _Chunking(NamedTuple):
-    g_chunk: int
-    b_chunk: int
-    merge: bool  # copy each row's kw shifts (few channels)
-    strided: bool
+def _run_units(lhs, rhs, corr: Correlation, weights, result, sizes, units):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] in the output box ``box`` for each
+    (g0, b0, box) of ``units``, on this thread's own workspaces. weights: the flat
+    (merged, if merging) filter blocks."""
+    g, b = lhs.shape[:2]
+    g_chunk, b_chunk, merge = sizes
+    for g0, b0, box in units:
+        images = (slice(g0, min(g, g0 + g_chunk)), slice(b0, min(b, b0 + b_chunk)))
+        part, part_corr, target = unit_views(lhs, result, rhs.shape[3:], corr, images, box)
+        _run_part(part, rhs.shape, part_corr, weights, target, g0, merge)
 
 
-def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes: _Chunking, chunks):
-    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] for each (g0, b0) of ``chunks``,
-    on this thread's own workspaces. weights: the flat (merged, if merging) filter blocks."""
-    g, b, c = lhs.shape[:3]
-    o = rhs.shape[1]
-    kernel = rhs.shape[3:]
+def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge: bool):
+    """target (gn, n, O, *S_out) = lhs (gn, n, C, *S) correlated with the filters of groups
+    g0 .. g0 + gn (``weights``), on this thread's own workspaces."""
+    gn, n, c = lhs.shape[:3]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
     compute = weights.dtype
     padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
-        lhs.shape, rhs.shape, corr
+        lhs.shape, rhs_shape, corr
     )
-    g_chunk, b_chunk, merge, strided = sizes
+    strided = _strided(corr)
     plane, nph, taps = prod(grid_shape), len(phases), prod(kernel)
     kw, rdw = kernel[-1], corr.rhs_dilation[-1]
     tail = _tail(out_spatial, flat)
     isz = compute.itemsize
-    crop = tuple(slice(0, n) for n in out_spatial)
-    lhs_buffer = scratch("implicit-lhs", g_chunk * c * (nph * b_chunk * plane + 16), compute)
-    full_buffer = scratch("implicit-full", g_chunk * o * (b_chunk * plane + 16), compute)
-    merge_buffer = (
-        scratch("implicit-merge", g_chunk * c * kw * (b_chunk * plane + 16), compute)
-        if merge
-        else None
-    )
+    crop = tuple(slice(0, m) for m in out_spatial)
+    part = lhs.astype(compute, copy=False)
+    span = nph * n * plane  # one channel's row: its phases, each over n images
+    # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
+    row = span + (16 if (span * isz) % 1024 == 0 else 0)
+    flat_lhs = scratch("implicit-lhs", gn * c * row, compute)
+    laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
+    if not strided:
+        dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
+    else:
+        whole = scratch("implicit-split", gn * n * c * prod(padded), compute)
+        whole = whole.reshape(gn, n, c, *padded)
+        dilate_and_pad_into(part, corr, whole)
+        for k, r in enumerate(phases):
+            src = whole[(Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))]
+            dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
+            fill = tuple(slice(0, m) for m in src.shape[3:])
+            dst[...] = 0
+            dst[(Ellipsis, *fill)] = src
+    out_row = n * plane + 16
+    full = scratch("implicit-full", gn * o * out_row, compute)
+    width = (n - 1) * plane + tail  # columns computed per group
     if merge:
         rest = taps // kw
         rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as the weights
-    split_buffer = (
-        scratch("implicit-split", g_chunk * b_chunk * c * prod(padded), compute)
-        if strided
-        else None
-    )
-
-    for g0, b0 in chunks:
-        gn = min(g, g0 + g_chunk) - g0
-        n = min(b, b0 + b_chunk) - b0
-        part = lhs[g0 : g0 + gn, b0 : b0 + n].astype(compute, copy=False)
-        span = nph * n * plane  # one channel's row: its phases, each over n images
-        # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
-        row = span + (16 if (span * isz) % 1024 == 0 else 0)
-        flat_lhs = lhs_buffer[: gn * c * row]
-        laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
-        if not strided:
-            dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
-        else:
-            whole = split_buffer[: gn * n * c * prod(padded)].reshape(gn, n, c, *padded)
-            dilate_and_pad_into(part, corr, whole)
-            for k, r in enumerate(phases):
-                src = whole[
-                    (Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))
-                ]
-                dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
-                fill = tuple(slice(0, m) for m in src.shape[3:])
-                dst[...] = 0
-                dst[(Ellipsis, *fill)] = src
-        full = full_buffer[: gn * o * (n * plane + 16)]
-        out_row = n * plane + 16
-        width = (n - 1) * plane + tail  # columns computed per group
-        if merge:
-            m_len = span - (kw - 1) * rdw
-            m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
-            merged = merge_buffer[: gn * c * kw * m_row]
-            src = np.lib.stride_tricks.as_strided(
-                flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
-            )
-            np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
-            for gi in range(gn):
-                for t, shift in enumerate(rest_shifts):
-                    _blas.gemm(
-                        weights, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
-                        merged, gi * c * kw * m_row + shift, m_row,
-                        full, gi * o * out_row, out_row,
-                        o, width, c * kw, 0.0 if t == 0 else 1.0,
-                    )  # fmt: skip
-        for gi in range(gn if not merge else 0):
-            w_base = (g0 + gi) * taps * o * c
-            for t, (k, shift) in enumerate(tap_list):
-                _blas.gemm(
-                    weights, w_base + t * o * c, c,
-                    flat_lhs, gi * c * row + k * n * plane + shift, row,
-                    full, gi * o * out_row, out_row,
-                    o, width, c, 0.0 if t == 0 else 1.0,
-                )  # fmt: skip
-        grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
-        np.copyto(
-            result[g0 : g0 + gn, b0 : b0 + n],
-            grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
-            casting="unsafe",
+        m_len = span - (kw - 1) * rdw
+        m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
+        merged = scratch("implicit-merge", gn * c * kw * m_row, compute)
+        src = np.lib.stride_tricks.as_strided(
+            flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
         )
+        np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
+        for gi in range(gn):
+            for t, shift in enumerate(rest_shifts):
+                _blas.gemm(
+                    weights, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
+                    merged, gi * c * kw * m_row + shift, m_row,
+                    full, gi * o * out_row, out_row,
+                    o, width, c * kw, 0.0 if t == 0 else 1.0,
+                )  # fmt: skip
+    for gi in range(gn if not merge else 0):
+        w_base = (g0 + gi) * taps * o * c
+        for t, (k, shift) in enumerate(tap_list):
+            _blas.gemm(
+                weights, w_base + t * o * c, c,
+                flat_lhs, gi * c * row + k * n * plane + shift, row,
+                full, gi * o * out_row, out_row,
+                o, width, c, 0.0 if t == 0 else 1.0,
+            )  # fmt: skip
+    grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
+    np.copyto(
+        target,
+        grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
+        casting="unsafe",
+    )

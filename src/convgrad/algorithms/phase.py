@@ -10,12 +10,14 @@ the phase's own grid; the phases are then interleaved into the output. Window st
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 
 from .._rules import Correlation
 from . import _blas, _parallel
+from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import flat_strides, prod
 from ._workspace import kernel_share, laid_out, scratch
@@ -41,7 +43,13 @@ def _plan(lhs_shape, rhs_shape, corr: Correlation):
     """(pads lo per dim, padded grid, phases: list of (r, counts m per dim, [(tap index,
     offsets e)])). Only phases that hold outputs (r < out: at most the outputs, however
     large the dilation) and taps that meet a sample for some m (so the grid's padding
-    stays below the phase's counts) are listed."""
+    stays below the phase's counts) are listed. Memoised (each box's job asks again),
+    read-only."""
+    return _memoised_plan(tuple(lhs_shape), tuple(rhs_shape), corr)
+
+
+@functools.lru_cache(maxsize=256)
+def _memoised_plan(lhs_shape, rhs_shape, corr: Correlation):
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     kernel = rhs_shape[3:]
     taps = list(itertools.product(*(range(k) for k in kernel)))
@@ -91,9 +99,26 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
     moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
+    # jobs: images, and boxes of output rows where they are fewer than the cores
+    out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    boxes = most_boxes(g * b, out, _image_flops(o, c, phases), _box_calls(phases))
     return Counts(
-        flops, min(o, c, b * plane), bytes=moved, calls=g * live + 4 * len(phases), jobs=g * b
+        flops,
+        min(o, c, b * plane),
+        bytes=moved,
+        calls=g * live + 4 * len(phases),
+        jobs=g * b * boxes,
     )
+
+
+def _box_calls(phases) -> int:
+    """Calls one image's box makes: a BLAS call per live (phase, tap), copies per phase."""
+    return sum(len(live) + 4 for _, _, live in phases) + 10
+
+
+def _image_flops(o: int, c: int, phases) -> float:
+    """Multiply-adds (x2) of one image: each phase's outputs by its live taps."""
+    return 2.0 * o * c * sum(prod(counts) * len(live) for _, counts, live in phases)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -110,70 +135,86 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
     workspace_limit = limit
-    lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
-    plane, taps = prod(grid_shape), prod(kernel)
+    taps = prod(kernel)
     weights = laid_out(
         "phase-weights", np.moveaxis(rhs.reshape(g, o, c, taps), 3, 1), compute
     ).reshape(-1)
     result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
-    per_image = (c + o) * plane * isz
-    g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_image, workspace_limit, 8 * 2**20)
+
+    def box_bytes(box_shape):  # one image's box: its flat padded lhs and product grid
+        shape, box_corr = band_shape(lhs.shape, kernel, corr, box_shape)
+        return (c + o) * prod(_plan(shape, rhs.shape, box_corr)[1]) * isz
+
+    _, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
+    per_image = (c + o) * prod(grid_shape) * isz
+    flops = _image_flops(o, c, phases)
+
+    def boxes(units):
+        calls = _box_calls(phases)
+        return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
+
+    g_chunk, b_chunk, jobs = _parallel.batch_chunks(
+        g, b, per_image, workspace_limit, 8 * 2**20, boxes
+    )
     sizes = (g_chunk, b_chunk)
     _parallel.run_jobs(
-        lambda chunks: _run_chunks(lhs, rhs, corr, weights, result, sizes, chunks), jobs
+        lambda units: _run_units(lhs, rhs.shape, corr, weights, result, sizes, units), jobs
     )
     return result
 
 
-def _run_chunks(lhs, rhs, corr: Correlation, weights, result, sizes, chunks):
-    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] for each (g0, b0) of ``chunks``,
-    on this thread's own workspaces; weights: the flat (G, taps, O, C) filter blocks."""
-    g, b, c = lhs.shape[:3]
-    o = rhs.shape[1]
-    kernel = rhs.shape[3:]
+def _run_units(lhs, rhs_shape, corr: Correlation, weights, result, sizes, units):
+    """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] in the output box ``box`` for each
+    (g0, b0, box) of ``units``; weights: the flat (G, taps, O, C) filter blocks."""
+    g, b = lhs.shape[:2]
+    g_chunk, b_chunk = sizes
+    for g0, b0, box in units:
+        images = (slice(g0, min(g, g0 + g_chunk)), slice(b0, min(b, b0 + b_chunk)))
+        part, part_corr, target = unit_views(lhs, result, rhs_shape[3:], corr, images, box)
+        _run_part(part, rhs_shape, part_corr, weights, target, g0)
+
+
+def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int):
+    """Add to target (gn, n, O, *S_out), zeros, lhs (gn, n, C, *S) correlated with the
+    filters of groups g0 .. g0 + gn, on this thread's own workspaces."""
+    gn, n, c = lhs.shape[:3]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
     compute = weights.dtype
-    lo_pad, grid_shape, phases = _plan(lhs.shape, rhs.shape, corr)
+    lo_pad, grid_shape, phases = _plan(lhs.shape, rhs_shape, corr)
     plane, taps = prod(grid_shape), prod(kernel)
     flat = flat_strides(grid_shape)
     isz = compute.itemsize
-    g_chunk, b_chunk = sizes
-    lhs_buffer = scratch("phase-lhs", g_chunk * c * (b_chunk * plane + 16), compute)
-    full_buffer = scratch("phase-full", g_chunk * o * (b_chunk * plane + 16), compute)
     inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
-
-    for g0, b0 in chunks:
-        gn = min(g, g0 + g_chunk) - g0
-        n = min(b, b0 + b_chunk) - b0
-        span = n * plane
-        row = span + (16 if (span * isz) % 1024 == 0 else 0)
-        flat_lhs = lhs_buffer[: gn * c * row]
-        laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
-        laid[...] = 0
-        laid[(Ellipsis, *inner)] = lhs[g0 : g0 + gn, b0 : b0 + n].swapaxes(1, 2)
-        out_row = span + 16
-        full = full_buffer[: gn * o * out_row]
-        for r, counts_, live in phases:
-            if not live:
-                continue
-            tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
-            width = (n - 1) * plane + tail
-            for gi in range(gn):
-                w_base = (g0 + gi) * taps * o * c
-                for k, (t, e) in enumerate(live):
-                    shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
-                    _blas.gemm(
-                        weights, w_base + t * o * c, c,
-                        flat_lhs, gi * c * row + shift, row,
-                        full, gi * o * out_row, out_row,
-                        o, width, c, 0.0 if k == 0 else 1.0,
-                    )  # fmt: skip
-            grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
-            crop = tuple(slice(0, m) for m in counts_)
-            dst = tuple(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation))
-            np.copyto(
-                result[g0 : g0 + gn, b0 : b0 + n][(Ellipsis, *dst)],
-                grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
-                casting="unsafe",
-            )
+    span = n * plane
+    row = span + (16 if (span * isz) % 1024 == 0 else 0)
+    flat_lhs = scratch("phase-lhs", gn * c * row, compute)
+    laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
+    laid[...] = 0
+    laid[(Ellipsis, *inner)] = lhs.swapaxes(1, 2)
+    out_row = span + 16
+    full = scratch("phase-full", gn * o * out_row, compute)
+    for r, counts_, live in phases:
+        if not live:
+            continue
+        tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
+        width = (n - 1) * plane + tail
+        for gi in range(gn):
+            w_base = (g0 + gi) * taps * o * c
+            for k, (t, e) in enumerate(live):
+                shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
+                _blas.gemm(
+                    weights, w_base + t * o * c, c,
+                    flat_lhs, gi * c * row + shift, row,
+                    full, gi * o * out_row, out_row,
+                    o, width, c, 0.0 if k == 0 else 1.0,
+                )  # fmt: skip
+        grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
+        crop = tuple(slice(0, m) for m in counts_)
+        dst = tuple(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation))
+        np.copyto(
+            target[(Ellipsis, *dst)],
+            grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
+            casting="unsafe",
+        )

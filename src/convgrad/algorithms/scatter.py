@@ -19,6 +19,7 @@ import numpy as np
 
 from .._rules import Correlation
 from . import _parallel
+from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import result_dtype
 from ._geometry import prod
 from ._workspace import chunk, kernel_share, scratch
@@ -49,7 +50,11 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     out = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * itemsize
     flops = 2.0 * g * b * o * c * taps * length
     moved = (4 * z + out) / _parallel.cores_for(b)  # each job scatters its own images
-    return Counts(flops, min(o * taps, c, length), bytes=moved, calls=2 * taps + 8, jobs=b)
+    # jobs: images (all groups each), and boxes of output rows where they are fewer than
+    # the cores (each box's products cover the input rows it reads)
+    out_spatial = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
+    jobs = b * most_boxes(b, out_spatial, flops / b, 2 * taps + 8)
+    return Counts(flops, min(o * taps, c, length), bytes=moved, calls=2 * taps + 8, jobs=jobs)
 
 
 def _tap_slices(tap, lhs_spatial, out_spatial, corr: Correlation):
@@ -82,7 +87,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
     workspace_limit = limit
-    lhs = lhs.astype(dtype, copy=False).reshape(g, b, c, length)
+    lhs = lhs.astype(dtype, copy=False)
     nd = len(kernel)
     # (G, *K, O, C) -> (G, taps*O, C): rows ordered tap-major
     weights = np.ascontiguousarray(
@@ -91,36 +96,60 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     weights = weights.reshape(g, taps * o, c)
     result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
 
-    per_tap = g * o * length * dtype.itemsize  # Z bytes of one (b, tap)
-    _, b_chunk, jobs = _parallel.batch_chunks(1, b, per_tap * taps, workspace_limit)
+    def per_tap(box_shape) -> int:  # Z bytes of one (b, tap) for an output box
+        shape, _ = band_shape(lhs.shape, kernel, corr, box_shape)
+        return g * o * prod(shape[3:]) * dtype.itemsize
+
+    flops = 2.0 * g * o * c * taps * length  # one image's
+
+    def box_bytes(box_shape):  # Z of one image's box
+        return per_tap(box_shape) * taps
+
+    def boxes(units):
+        return output_boxes(units, out_spatial, flops, 2 * taps + 8, box_bytes, workspace_limit)
+
+    _, b_chunk, jobs = _parallel.batch_chunks(
+        1, b, per_tap(()) * taps, workspace_limit, None, boxes
+    )
     share = workspace_limit // len(jobs)  # one image too large: chunk the taps as well
-    t_chunk = taps if per_tap * taps <= share else chunk(taps, per_tap, share)
-    sizes = (kernel, spatial, b_chunk, t_chunk)
-    _parallel.run_jobs(lambda chunks: _run_chunks(lhs, weights, corr, result, sizes, chunks), jobs)
+    largest = max(
+        per_tap(tuple(s.stop - s.start for s in box)) for units in jobs for _, _, box in units
+    )
+    t_chunk = taps if largest * taps <= share else chunk(taps, largest, share)
+    sizes = (kernel, b_chunk, t_chunk)
+    _parallel.run_jobs(lambda units: _run_units(lhs, weights, corr, result, sizes, units), jobs)
     return result
 
 
-def _run_chunks(lhs, weights, corr: Correlation, result, sizes, chunks):
-    """Add every tap's product into result[:, b0 : b0 + b_chunk] for each (0, b0) of
-    ``chunks``; lhs (G, B, C, L), weights (G, taps*O, C) tap-major."""
-    g, b, _, length = lhs.shape
-    kernel, spatial, b_chunk, t_chunk = sizes
-    taps, o = prod(kernel), result.shape[2]
-    out_spatial = result.shape[3:]
-    buffer = scratch("scatter-products", g * b_chunk * t_chunk * o * length, result.dtype)
+def _run_units(lhs, weights, corr: Correlation, result, sizes, units):
+    """Add every tap's product into result[:, b0 : b0 + b_chunk] in the output box ``box``
+    for each (0, b0, box) of ``units``; lhs (G, B, C, *S), weights (G, taps*O, C)
+    tap-major."""
+    kernel, b_chunk, t_chunk = sizes
+    for _, b0, box in units:
+        images = (slice(None), slice(b0, min(lhs.shape[1], b0 + b_chunk)))
+        part, part_corr, target = unit_views(lhs, result, kernel, corr, images, box)
+        _scatter(part, weights, part_corr, target, kernel, t_chunk)
+
+
+def _scatter(lhs, weights, corr: Correlation, target, kernel, t_chunk: int) -> None:
+    """Add to target (G, n, O, *S_out) every tap's product of lhs (G, n, C, *S), in chunks
+    of ``t_chunk`` taps, on this thread's own workspace."""
+    g, n, c = lhs.shape[:3]
+    spatial, out_spatial = lhs.shape[3:], target.shape[3:]
+    taps, o, length = prod(kernel), target.shape[2], prod(lhs.shape[3:])
     all_taps = list(itertools.product(*(range(k) for k in kernel)))
     plans = [_tap_slices(tap, spatial, out_spatial, corr) for tap in all_taps]
-    for _, b0 in chunks:
-        n = min(b, b0 + b_chunk) - b0
-        target = result[:, b0 : b0 + n]
-        for t0 in range(0, taps, t_chunk):
-            t1 = min(taps, t0 + t_chunk)
-            live = [t for t in range(t0, t1) if plans[t] is not None]
-            if not live:
-                continue
-            z = buffer[: g * n * (t1 - t0) * o * length].reshape(g, n, (t1 - t0) * o, length)
-            np.matmul(weights[:, None, t0 * o : t1 * o], lhs[:, b0 : b0 + n], out=z)
-            z = z.reshape(g, n, t1 - t0, o, *spatial)
-            for t in live:
-                src, dst = plans[t]
-                target[(Ellipsis, *dst)] += z[:, :, t - t0][(Ellipsis, *src)]
+    flat = lhs.reshape(g, n, c, length)
+    buffer = scratch("scatter-products", g * n * min(t_chunk, taps) * o * length, target.dtype)
+    for t0 in range(0, taps, t_chunk):
+        t1 = min(taps, t0 + t_chunk)
+        live = [t for t in range(t0, t1) if plans[t] is not None]
+        if not live:
+            continue
+        z = buffer[: g * n * (t1 - t0) * o * length].reshape(g, n, (t1 - t0) * o, length)
+        np.matmul(weights[:, None, t0 * o : t1 * o], flat, out=z)
+        z = z.reshape(g, n, t1 - t0, o, *spatial)
+        for t in live:
+            src, dst = plans[t]
+            target[(Ellipsis, *dst)] += z[:, :, t - t0][(Ellipsis, *src)]
