@@ -57,7 +57,7 @@ LAYERS = [
     ((2, 4, 40), (6, 4, 9), dict(padding=4)),
     ((1, 4, 6, 7, 6), (4, 4, 3, 3, 3), dict(padding=1)),
 ]
-SPLIT = ("gemm", "implicit", "phase", "scatter")
+SPLIT = ("gemm", "implicit", "phase", "scatter", "winograd")
 CASES = [
     (name, case)
     for case in pass_cases(LAYERS)
@@ -74,6 +74,8 @@ def _most_jobs(name: str, lhs_shape, rhs_shape, corr: Correlation) -> int:
     rows = math.prod(out[: max(1, len(out) - 1)])
     if name == "scatter":  # its jobs hold every group
         return b * rows
+    if name == "winograd":  # bands of tile rows (2 output rows each)
+        return g * b * ((out[0] + 1) // 2)
     return g * b * rows
 
 
@@ -131,6 +133,11 @@ BENCHMARK = [
     (((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1)), "fwd", "implicit", 8, 8),
     # 8 images of 58 MFLOP: a box's 25 calls (125 us) would queue longer than it saves
     (((8, 128, 28, 28), (128, 128, 3, 3), dict(stride=2, padding=1)), "dx", "phase", 8, 8),
+    # 8 images of 7 tile rows, 103 MFLOP: thinner bands (10 calls each) would queue too
+    (((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)), "fwd", "winograd", 8, 8),
+    # (not a benchmark cell) one image of 14 tile rows, 411 MFLOP: 5 bands by the cache
+    # budget, 10 as pay
+    (((1, 256, 28, 28), (256, 256, 3, 3), dict(padding=1)), "fwd", "winograd", 10, 10),
 ]
 
 

@@ -9,11 +9,13 @@ With input tiles d (4x4, overlapping by 2) and filters g (3x3):
 
 Exact in real arithmetic; in floating point the error is a small multiple of GEMM's.
 Input with inf/NaN goes to ``gemm`` (a tile transform would spread it across the tile).
-The work is split into bands (tile rows of one image, or several whole small images),
-spread over one job per core (``_parallel``), each with single-threaded BLAS. Per band, a job copies the input
-rows channels-last and zero-padded, a compiled loop (numba, serial) transforms them into
-V, one batched matmul gives M and another compiled loop transforms M into the band's
-output rows, all within a cache-sized workspace; the rows are copied out channels-first.
+The work is split into bands (tile rows of one image, or several whole small images;
+thinner bands where the images are fewer than the cores, as many as pay: ``_boxes``),
+spread over one job per core (``_parallel``), each with single-threaded BLAS. Per band,
+a job copies the input rows channels-last and zero-padded, a compiled loop (numba,
+serial) transforms them into V, one batched matmul gives M and another compiled loop
+transforms M into the band's output rows, all within a cache-sized workspace; the rows
+are copied out channels-first.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _process
+from .._process import split_range
 from .._rules import Correlation
 from . import _parallel
+from ._boxes import most_boxes
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import all_finite, compute_dtype, result_dtype
 from ._workspace import kernel_share, laid_out, scratch
@@ -31,6 +35,7 @@ name = "winograd"
 G_MAT = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 KRON = np.kron(G_MAT, G_MAT)  # (16, 9): U[ab] = sum_ij G[a, i] G[b, j] w[i, j]
 BAND_BYTES = 2 * 2**20  # a job's band: padded rows, V, M and output rows
+BAND_CALLS = 10  # calls one band makes: its copies, transforms, GEMMs and output copy
 MIN_TILES = 192  # tiles per band (GEMM rows) that whole small images are grouped up to
 
 
@@ -55,22 +60,38 @@ def _tiles(lhs_shape, corr: Correlation):
 
 
 def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None):
-    """(tile rows, images) per band: its buffers within BAND_BYTES (and a core's share of
-    ``limit``); whole images, several of them, when one fits."""
+    """(bands per image, images per band): each band's buffers within BAND_BYTES (and a
+    core's share of ``limit``); whole images, several of them, when one fits; thinner bands
+    where the images are fewer than the threads (``_thinned``)."""
     b, c = lhs_shape[1:3]
     o = rhs_shape[1]
     _, th, tw = _tiles(lhs_shape, corr)
     per_row = (2 * (2 * tw + 2) * c + 16 * tw * (c + o) + 4 * tw * o) * itemsize
     budget = BAND_BYTES if limit is None else min(BAND_BYTES, limit // _parallel.CORES)
     rows = max(1, min(th, budget // per_row))
-    if rows < th:
-        return rows, 1
-    # enough tiles for an efficient GEMM even past the budget, but one band per core at
-    # least where the batch allows
-    images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
-    cores = _process.jobs.cores()
-    images = min(images, -(-b // min(b, cores)))
-    return th, min(images, b)
+    if rows == th:
+        # enough tiles for an efficient GEMM even past the budget, but one band per core at
+        # least where the batch allows
+        images = max(budget // ((th + 1) * per_row), -(-MIN_TILES // (th * tw)), 1)
+        cores = _process.jobs.cores()
+        images = min(images, -(-b // min(b, cores)), b)
+        if images > 1:
+            return 1, images
+    return _thinned(lhs_shape, rhs_shape, corr, -(-th // rows)), 1
+
+
+def _thinned(lhs_shape, rhs_shape, corr: Correlation, parts: int, threads=None) -> int:
+    """Bands per image, at least ``parts``: more, of fewer tile rows, where the images'
+    bands are fewer than the ``threads`` (default: those in force), so that each thread
+    gets one where the work allows (``_boxes.most_boxes``: a band makes about BAND_CALLS
+    calls)."""
+    g, b, c = lhs_shape[:3]
+    _, th, tw = _tiles(lhs_shape, corr)
+    threads = _parallel.workers(g * b * th) if threads is None else threads
+    if g * b * parts >= threads:
+        return parts
+    most = most_boxes(g * b, (th,), 2.0 * 16 * rhs_shape[1] * c * th * tw, BAND_CALLS)
+    return max(parts, min(-(-threads // (g * b)), most))
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -78,10 +99,10 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     and the transformed filters."""
     g, _, c = lhs_shape[:3]
     o = rhs_shape[1]
-    _, _, tw = _tiles(lhs_shape, corr)
-    rows, images = _band(lhs_shape, rhs_shape, corr, itemsize)
+    _, th, tw = _tiles(lhs_shape, corr)
+    parts, images = _band(lhs_shape, rhs_shape, corr, itemsize)
     per_row = 2 * (2 * tw + 2) * c + 16 * tw * (c + o) + 4 * tw * o
-    band = images * (rows + 1) * per_row
+    band = images * (-(-th // parts) + 1) * per_row
     return (_parallel.CORES * band + 16 * g * c * o) * itemsize
 
 
@@ -94,14 +115,17 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     o = rhs_shape[1]
     out, th, tw = _tiles(lhs_shape, corr)
     tiles = b * th * tw
-    rows, images = _band(lhs_shape, rhs_shape, corr, itemsize)
+    parts, images = _band(lhs_shape, rhs_shape, corr, itemsize)
+    rows = -(-th // parts)
     flops = 2.0 * g * 16 * o * c * tiles
     moved = g * b * (4 * th * tw * c + 2 * o * out[0] * out[1]) * 2 * itemsize
     moved += g * tiles * 16 * (c + o) * itemsize  # the transforms, within the cache
-    bands = g * -(-b // images) * -(-th // rows)
+    bands = g * -(-b // images) * parts
     moved /= _parallel.cores_for(bands)
+    # jobs: the bands, or with cores to spare each image's thinnest bands
+    jobs = max(bands, g * b * _thinned(lhs_shape, rhs_shape, corr, parts, threads=1 << 30))
     return Counts(
-        flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10, jobs=bands
+        flops, min(o, c, images * rows * tw), bytes=moved, calls=10 * bands + 10, jobs=jobs
     )
 
 
@@ -212,9 +236,13 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     u = scratch("winograd-u", 16 * g * c * o, compute).reshape(16, g, c, o)
     with _process.blas:  # single-threaded: BLAS's spinning workers would slow the jobs
         np.matmul(KRON.astype(compute), taps.reshape(9, -1), out=u.reshape(16, -1))
-    rows, images = _band(lhs.shape, rhs.shape, corr, compute.itemsize, workspace_limit)
+    parts, images = _band(lhs.shape, rhs.shape, corr, compute.itemsize, workspace_limit)
+    rows = -(-th // parts)
     units = [
-        (gi, b0, t0) for gi in range(g) for b0 in range(0, b, images) for t0 in range(0, th, rows)
+        (gi, b0, t0, t1)
+        for gi in range(g)
+        for b0 in range(0, b, images)
+        for t0, t1 in split_range(th, parts)
     ]
     result = np.empty((g, b, o, *out), dtype=dtype)
     jobs = _parallel.workers(len(units))
@@ -226,13 +254,13 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
 
 def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
-    """result[gi, b0 : b0 + images, :, 2*t0 : 2*(t0 + rows)] for each (gi, b0, t0) of
-    ``units``, on this thread's own workspaces; u (16, G, C, O)."""
+    """result[gi, b0 : b0 + images, :, 2*t0 : 2*t1] for each (gi, b0, t0, t1) of ``units``
+    (at most ``rows`` tile rows each), on this thread's own workspaces; u (16, G, C, O)."""
     b, c, (h, w) = lhs.shape[1], lhs.shape[2], lhs.shape[3:]
     o, (oh, ow) = result.shape[2], result.shape[3:]
     rows, images = band
     compute = u.dtype
-    _, th, tw = _tiles(lhs.shape, corr)
+    _, _, tw = _tiles(lhs.shape, corr)
     (lo_h, _), (lo_w, _) = corr.padding
     pw = 2 * tw + 2
     # the four buffers start at different offsets mod 4 KiB: fresh ones all start at the
@@ -244,8 +272,8 @@ def _run_bands(lhs, u, corr: Correlation, result, band, units) -> None:
     to_v, to_y = _input_transform(), _output_transform()
     # padded column j holds input column j - lo_w, where 0 <= j - lo_w < w
     x0, x1 = max(0, lo_w), min(pw, w + lo_w)
-    for gi, b0, t0 in units:
-        k, n = min(b, b0 + images) - b0, min(th, t0 + rows) - t0
+    for gi, b0, t0, t1 in units:
+        k, n = min(b, b0 + images) - b0, t1 - t0
         p = p_buf[: k * (2 * n + 2) * pw * c].reshape(k, 2 * n + 2, pw, c)
         # padded rows 2*t0 .. 2*(t0 + n) + 1 hold input rows (that - lo_h)
         y0 = 2 * t0 - lo_h
