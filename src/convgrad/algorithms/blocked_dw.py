@@ -20,6 +20,9 @@ meets inf/NaN in the lhs the (tiny) result is not finite and the correlation is
 recomputed by ``gemm``, so such values reach only the outputs whose windows contain them.
 The (group, lhs channel) pairs are split into one job per core (``_parallel``), each with
 its own workspaces, single-threaded GEMMs and accumulator; the accumulators are summed.
+Where the pairs are fewer than the cores, the rows (b, t) of the products are cut into
+parts as well, as many as pay (``_boxes.most_boxes``): a job of a part lays out only the
+planes of its images, and each part's accumulators are summed as the whole's would be.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._process import split_range
 from .._rules import Correlation
 from . import _parallel
+from ._boxes import most_boxes
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
@@ -40,6 +45,7 @@ from ._workspace import scratch
 name = "blocked_dw"
 MAX_OUTPUTS = 1024  # filter taps (T); beyond this it is not a weight gradient
 BLOCK = 1024  # grid positions per block (in single-threaded jobs 0-10 % faster than 2048)
+MIN_ROWS = 16  # rows (b, t) per job's GEMMs, where the rows are cut for more jobs
 SMALL_COLUMNS = 8 * 2**20  # column bytes below which gemm's one-shot column matrix is as good
 
 
@@ -86,12 +92,16 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls
     columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
     planes = g * c * 2 * ((b * len(phases) + o) * grid * itemsize + split)
+    # jobs: (group, channel) pairs, and parts of the rows (b, t) where the pairs are fewer
+    # than the cores
+    calls = _pair_calls(grid, len(phases), bool(split))
+    jobs = g * c * _row_parts(g * c, g * c, m, 2.0 * g * c * m * o * grid, calls, 1 << 30)
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
         bytes=(planes + columns) / _parallel.cores_for(g * c),  # each job copies its own
         calls=4 * blocks + (6 + 2 * len(phases) if split else 6) * g * c + 10,
-        jobs=g * c,
+        jobs=jobs,
     )
 
 
@@ -153,20 +163,31 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     qplane, nt = prod(q), prod(out_spatial)
     m = b * nt
     isz = compute.itemsize
-    # per job: one channel's planes (and the padded planes they are split from), its grid,
-    # the products
-    fixed = (b * phases + o) * qplane * isz + _split_bytes(lhs.shape, corr, isz)
-    fixed += (g + 1) * m * o * isz
+    # per job: one channel's planes of its images (and the padded planes they are split
+    # from), its grid, the products of its rows (b, t)
+
+    def fixed(rows: int) -> int:
+        images = min(b, -(-rows // nt) + 1)  # the images a run of rows (b, t) touches
+        split = _split_bytes(lhs.shape, corr, isz) * images // b
+        return (images * phases + o) * qplane * isz + split + (g + 1) * rows * o * isz
+
     jobs = _parallel.workers(g * c)
-    while jobs > 1 and fixed > workspace_limit // jobs:
+    while jobs > 1 and fixed(m) > workspace_limit // jobs:
         jobs -= 1
-    if fixed > workspace_limit or 0 in lhs.shape + rhs.shape:
+    if fixed(m) > workspace_limit or 0 in lhs.shape + rhs.shape:
         from . import gemm  # one channel's planes do not fit: gemm chunks further
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
+    calls = _pair_calls(qplane, phases, any(r > 1 for r in corr.rhs_dilation))
+    parts = _row_parts(g * c, jobs, m, 2.0 * g * c * m * o * qplane, calls)
+    while parts > 1 and jobs * parts * fixed(-(-m // parts)) > workspace_limit:
+        parts -= 1
+    rows = split_range(m, parts)
+    most = max(r1 - r0 for r0, r1 in rows)
     flat = flat_strides(q)
     depth = sum((k - 1) * f for k, f in zip(kernel, flat)) + 1  # the rhs grid's span
-    block = max(1, min(depth, BLOCK, (workspace_limit // jobs - fixed) // (m * isz)))
+    share = workspace_limit // (jobs * parts) - fixed(most)
+    block = max(1, min(depth, BLOCK, share // (most * isz)))
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
     starts = np.array(
         [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
@@ -174,17 +195,44 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     )
     shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, compute)
     pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
-    accs = _parallel.run_jobs(
-        lambda mine: _accumulate(lhs, rhs, corr, shape, starts, mine),
-        [pairs[j::jobs] for j in range(jobs)],
+    units = [(r0, r1, pairs[j::jobs]) for r0, r1 in rows for j in range(jobs)]
+
+    def job(unit):  # rows r0 .. r1 of the pairs given, from their images' planes only
+        r0, r1, mine = unit
+        b0, b1 = r0 // nt, -(-r1 // nt)
+        part = shape._replace(b=b1 - b0)
+        part_starts = starts[r0:r1] - b0 * phases * qplane
+        return _accumulate(lhs[:, b0:b1], rhs, corr, part, part_starts, mine)
+
+    accs = _parallel.run_jobs(job, units)
+    # each part's sum over its jobs, in job order (as with one part)
+    acc = np.concatenate(
+        [functools.reduce(np.add, accs[r * jobs : (r + 1) * jobs]) for r in range(parts)], axis=1
     )
-    acc = functools.reduce(np.add, accs)
     if not np.isfinite(acc).all():  # grid zeros may have met inf/NaN: redo exactly
         from . import gemm
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
     result = acc.reshape(g, b, nt, o).transpose(0, 1, 3, 2).astype(dtype)
     return result.reshape(g, b, o, *out_spatial)
+
+
+def _pair_calls(grid: int, phases: int, split: bool) -> int:
+    """Calls one (group, channel) pair makes: a few per block of columns, its layouts."""
+    return 4 * -(-grid // BLOCK) + 6 + (2 * phases if split else 0)
+
+
+def _row_parts(pairs: int, jobs: int, m: int, flops: float, calls: int, threads=None) -> int:
+    """Parts to cut the M = B*T rows (b, t) of the products into where the (group,
+    channel) pairs are fewer than the ``threads`` (default: those in force): each part
+    a job of the pairs' split into ``jobs`` (``flops``: all of the work, ``calls``: one
+    pair's), worth forming (``_boxes.most_boxes``), of at least MIN_ROWS rows (a GEMM that
+    skinny runs at memory speed)."""
+    threads = _parallel.workers(pairs * m) if threads is None else threads
+    if pairs >= threads:
+        return 1
+    most = most_boxes(jobs, (m,), flops / jobs, calls * -(-pairs // jobs))
+    return max(1, min(-(-threads // jobs), most, m // MIN_ROWS))
 
 
 class _Shape(NamedTuple):
