@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_threads.py             # every cell, 5 repeats
     PYTHONPATH=src python benchmarks/bench_threads.py --cases origin --threads 1,2
+    PYTHONPATH=src python benchmarks/bench_threads.py --jobs-table  # docs/parallelism.md's
 
 Per cell: the median time with BLAS (and so convgrad's job count) limited to each thread
 count by threadpoolctl, the speedup from the first to the last count, and the number of
@@ -44,6 +45,31 @@ def job_counts(fn) -> list[int]:
     return out
 
 
+def jobs_table(cases, torch, F, tgrad, cg) -> list[str]:
+    """docs/parallelism.md's table: per cell its passes, their algorithms and the jobs
+    each forms on SIMULATED_CORES cores (a value shared by every pass is written once)."""
+    from convgrad import _plan
+
+    def joined(values) -> str:
+        values = [str(v) for v in values]
+        return values[0] if len(set(values)) == 1 else " / ".join(values)
+
+    head = "| cell | algorithm | " + " | ".join(str(c) for c in SIMULATED_CORES) + " |"
+    rows = [head, "|---|---|" + "---:|" * len(SIMULATED_CORES)]
+    for case in cases:
+        passes, algorithms, counts = [], [], []
+        for pass_, (fn, *_rest) in make_calls(case, torch, F, tgrad, cg).items():
+            with _plan.recording() as chosen:
+                fn()
+            passes.append(pass_)
+            algorithms.append("+".join(sorted(set(chosen))))
+            counts.append(job_counts(fn))
+        per_core = [joined(c[i] for c in counts) for i in range(len(SIMULATED_CORES))]
+        cell = f"{case.name} {' / '.join(passes)} (batch {case.n})"
+        rows.append(f"| {cell} | {joined(algorithms)} | " + " | ".join(per_core) + " |")
+    return rows
+
+
 def dask_comparison(threads: int, repeats: int) -> None:
     try:
         import dask
@@ -84,6 +110,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=0.15, help="seconds")
     parser.add_argument("--no-dask", action="store_true", help="skip the dask comparison")
+    parser.add_argument(
+        "--jobs-table",
+        action="store_true",
+        help="print only docs/parallelism.md's table of job counts (no timing)",
+    )
     args = parser.parse_args(argv)
     counts = [int(t) for t in args.threads.split(",")]
 
@@ -98,6 +129,9 @@ def main(argv=None) -> int:
     names = [n for n in args.cases.split(",") if n]
     cases = [c for c in CASES if not names or c.name in names]
     passes = [p for p in args.passes.split(",") if p]
+    if args.jobs_table:
+        print("\n".join(jobs_table(cases, torch, F, tgrad, cg)))
+        return 0
     print(QUIET_NOTE)
     cols = "".join(f"{f'{t} thr ms':>10}" for t in counts)
     sim = "".join(f"{f'jobs@{c}':>8}" for c in SIMULATED_CORES)

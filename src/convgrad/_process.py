@@ -2,7 +2,8 @@
 
 Each object below is the only holder of its kind of state, with its size bound and its
 lifetime; nothing else in convgrad keeps process-wide state (the planner's choice memo,
-``_plan._choose``, and the steps of ``_rules`` are pure functions' bounded ``lru_cache``s).
+``_plan._choose``, the steps of ``_rules`` and the tap geometry of ``implicit`` and
+``phase`` are pure functions' bounded ``lru_cache``s).
 
 ============================  ==========================================  =================
 object                        what it holds (bound)                       lifetime
