@@ -267,7 +267,10 @@ def split_range(total: int, parts: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------- workspaces
 
-KEEP_BYTES = 128 * 2**20  # workspace kept between calls, all threads together
+# workspace kept between calls, all threads together: 128 MiB and 8 MiB per core (each
+# job's share; with fewer, on many cores the threads that came last found the budget
+# taken and allocated, and page-faulted, fresh buffers on every call)
+KEEP_BYTES = 128 * 2**20 + 8 * 2**20 * CORES
 
 
 class Workspaces:
