@@ -583,3 +583,15 @@ def test_the_pool_has_one_thread_per_core_the_process_may_use():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "1"]
+
+
+def test_calls_inside_on_this_thread_wait_for_their_builds(fresh_builds):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    with fresh_builds.on_this_thread(), _plan.recording() as names:
+        y = cg.conv(x, w, padding=1, groups=8)
+    built = {key[0] for key in fresh_builds._ready}
+    assert built and set(names) <= built  # it waited, then ran the planner's choice
+    expected = reference.conv(x.astype(float), w.astype(float), padding=1, groups=8)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=2e-5 * np.abs(expected).max())

@@ -20,13 +20,14 @@ NumPy function of ``functional`` on one batch chunk.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from . import _validate
+from . import _process, _validate
 from . import functional as F
 from ._extras import require
 from ._options import Options
@@ -148,21 +149,37 @@ def _ones(a: da.Array) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------- tasks (one per chunk)
-# Module-level functions, so that a cluster pickles them by reference.
+# Module-level functions, so that a cluster pickles them by reference. Each waits for
+# the kernels it needs rather than running another algorithm meanwhile: a task's result
+# does not depend on when (or in which worker process) it ran, so a graph gives the same
+# bits on threads and on a cluster, and a long-lived worker pays the build once.
 
 
+def _task(function):
+    @functools.wraps(function)
+    def waiting_for_builds(*args, **kwargs):
+        with _process.kernel_builds.on_this_thread():
+            return function(*args, **kwargs)
+
+    return waiting_for_builds
+
+
+@_task
 def _conv_task(x, weight, bias, *, kw):
     return F.conv(x, weight, bias, **kw)
 
 
+@_task
 def _transpose_task(x, weight, bias, *, kw):
     return F.conv_transpose(x, weight, bias, **kw)
 
 
+@_task
 def _input_grad_task(grad_output, weight, *, input_tail, kw):
     return F.conv_input_grad(grad_output, weight, (grad_output.shape[0], *input_tail), **kw)
 
 
+@_task
 def _weight_grad_task(x, grad_output, *, compute, weight_shape, kw):
     """This chunk's dE/dw in the compute dtype (float16 accumulates in float32), (1, *w)."""
     x, grad_output = x.astype(compute, copy=False), grad_output.astype(compute, copy=False)
@@ -173,6 +190,7 @@ def _bias_grad_task(grad_output, *, compute):
     return F.conv_bias_grad(grad_output.astype(compute, copy=False))[None]
 
 
+@_task
 def _backward_task(grad_output, x, weight, bias, *, backward: str, compute, kw):
     """(grad_x, grad_w[None], grad_b[None] or None) of one chunk by ``F.<backward>``, in the
     compute dtype."""

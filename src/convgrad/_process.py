@@ -509,11 +509,24 @@ class KernelBuilds:
     threads are not daemons (a compile runs to its end and lands in the disk cache
     even if the program is exiting); a fork first waits for them, as a forked child
     could not finish a compile that a vanished thread held. ``background = False`` builds
-    on the calling thread instead (the test suite: reproducible algorithm choices)."""
+    on the calling thread instead (the test suite: reproducible algorithm choices), as do
+    calls inside ``on_this_thread()`` (dask's tasks)."""
 
     def __init__(self):
         self.background = True
+        self._waiting: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            "convgrad_build_here", default=False
+        )
         self._reset()
+
+    @contextlib.contextmanager
+    def on_this_thread(self):
+        """Calls inside the block (this thread or task) wait for the builds they need."""
+        token = self._waiting.set(True)
+        try:
+            yield
+        finally:
+            self._waiting.reset(token)
 
     def _reset(self):
         self._lock = threading.Lock()
@@ -527,22 +540,24 @@ class KernelBuilds:
         self._ready.add(key)
 
     def start(self, key, build: Callable[[], object]) -> bool:
-        """Build ``key`` with ``build()`` (once), in the background unless ``background``
-        is off; True if it is ready now."""
+        """Build ``key`` with ``build()`` (once) on a thread of its own, and wait for it
+        if ``background`` is off or inside ``on_this_thread``; True if it is ready now."""
         if key in self._ready:
             return True
-        if not self.background:
-            self._build(key, build)
-            return True
         with self._lock:
-            if key in self._ready or key in self._building:
-                return key in self._ready
-            thread = threading.Thread(
-                target=self._build, args=(key, build), name="convgrad_build", daemon=False
-            )
-            self._building[key] = thread
-        thread.start()
-        return False
+            if key in self._ready:
+                return True
+            thread = self._building.get(key)
+            if thread is None:  # started under the lock: whoever finds it may join it
+                thread = threading.Thread(
+                    target=self._build, args=(key, build), name="convgrad_build", daemon=False
+                )
+                self._building[key] = thread
+                thread.start()
+        if self.background and not self._waiting.get():
+            return False
+        thread.join()
+        return True
 
     def _build(self, key, build: Callable[[], object]) -> None:
         try:
