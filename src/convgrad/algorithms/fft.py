@@ -1,30 +1,37 @@
 """FFT correlation: real transforms over the spatial axes, the channel sum per frequency.
 
-Per spatial dim, output i reads lhs samples i*ws - lo + j*rd (taps j). The lhs samples
-any computed output reads, [start, stop), are copied into a zeroed real buffer of FFT
-length n at ``shift`` (the low padding the first output still meets), the kernel dilated
-by zero insertion (extent rd*(K-1)+1) into one of the same length at 0, and
+Per spatial dim, output i reads lhs samples i*ws - lo + j*rd (taps j). The outputs are
+cut into tiles (overlap-save; one tile where that is cheapest). A tile's lhs samples
+[start, stop) are copied into a zeroed real buffer of transform length n at ``shift``
+(the low padding its first window meets), the kernel dilated by zero insertion (extent
+rd*(K-1)+1) into one of the same length at 0, and
 
-    Y[b, o, f] = sum_c X[b, c, f] * conj(W[o, c, f])     (X, W: rfftn of the buffers)
+    Y[u, o, f] = sum_c X[u, c, f] * conj(W[o, c, f])     (X, W: rfftn of the buffers)
 
-is the circular correlation whose entries 0, ws, 2*ws, ... are the outputs. n is
-``scipy.fft.next_fast_len`` of the least length at which no read wraps onto a sample:
-max(shift + stop - start, last + extent - shift, extent), last = (outputs - 1)*ws.
-Outputs whose windows lie wholly in padding are zeros and not computed; a window stride
-is computed at stride 1 and subsampled (the cost model counts that).
+is the circular correlation whose entries 0, ws, 2*ws, ... are the tile's outputs
+(u: an image's tile). n is ``scipy.fft.next_fast_len`` of the least length at which no
+read wraps onto a sample: max(shift + stop - start, span + extent - shift, extent),
+span = (outputs - 1)*ws. Outputs whose windows lie wholly in padding are zeros and not
+computed; a window stride is computed at stride 1 and subsampled. The tile sizes are
+those of the lowest estimate of the cost model (``tiling``): small tiles keep the
+kernel's transforms (O*C planes of n) small, large ones waste less on overlaps.
 
-The channel sum is a batched complex GEMM over frequencies ((F, B, C) @ (F, C, O)), or,
-for one channel (depthwise) or one output per frequency, broadcast products. The
-kernel's transforms are made once (jobs over groups and filters) where they fit in half
-the workspace limit, else per chunk. The lhs work runs in tiles of (group, images,
-filters), channels in chunks, under each job's share of the limit, one job per core,
-single-threaded transforms (``workers=1``) and BLAS. An inf or NaN would spread over a
-whole transform: such inputs go to ``gemm``. Lhs dilation is not supported.
+The channel sum is a batched complex GEMM over frequencies ((F, U, C) @ (F, C, O), in
+cache-sized frequency-major blocks), or, for one channel (depthwise) or at most two
+outputs per frequency, broadcast products. The kernel's transforms are DFTs of its taps
+by GEMMs where that is cheaper than rfftn (small kernels), written frequency-major in
+place; made once where they fit in half the workspace limit, else per chunk. Each
+chunk (groups, images' tiles, channels, filters) runs in phases, each split into jobs
+on the pool: the lhs's transforms (by planes), the channel sum (by frequencies), the
+inverse transforms and the outputs picked out (by planes); transforms single-threaded
+(``workers=1``), BLAS too. An inf or NaN would spread over a whole transform: such
+inputs go to ``gemm``. Lhs dilation is not supported.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import NamedTuple
 
@@ -41,20 +48,39 @@ name = "fft"
 
 
 class Dim(NamedTuple):
-    """One spatial dim: outputs first .. first + count - 1 are computed (the rest meet
-    padding only), from lhs samples [start, stop) placed at ``shift`` of an ``n``-point
-    transform; the kernel's taps lie ``dilation`` apart over ``extent`` points; outputs
-    are ``stride`` apart on the transform's grid."""
+    """One spatial dim: ``size`` lhs samples, low padding ``lo``, the dilated kernel's
+    ``extent`` (taps ``dilation`` apart), window ``stride``; outputs first .. first +
+    count - 1 are computed (the others meet padding only), ``tile`` per tile, each on an
+    ``n``-point transform."""
 
-    first: int
-    count: int
-    start: int
-    stop: int
-    shift: int
-    n: int
+    size: int
+    lo: int
     extent: int
     dilation: int
     stride: int
+    first: int
+    count: int
+    tile: int
+    n: int
+
+    @property
+    def tiles(self) -> int:
+        return -(-self.count // self.tile)
+
+    def window(self, t: int) -> tuple[slice, slice, slice, slice]:
+        """Tile t's (outputs, lhs samples, their place in the buffer, the outputs'
+        entries of the correlation)."""
+        i0 = self.first + t * self.tile
+        i1 = min(self.first + self.count, i0 + self.tile)
+        m0, m1 = i0 * self.stride - self.lo, (i1 - 1) * self.stride - self.lo
+        start, stop, shift = max(0, m0), min(self.size, m1 + self.extent), max(0, -m0)
+        picked = slice(0, (i1 - i0 - 1) * self.stride + 1, self.stride)
+        return slice(i0, i1), slice(start, stop), slice(shift, shift + stop - start), picked
+
+    def need(self, t: int) -> int:
+        """The least transform length for tile t."""
+        out, src, dst, picked = self.window(t)
+        return max(dst.stop, picked.stop - 1 + self.extent - dst.start, self.extent)
 
 
 def fast_len(n: int) -> int:
@@ -75,9 +101,16 @@ def fast_len(n: int) -> int:
     return best
 
 
+def _tiled(dim: Dim, tile: int) -> Dim:
+    """dim cut into tiles of ``tile`` outputs, n fitting its widest tile."""
+    dim = dim._replace(tile=tile, n=1)
+    widest = max(dim.need(t) for t in {0, min(1, dim.tiles - 1), dim.tiles - 1})
+    return dim._replace(n=fast_len(widest))
+
+
 def dims(lhs_shape, rhs_shape, corr: Correlation) -> tuple[Dim, ...] | None:
-    """Per spatial dim, the part computed and its transform (``Dim``); None where no
-    output meets a sample (all zeros) or there are no outputs."""
+    """Per spatial dim, the outputs computed, as one tile (``Dim``); None where no output
+    meets a sample (all zeros) or there are no outputs."""
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     result = []
     for size, k, n_out, ws, rd, (lo, _) in zip(
@@ -88,20 +121,42 @@ def dims(lhs_shape, rhs_shape, corr: Correlation) -> tuple[Dim, ...] | None:
         last = min(n_out - 1, (size - 1 + lo) // ws)
         if n_out <= 0 or size <= 0 or k <= 0 or first > last:
             return None
-        m0, m1 = first * ws - lo, last * ws - lo  # lhs positions of the first/last windows
-        start, stop = max(0, m0), min(size, m1 + extent)
-        shift = max(0, -m0)
-        span = (last - first) * ws
-        need = max(shift + stop - start, span + extent - shift, extent)
-        result.append(
-            Dim(first, last - first + 1, start, stop, shift, fast_len(need), extent, rd, ws)
-        )
+        count = last - first + 1
+        result.append(_tiled(Dim(size, lo, extent, rd, ws, first, count, count, 0), count))
     return tuple(result)
 
 
+def _tile_options(dim: Dim) -> list[int]:
+    """Tile sizes worth trying in one dim: whole, and those whose transforms are about
+    2-64x the kernel's extent (and 16-1024 points)."""
+    options = {dim.count}
+    targets = [dim.extent * f for f in (2, 3, 4, 6, 8, 16, 32, 64)] + [16, 32, 64, 128, 256, 1024]
+    for n in {fast_len(int(t)) for t in targets}:
+        tile = (n - dim.extent) // dim.stride + 1
+        if 1 <= tile < dim.count and n >= 2 * dim.extent:
+            options.add(tile)
+    return sorted(options)
+
+
+@functools.lru_cache(maxsize=1024)
+def tiling(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int):
+    """The tiles of the lowest estimate of the cost model (``_plan.seconds``), per dim
+    (``Dim``); None as ``dims``."""
+    from .._plan import seconds
+
+    whole = dims(lhs_shape, rhs_shape, corr)
+    if whole is None or 0 in lhs_shape[:3] + rhs_shape[1:2]:
+        return whole
+    options = [[_tiled(d, t) for t in _tile_options(d)] for d in whole]
+    return min(
+        itertools.product(*options),
+        key=lambda geometry: seconds(_counts(lhs_shape, rhs_shape, geometry, itemsize)),
+    )
+
+
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    """No lhs dilation, and transforms no larger than twice the lhs plus its im2col
-    columns (a huge dilation with 'same' padding would transform mostly zeros)."""
+    """No lhs dilation, and a whole transform no larger than twice the lhs plus its
+    im2col columns (a huge dilation with 'same' padding would transform mostly zeros)."""
     if any(ld != 1 for ld in corr.lhs_dilation):
         return False
     geometry = dims(lhs_shape, rhs_shape, corr)
@@ -116,11 +171,11 @@ def _freqs(geometry) -> tuple[int, ...]:
     return (*(d.n for d in geometry[:-1]), geometry[-1].n // 2 + 1)
 
 
-def _broadcast(b: int, c: int, o: int) -> bool:
+def _broadcast(u: int, c: int, o: int) -> bool:
     """Whether the channel sum runs as broadcast products (one channel, or at most two
     outputs per frequency) rather than a GEMM per frequency (measured: (F, 8, 1) @
     (F, 1, 1) matmuls 3 GFLOP/s, the products 14; (F, 8, 3) @ (F, 3, 64) 30)."""
-    return c == 1 or b * o <= 2
+    return c == 1 or u * o <= 2
 
 
 JOB_BYTES = 4 * 2**20  # a job's own buffers: its transform calls', or its product blocks
@@ -128,13 +183,14 @@ BLOCK_BYTES = 256 * 2**10  # a block of the channel sum's frequency-major copies
 
 
 class Plan(NamedTuple):
-    """How the work is cut: groups, images, channels and filters per chunk (the lhs's
-    transforms X and the products Y of a chunk are held whole); planes per transform
-    call; whether the kernel's transforms are made once for all chunks; whether the
-    channel sum runs as broadcast products."""
+    """How the work is cut: groups, units (an image's tile) and channels and filters
+    per chunk (the lhs's transforms X and the products Y of a chunk are held whole);
+    planes per transform call; bytes of a block of the channel sum; whether the
+    kernel's transforms are made once for all chunks; whether the channel sum runs as
+    broadcast products."""
 
     g: int
-    b: int
+    u: int
     c: int
     o: int
     planes: int
@@ -165,9 +221,10 @@ def plan(lhs_shape, rhs_shape, geometry, isz: int, limit: int, cores: int) -> Pl
     (kept: two real buffers per plane of a transform call, two product blocks; a call's
     transform and inverse temporaries besides), the kernel's transforms where they fit
     in half of what is left, and per chunk X and Y (and the kernel's part where it is
-    made per chunk). Images first, then groups, channels and filters."""
+    made per chunk). Units first, then groups, channels and filters."""
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
+    units = b * prod(d.tiles for d in geometry)
     real, cplx = _plane_bytes(geometry, isz)
     own = min(JOB_BYTES, limit // (8 * max(1, cores)))  # half of a job's buffers
     planes = chunk(1 << 40, 3 * real + 2 * cplx, own)
@@ -178,79 +235,89 @@ def plan(lhs_shape, rhs_shape, geometry, isz: int, limit: int, cores: int) -> Pl
     once = kernel <= max(left // 2, 64 * 2**10)
     budget = max(1, left - kernel if once else left)
     k = 0 if once else per_kernel  # the kernel's part per (filter, channel) of a chunk
-    image = (c + o) * cplx + o * c * k  # X, Y (and the kernel) of one group's image
-    gn, bn, cn, on = g, b, c, o
-    if g * image <= budget:
-        bn = chunk(b, g * (c + o) * cplx, budget - g * k * o * c)
-    elif image <= budget:
-        gn, bn = chunk(g, image, budget), 1
-    else:  # one image too large: chunk the channels, then the filters
-        gn, bn = 1, 1
+    unit = (c + o) * cplx + o * c * k  # X, Y (and the kernel) of one group's unit
+    gn, un, cn, on = g, units, c, o
+    if g * unit <= budget:
+        un = chunk(units, g * (c + o) * cplx, budget - g * k * o * c)
+    elif unit <= budget:
+        gn, un = chunk(g, unit, budget), 1
+    else:  # one unit too large: chunk the channels, then the filters
+        gn, un = 1, 1
         cn = chunk(c, cplx + o * k, budget - o * cplx)
         if (cn + o) * cplx + o * cn * k > budget:
             cn, on = 1, chunk(o, cplx + k, budget - cplx)
-    return Plan(gn, bn, cn, on, planes, block_bytes, once, _broadcast(bn, cn, on))
+    return Plan(gn, un, cn, on, planes, block_bytes, once, _broadcast(un, cn, on))
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the unchunked transforms: the kernel's, the lhs's and the products."""
-    geometry = dims(lhs_shape, rhs_shape, corr)
+    geometry = tiling(tuple(lhs_shape), tuple(rhs_shape), corr, itemsize)
     if geometry is None:
         return 0
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     cplx = _plane_bytes(geometry, itemsize)[1]
     kernel = g * o * c * _kernel_plane_bytes(rhs_shape, geometry, itemsize)
-    return int(kernel) + g * b * (c + o) * cplx
+    return int(kernel) + g * b * prod(d.tiles for d in geometry) * (c + o) * cplx
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    """Machine-free work: 2.5 n log2 n flops per real n-point transform (the lhs's per
-    chunk of filters, the kernel's once or per chunk of images where its taps are not
-    transformed by GEMMs, the inverses), 8 flops per complex multiply-add of the channel
-    sum, and the copies: the lhs into zeroed buffers, the transforms into X and Y, the
-    channel sum's frequency-major blocks, the outputs picked out."""
+    """Machine-free work of the cheapest tiling (``tiling``): see ``_counts``."""
+    from .._plan import Counts
+
+    geometry = tiling(tuple(lhs_shape), tuple(rhs_shape), corr, itemsize)
+    if geometry is None or 0 in lhs_shape[:3] + rhs_shape[1:2]:
+        outputs = lhs_shape[0] * lhs_shape[1] * rhs_shape[1]
+        outputs *= prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+        return Counts(bytes=2.0 * outputs * itemsize, calls=2, jobs=1)
+    return _counts(lhs_shape, rhs_shape, geometry, itemsize)
+
+
+def _counts(lhs_shape, rhs_shape, geometry, itemsize: int):
+    """Work on tiles ``geometry``: 2.5 n log2 n flops per real n-point transform (the
+    lhs tiles' per chunk of filters, the kernel's once or per chunk of units where its
+    taps are not transformed by GEMMs, the inverses), 8 flops per complex multiply-add
+    of the channel sum, and the copies: the lhs into zeroed buffers, the transforms into
+    X and Y, the channel sum's frequency-major blocks, the outputs picked out."""
     from .._plan import Counts
 
     g, b, c = lhs_shape[:3]
-    o = rhs_shape[1]
-    geometry = dims(lhs_shape, rhs_shape, corr)
-    outputs = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    if geometry is None or 0 in (g, b, c, o):
-        return Counts(bytes=2.0 * outputs * itemsize, calls=2, jobs=1)
-    kernel = rhs_shape[3:]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
+    tiles = prod(d.tiles for d in geometry)
+    units = b * tiles
     freqs = prod(_freqs(geometry))
     real, cplx = _plane_bytes(geometry, itemsize)
     p = plan(lhs_shape, rhs_shape, geometry, itemsize, 256 * 2**20, _parallel.CORES)
-    chunks = -(-g // p.g) * -(-b // p.b)  # (group, image) chunks
+    chunks = -(-g // p.g) * -(-units // p.u)  # (group, unit) chunks
     o_chunks, c_chunks = -(-o // p.o), -(-c // p.c)
     kernel_runs = 1 if p.kernel_once else chunks
     by_dft = kernel_by_dft(geometry, kernel)
-    transforms = g * (b * c * o_chunks + b * o + (0 if by_dft else o * c * kernel_runs))
-    products = 8.0 * g * b * c * o * freqs
+    transforms = g * (units * c * o_chunks + units * o + (0 if by_dft else o * c * kernel_runs))
+    products = 8.0 * g * units * c * o * freqs
     dft = g * o * c * kernel_runs * dft_flops(geometry, kernel) if by_dft else 0.0
-    lhs_plane = prod(lhs_shape[3:]) * itemsize
-    x_planes, y_planes = g * b * c * o_chunks, g * b * o
-    moved = x_planes * (lhs_plane + 2 * real + 3 * cplx)  # buffers, transforms into X
-    moved += y_planes * (3 * cplx + real) + 2 * outputs * itemsize  # inverses, outputs
+    window = prod(min(d.size, (d.tile - 1) * d.stride + d.extent) for d in geometry) * itemsize
+    outputs = g * b * o * prod(d.count for d in geometry) * itemsize
+    x_planes, y_planes = g * units * c * o_chunks, g * units * o
+    moved = x_planes * (window + 2 * real + 3 * cplx)  # buffers, transforms into X
+    moved += y_planes * (3 * cplx + real) + 2 * outputs  # inverses, outputs picked
     moved += g * o * c * kernel_runs * 2 * cplx  # the kernel's transforms written
     if p.broadcast:  # each channel's products added into Y
-        moved += g * b * o * c * 3 * cplx
-    else:  # X and Y in frequency-major blocks, the kernel read per chunk of images
+        moved += g * units * o * c * 3 * cplx
+    else:  # X and Y in frequency-major blocks, the kernel read per chunk of units
         moved += 2 * x_planes * cplx + 2 * y_planes * c_chunks * cplx
-        moved += g * o * c * cplx * -(-b // p.b)
-    moved += g * (b * c * lhs_plane + o * c * prod(kernel) * itemsize)  # finite?
+        moved += g * o * c * cplx * -(-units // p.u)
+    moved += g * (b * c * prod(d.size for d in geometry) + o * c * prod(kernel)) * itemsize
     steps = chunks * o_chunks * (c_chunks * 3 + 2)  # phases handed to the pool
-    calls = steps * 2 + (x_planes + y_planes) // p.planes * 4 + 20
-    units = min(-(-g * b * c // p.planes), -(-g * b * o // p.planes), 4 * _parallel.CORES)
+    calls = steps * 2 + (x_planes + y_planes) // p.planes * 4 + x_planes // c + y_planes // o
+    units_jobs = min(-(-g * units * c // p.planes), -(-g * units * o // p.planes))
     return Counts(
         gemm_flops=dft + (0.0 if p.broadcast else products),
-        gemm_min_dim=min(p.b, p.c, p.o) if not p.broadcast else min(kernel),
+        gemm_min_dim=min(p.u, p.c, p.o) if not p.broadcast else min(kernel),
         fft_flops=fft_flops(geometry) * transforms,
         loop_flops=products if p.broadcast else 0.0,
         bytes=moved,
-        calls=calls,
-        jobs=max(1, units),
+        calls=calls + 20,
+        jobs=max(1, min(units_jobs, 4 * _parallel.CORES)),
     )
 
 
@@ -261,7 +328,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
-    geometry = dims(lhs.shape, rhs.shape, corr)
+    geometry = tiling(lhs.shape, rhs.shape, corr, compute.itemsize)
     if geometry is None or 0 in (g, b, c, o):
         return np.zeros((g, b, o, *out_spatial), dtype=dtype)
     # a transform spreads an inf or NaN over every output of its plane
@@ -271,9 +338,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return gemm.run(lhs, rhs, corr, workspace_limit)
     import scipy.fft
 
+    tiles = prod(d.tiles for d in geometry)
+    units = b * tiles
     freqs = prod(_freqs(geometry))
-    work = g * (8.0 * b * c * o * freqs + (b * c + b * o) * fft_flops(geometry))
-    cores = _parallel.workers(g * b * max(c, o)) if work >= _parallel.PARALLEL_FLOPS else 1
+    work = g * units * (8.0 * c * o * freqs + (c + o) * fft_flops(geometry))
+    cores = _parallel.workers(g * units * max(c, o)) if work >= _parallel.PARALLEL_FLOPS else 1
     p = plan(lhs.shape, rhs.shape, geometry, compute.itemsize, workspace_limit, cores)
     whole = all(d.first == 0 and d.count == n for d, n in zip(geometry, out_spatial))
     result = (np.empty if whole else np.zeros)((g, b, o, *out_spatial), dtype=dtype)
@@ -284,27 +353,33 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         shape = (g, o, c, freqs) if p.broadcast else (g, freqs, c, o)
         kernel = scratch("fft-kernel", prod(shape), cdtype).reshape(shape)
         run.kernels(rhs, kernel)
-    for g0, b0 in ((g0, b0) for g0 in range(0, g, p.g) for b0 in range(0, b, p.b)):
-        gs, bs = slice(g0, g0 + p.g), slice(b0, b0 + p.b)
-        gn, bn = len(range(g)[gs]), len(range(b)[bs])
+    for g0, u0 in itertools.product(range(0, g, p.g), range(0, units, p.u)):
+        gs, us = range(g0, min(g, g0 + p.g)), range(u0, min(units, u0 + p.u))
         for o0 in range(0, o, p.o):
-            os_ = slice(o0, o0 + p.o)
-            on = len(range(o)[os_])
-            y = scratch("fft-y", gn * bn * on * freqs, cdtype).reshape(gn, bn, on, freqs)
+            os_ = range(o0, min(o, o0 + p.o))
+            y = scratch("fft-y", len(gs) * len(us) * len(os_) * freqs, cdtype)
+            y = y.reshape(len(gs), len(us), len(os_), freqs)
             for c0 in range(0, c, p.c):
-                cs = slice(c0, c0 + p.c)
-                cn = len(range(c)[cs])
-                x = scratch("fft-x", gn * bn * cn * freqs, cdtype).reshape(gn, bn, cn, freqs)
-                run.forward(lhs[gs, bs, cs], x)
+                cs = range(c0, min(c, c0 + p.c))
+                x = scratch("fft-x", len(gs) * len(us) * len(cs) * freqs, cdtype)
+                x = x.reshape(len(gs), len(us), len(cs), freqs)
+                run.forward(lhs, gs, us, cs, x)
+                g_, o_, c_ = _slice(gs), _slice(os_), _slice(cs)
                 if kernel is not None:
-                    w = kernel[gs, os_, cs] if p.broadcast else kernel[gs, :, cs, os_]
+                    w = kernel[g_, o_, c_] if p.broadcast else kernel[g_, :, c_, o_]
                 else:
-                    shape = (gn, on, cn, freqs) if p.broadcast else (gn, freqs, cn, on)
+                    shape = (len(gs), len(os_), len(cs), freqs)
+                    if not p.broadcast:
+                        shape = (len(gs), freqs, len(cs), len(os_))
                     w = scratch("fft-w", prod(shape), cdtype).reshape(shape)
-                    run.kernels(rhs[gs, os_, cs], w)
+                    run.kernels(rhs[g_, o_, c_], w)
                 run.product(x, w, y, first=c0 == 0)
-            run.inverse(y, result[gs, bs, os_])
+            run.inverse(y, gs, us, os_, result)
     return result
+
+
+def _slice(r: range) -> slice:
+    return slice(r.start, r.stop)
 
 
 def _jobs(job, units, cores: int) -> None:
@@ -321,51 +396,75 @@ def _ranges(total: int, step: int) -> list[tuple[int, int]]:
 
 
 class _Run:
-    """The phases of one call, each split into jobs: the lhs's transforms, the kernel's,
-    the channel sum over blocks of frequencies, the inverse transforms."""
+    """The phases of one call, each split into jobs: the lhs tiles' transforms, the
+    kernel's, the channel sum over blocks of frequencies, the inverse transforms."""
 
     def __init__(self, fft, geometry, p: Plan, compute, cores: int):
         self.fft, self.geometry, self.p, self.compute, self.cores = fft, geometry, p, compute, cores
         self.axes = tuple(range(-len(geometry), 0))
         self.freq_shape = _freqs(geometry)
+        self.sizes = tuple(d.n for d in geometry)
+        # per tile (C order over the dims' tiles): (outputs, samples, buffer, picked)
+        per_dim = [[d.window(t) for t in range(d.tiles)] for d in geometry]
+        self.windows = [tuple(zip(*combo)) for combo in itertools.product(*per_dim)]
 
-    def _plane_units(self, shape) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
-        """(group, image range, plane range) covering (G, B, P) planes, ``planes`` each at
-        most (several images per unit where P is small)."""
-        gn, bn, pn = shape
+    def _plane_units(self, gn: int, un: int, pn: int):
+        """(group range, unit range, plane range) boxes covering (gn, un, pn) planes,
+        ``planes`` each at most where one unit's planes are more (else whole units,
+        several groups together where a group's units are few)."""
         step = self.p.planes
         if pn >= step:
-            return [(gi, (bi, bi + 1), r) for gi in range(gn) for bi in range(bn)
+            return [((gi, gi + 1), (ui, ui + 1), r) for gi in range(gn) for ui in range(un)
                     for r in _ranges(pn, step)]  # fmt: skip
-        return [(gi, r, (0, pn)) for gi in range(gn) for r in _ranges(bn, max(1, step // pn))]
+        if un * pn >= step:
+            return [((gi, gi + 1), r, (0, pn)) for gi in range(gn)
+                    for r in _ranges(un, step // pn)]  # fmt: skip
+        return [(r, (0, un), (0, pn)) for r in _ranges(gn, step // (un * pn))]
 
-    def forward(self, source: np.ndarray, x: np.ndarray) -> None:
-        """x (G, B, C, F) = rfftn of the lhs planes (G, B, C, *S) in their buffers."""
+    def _tiles_of(self, us: range, a0: int, a1: int):
+        """(position in the box, image, tile's window) of units a0 .. a1 - 1 of ``us``;
+        one entry for all of them where every image is one tile."""
+        if len(self.windows) == 1:
+            return [(slice(None), slice(us.start + a0, us.start + a1), self.windows[0])]
+        return [
+            ((slice(a - a0, a - a0 + 1)), slice(image, image + 1), self.windows[t])
+            for a in range(a0, a1)
+            for image, t in [divmod(us.start + a, len(self.windows))]
+        ]
+
+    def forward(self, lhs: np.ndarray, gs: range, us: range, cs: range, x: np.ndarray) -> None:
+        """x (gn, un, cn, F) = rfftn of the tiles ``us`` of lhs (G, B, C, *S) in their
+        zeroed buffers, groups ``gs`` and channels ``cs``."""
 
         def job(unit):
-            gi, (b0, b1), (c0, c1) = unit
-            buffer = _buffer("fft-buffer", source[gi, b0:b1, c0:c1], self.geometry,
-                             self.compute, kernel=False)  # fmt: skip
+            (g0, g1), (a0, a1), (k0, k1) = unit
+            shape = (g1 - g0, a1 - a0, k1 - k0, *self.sizes)
+            buffer = scratch("fft-buffer", prod(shape), self.compute).reshape(shape)
+            buffer[...] = 0
+            groups = slice(gs.start + g0, gs.start + g1)
+            channels = slice(cs.start + k0, cs.start + k1)
+            for at, images, (_, src, dst, _) in self._tiles_of(us, a0, a1):
+                buffer[(slice(None), at, slice(None), *dst)] = lhs[(groups, images, channels, *src)]
             hat = self.fft.rfftn(buffer, axes=self.axes, workers=1)
-            np.copyto(x[gi, b0:b1, c0:c1], hat.reshape(b1 - b0, c1 - c0, -1))
+            np.copyto(x[g0:g1, a0:a1, k0:k1], hat.reshape(*shape[:3], -1))
 
-        _jobs(job, self._plane_units(x.shape[:3]), self.cores)
+        _jobs(job, self._plane_units(len(gs), len(us), len(cs)), self.cores)
 
-    def inverse(self, y: np.ndarray, target: np.ndarray) -> None:
-        """target (G, B, O, *S_out) = the outputs of irfftn of y (G, B, O, F)."""
-        geometry = self.geometry
-        picked = tuple(slice(0, (d.count - 1) * d.stride + 1, d.stride) for d in geometry)
-        region = tuple(slice(d.first, d.first + d.count) for d in geometry)
-        sizes = tuple(d.n for d in geometry)
+    def inverse(self, y: np.ndarray, gs: range, us: range, os_: range, result) -> None:
+        """result[gs, images, os_] at each tile's outputs = the picked entries of irfftn
+        of y (gn, un, on, F)."""
 
         def job(unit):
-            gi, (b0, b1), (o0, o1) = unit
-            planes = y[gi, b0:b1, o0:o1].reshape(b1 - b0, o1 - o0, *self.freq_shape)
-            z = self.fft.irfftn(planes, s=sizes, axes=self.axes, workers=1)
-            out = target[gi, b0:b1, o0:o1][(Ellipsis, *region)]
-            np.copyto(out, z[(Ellipsis, *picked)], casting="unsafe")
+            (g0, g1), (a0, a1), (k0, k1) = unit
+            planes = y[g0:g1, a0:a1, k0:k1].reshape(g1 - g0, a1 - a0, k1 - k0, *self.freq_shape)
+            z = self.fft.irfftn(planes, s=self.sizes, axes=self.axes, workers=1)
+            groups = slice(gs.start + g0, gs.start + g1)
+            filters = slice(os_.start + k0, os_.start + k1)
+            for at, images, (outputs, _, _, picked) in self._tiles_of(us, a0, a1):
+                np.copyto(result[(groups, images, filters, *outputs)],
+                          z[(slice(None), at, slice(None), *picked)], casting="unsafe")  # fmt: skip
 
-        _jobs(job, self._plane_units(y.shape[:3]), self.cores)
+        _jobs(job, self._plane_units(len(gs), len(us), len(os_)), self.cores)
 
     def kernels(self, rhs: np.ndarray, out: np.ndarray) -> None:
         """out = conj(W) of rhs (G, O, C, *K): (G, O, C, F) where broadcast, else (G, F,
@@ -385,31 +484,31 @@ class _Run:
 
             _jobs(block, [(gi, r) for gi in range(g) for r in _ranges(rows, step)], self.cores)
             return
-        units = self._plane_units((g, o, c))
 
         def part(unit):
-            gi, (o0, o1), (c0, c1) = unit
-            if self.p.broadcast:
-                target = out[gi, o0:o1, c0:c1]
-            else:
-                target = out[gi, :, c0:c1, o0:o1]
-            _kernel_hat(self.fft, rhs[gi, o0:o1, c0:c1], geometry, self.compute, target,
-                        not self.p.broadcast)  # fmt: skip
+            (g0, g1), (o0, o1), (c0, c1) = unit
+            for gi in range(g0, g1):
+                if self.p.broadcast:
+                    target = out[gi, o0:o1, c0:c1]
+                else:
+                    target = out[gi, :, c0:c1, o0:o1]
+                _kernel_hat(self.fft, rhs[gi, o0:o1, c0:c1], geometry, self.compute, target,
+                            not self.p.broadcast)  # fmt: skip
 
-        _jobs(part, units, self.cores)
+        _jobs(part, self._plane_units(g, o, c), self.cores)
 
     def product(self, x: np.ndarray, w: np.ndarray, y: np.ndarray, *, first: bool) -> None:
-        """y (G, B, O, F) (+)= sum over channels of x (G, B, C, F) times w: (G, O, C, F)
+        """y (G, U, O, F) (+)= sum over channels of x (G, U, C, F) times w: (G, O, C, F)
         broadcast, or (G, F, C, O) by GEMMs per frequency over frequency-major blocks
         (cache-sized copies of x and y); jobs over ranges of frequencies."""
-        gn, bn, cn, freqs = x.shape
+        gn, un, cn, freqs = x.shape
         on = y.shape[2]
-        per_freq = gn * max(bn * cn, bn * on) * x.itemsize  # the larger block buffer
+        per_freq = gn * un * max(cn, on) * x.itemsize  # the larger block buffer
         if self.p.broadcast:
-            per_freq = gn * bn * on * x.itemsize  # the products of one channel
+            per_freq = gn * un * on * x.itemsize  # the products of one channel
         block = max(1, self.p.block_bytes // per_freq)
         parts = min(freqs, 4 * self.cores) if self.cores > 1 else 1
-        units = [(f0, f1) for f0, f1 in _ranges(freqs, -(-freqs // parts))]
+        units = _ranges(freqs, -(-freqs // parts))
 
         def job(unit):
             for f0, f1 in _ranges(unit[1] - unit[0], block):
@@ -418,9 +517,9 @@ class _Run:
                     _broadcast_sum(x[..., fs], w[..., fs], y[..., fs], first=first)
                     continue
                 n = f1 - f0
-                xb = scratch("fft-xb", gn * n * bn * cn, x.dtype).reshape(gn, n, bn, cn)
+                xb = scratch("fft-xb", gn * n * un * cn, x.dtype).reshape(gn, n, un, cn)
                 np.copyto(xb, x[..., fs].transpose(0, 3, 1, 2))
-                yb = scratch("fft-yb", gn * n * bn * on, x.dtype).reshape(gn, n, bn, on)
+                yb = scratch("fft-yb", gn * n * un * on, x.dtype).reshape(gn, n, un, on)
                 np.matmul(xb, w[:, fs], out=yb)
                 if first:
                     np.copyto(y[..., fs], yb.transpose(0, 2, 3, 1))
@@ -431,8 +530,8 @@ class _Run:
 
 
 def _broadcast_sum(x, w, y, *, first: bool) -> None:
-    """y (G, B, O, F) (+)= sum over channels k of x[:, :, k] (G, B, F) times w[:, :, k]
-    (G, O, F), each product broadcast to (G, B, O, F)."""
+    """y (G, U, O, F) (+)= sum over channels k of x[:, :, k] (G, U, F) times w[:, :, k]
+    (G, O, F), each product broadcast to (G, U, O, F)."""
     step = None
     for k in range(x.shape[2]):
         product = (x[:, :, k, None, :], w[:, None, :, k, :])
@@ -444,21 +543,14 @@ def _broadcast_sum(x, w, y, *, first: bool) -> None:
         y += np.multiply(*product, out=step)
 
 
-def _buffer(slot: str, source: np.ndarray, geometry, dtype, *, kernel: bool) -> np.ndarray:
-    """(lead..., *n) zeroed real buffer in this thread's workspace ``slot`` holding
-    ``source`` (lead..., *S): the lhs samples [start, stop) at ``shift`` per dim, or the
-    kernel (lead..., *K) with its taps ``dilation`` apart from 0."""
+def _buffer(slot: str, source: np.ndarray, geometry, dtype) -> np.ndarray:
+    """(lead..., *n) zeroed real buffer in this thread's workspace ``slot`` holding the
+    kernel ``source`` (lead..., *K), its taps ``dilation`` apart from 0."""
     lead = source.shape[: source.ndim - len(geometry)]
     shape = (*lead, *(d.n for d in geometry))
     buffer = scratch(slot, prod(shape), dtype).reshape(shape)
     buffer[...] = 0
-    if kernel:
-        dst = tuple(slice(0, d.extent, d.dilation) for d in geometry)
-        src = (Ellipsis,)
-    else:
-        dst = tuple(slice(d.shift, d.shift + d.stop - d.start) for d in geometry)
-        src = (Ellipsis, *(slice(d.start, d.stop) for d in geometry))
-    buffer[(Ellipsis, *dst)] = source[src]
+    buffer[(Ellipsis, *(slice(0, d.extent, d.dilation) for d in geometry))] = source
     return buffer
 
 
@@ -512,7 +604,7 @@ def _kernel_hat(fft, rhs_part: np.ndarray, geometry, dtype, out: np.ndarray, fre
     kernel, (on, cn) = rhs_part.shape[2:], rhs_part.shape[:2]
     nd = len(kernel)
     if not kernel_by_dft(geometry, kernel):
-        buffer = _buffer("fft-kernel-buffer", rhs_part, geometry, dtype, kernel=True)
+        buffer = _buffer("fft-kernel-buffer", rhs_part, geometry, dtype)
         hat = fft.rfftn(buffer, axes=tuple(range(-nd, 0)), workers=1).reshape(on, cn, -1)
         np.conjugate(hat.transpose(2, 1, 0) if freq_major else hat, out=out)
     elif freq_major:
