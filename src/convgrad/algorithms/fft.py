@@ -180,6 +180,7 @@ def _broadcast(u: int, c: int, o: int) -> bool:
 
 JOB_BYTES = 4 * 2**20  # a job's own buffers: its transform calls', or its product blocks
 BLOCK_BYTES = 256 * 2**10  # a block of the channel sum's frequency-major copies: cache-sized
+SMALL_KERNEL = 64 * 2**10  # the kernel's transforms this small are made once whatever the limit
 
 
 class Plan(NamedTuple):
@@ -232,7 +233,7 @@ def plan(lhs_shape, rhs_shape, geometry, isz: int, limit: int, cores: int) -> Pl
     left = max(1, limit - max(1, cores) * 2 * own)
     per_kernel = math.ceil(_kernel_plane_bytes(rhs_shape, geometry, isz))
     kernel = g * o * c * per_kernel
-    once = kernel <= max(left // 2, 64 * 2**10)
+    once = kernel <= max(left // 2, SMALL_KERNEL)
     budget = max(1, left - kernel if once else left)
     k = 0 if once else per_kernel  # the kernel's part per (filter, channel) of a chunk
     unit = (c + o) * cplx + o * c * k  # X, Y (and the kernel) of one group's unit
@@ -487,13 +488,12 @@ class _Run:
 
         def part(unit):
             (g0, g1), (o0, o1), (c0, c1) = unit
-            for gi in range(g0, g1):
-                if self.p.broadcast:
-                    target = out[gi, o0:o1, c0:c1]
-                else:
-                    target = out[gi, :, c0:c1, o0:o1]
-                _kernel_hat(self.fft, rhs[gi, o0:o1, c0:c1], geometry, self.compute, target,
-                            not self.p.broadcast)  # fmt: skip
+            if self.p.broadcast:
+                target = out[g0:g1, o0:o1, c0:c1]
+            else:
+                target = out[g0:g1, :, c0:c1, o0:o1]
+            _kernel_hat(self.fft, rhs[g0:g1, o0:o1, c0:c1], geometry, self.compute, target,
+                        not self.p.broadcast)  # fmt: skip
 
         _jobs(part, self._plane_units(g, o, c), self.cores)
 
@@ -598,32 +598,30 @@ def _dft_matrix(n: int, taps: int, dilation: int, kind: str, dtype: str) -> np.n
 
 
 def _kernel_hat(fft, rhs_part: np.ndarray, geometry, dtype, out: np.ndarray, freq_major: bool):
-    """out = conj(rfftn) of the dilated kernel rhs_part (on, cn, *K): ``out`` (on, cn,
-    F), or (F, cn, on) where ``freq_major``; by DFT GEMMs over the taps
-    (``kernel_by_dft``) or by rfftn of a zero-padded buffer."""
-    kernel, (on, cn) = rhs_part.shape[2:], rhs_part.shape[:2]
+    """out = conj(rfftn) of the dilated kernel rhs_part (gn, on, cn, *K): ``out`` (gn, on,
+    cn, F), or (gn, F, cn, on) where ``freq_major`` (then by rfftn of zero-padded
+    buffers); else by DFT GEMMs over the taps where ``kernel_by_dft``."""
+    kernel, lead = rhs_part.shape[3:], rhs_part.shape[:3]
     nd = len(kernel)
-    if not kernel_by_dft(geometry, kernel):
+    if freq_major or not kernel_by_dft(geometry, kernel):
         buffer = _buffer("fft-kernel-buffer", rhs_part, geometry, dtype)
-        hat = fft.rfftn(buffer, axes=tuple(range(-nd, 0)), workers=1).reshape(on, cn, -1)
-        np.conjugate(hat.transpose(2, 1, 0) if freq_major else hat, out=out)
-    elif freq_major:
-        matrix, head = _dft_head(rhs_part, geometry, dtype)
-        _dft_rows(matrix, head, slice(None), out)
-    else:  # taps (on, cn, *K); the last dim: (rows, K_d) @ (K_d, 2 F_d), then the others
-        code, last = np.dtype(dtype).str, geometry[-1]
-        taps = scratch("fft-taps", rhs_part.size, dtype).reshape(rhs_part.shape)
-        np.copyto(taps, rhs_part, casting="unsafe")
-        matrix = _dft_matrix(last.n, kernel[-1], last.dilation, "rows", code)
-        hat = np.matmul(taps.reshape(-1, kernel[-1]), matrix).view(out.dtype)
-        lead, rest = on * cn * prod(kernel[:-1]), hat.shape[-1]  # (planes, *K[:-1], F_d)
-        for k in range(nd - 2, -1, -1):  # each earlier dim, innermost first
-            d = geometry[k]
-            matrix = _dft_matrix(d.n, kernel[k], d.dilation, "complex", code)
-            lead //= kernel[k]
-            hat = np.matmul(matrix, hat.reshape(lead, kernel[k], rest))
-            rest *= d.n
-        np.copyto(out, hat.reshape(out.shape))
+        hat = fft.rfftn(buffer, axes=tuple(range(-nd, 0)), workers=1).reshape(*lead, -1)
+        np.conjugate(hat.transpose(0, 3, 2, 1) if freq_major else hat, out=out)
+        return
+    # taps (planes, *K); the last dim: (rows, K_d) @ (K_d, 2 F_d), then the others
+    code, last = np.dtype(dtype).str, geometry[-1]
+    taps = scratch("fft-taps", rhs_part.size, dtype).reshape(rhs_part.shape)
+    np.copyto(taps, rhs_part, casting="unsafe")
+    matrix = _dft_matrix(last.n, kernel[-1], last.dilation, "rows", code)
+    hat = np.matmul(taps.reshape(-1, kernel[-1]), matrix).view(out.dtype)
+    rows, rest = prod(lead) * prod(kernel[:-1]), hat.shape[-1]  # (planes, *K[:-1], F_d)
+    for k in range(nd - 2, -1, -1):  # each earlier dim, innermost first
+        d = geometry[k]
+        matrix = _dft_matrix(d.n, kernel[k], d.dilation, "complex", code)
+        rows //= kernel[k]
+        hat = np.matmul(matrix, hat.reshape(rows, kernel[k], rest))
+        rest *= d.n
+    np.copyto(out, hat.reshape(out.shape))
 
 
 def _dft_head(rhs_part: np.ndarray, geometry, dtype):
