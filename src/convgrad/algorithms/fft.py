@@ -141,17 +141,23 @@ def _tile_options(dim: Dim) -> list[int]:
 @functools.lru_cache(maxsize=1024)
 def tiling(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int):
     """The tiles of the lowest estimate of the cost model (``_plan.seconds``), per dim
-    (``Dim``); None as ``dims``."""
+    (``Dim``), one dim at a time from whole tiles, twice over; None as ``dims``."""
     from .._plan import seconds
 
     whole = dims(lhs_shape, rhs_shape, corr)
     if whole is None or 0 in lhs_shape[:3] + rhs_shape[1:2]:
         return whole
     options = [[_tiled(d, t) for t in _tile_options(d)] for d in whole]
-    return min(
-        itertools.product(*options),
-        key=lambda geometry: seconds(_counts(lhs_shape, rhs_shape, geometry, itemsize)),
-    )
+    best = list(whole)
+
+    def cost(k, dim):
+        geometry = (*best[:k], dim, *best[k + 1 :])
+        return seconds(_counts(lhs_shape, rhs_shape, geometry, itemsize))
+
+    for _ in range(2):
+        for k, choices in enumerate(options):
+            best[k] = min(choices, key=lambda dim: cost(k, dim))
+    return tuple(best)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -309,7 +315,11 @@ def _counts(lhs_shape, rhs_shape, geometry, itemsize: int):
         moved += g * o * c * cplx * -(-units // p.u)
     moved += g * (b * c * prod(d.size for d in geometry) + o * c * prod(kernel)) * itemsize
     steps = chunks * o_chunks * (c_chunks * 3 + 2)  # phases handed to the pool
-    calls = steps * 2 + (x_planes + y_planes) // p.planes * 4 + x_planes // c + y_planes // o
+    boxes = (x_planes + y_planes) // p.planes + 2 * steps  # transform calls
+    copies = boxes if tiles == 1 else x_planes // p.c + y_planes // p.o  # per tile
+    per_freq = p.g * p.u * (p.o if p.broadcast else max(p.c, p.o)) * 2 * itemsize
+    blocks = chunks * o_chunks * c_chunks * -(-freqs // max(1, p.block_bytes // per_freq))
+    calls = steps * 2 + boxes * 4 + copies + blocks * (p.c if p.broadcast else 3)
     units_jobs = min(-(-g * units * c // p.planes), -(-g * units * o // p.planes))
     return Counts(
         gemm_flops=dft + (0.0 if p.broadcast else products),
