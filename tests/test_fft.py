@@ -80,6 +80,8 @@ def test_transform_lengths_are_scipys_next_fast_len():
 
 
 LARGE = {  # (x shape, w shape, options): kernels where the transforms pay
+    "7x7-56": ((8, 64, 56, 56), (64, 64, 7, 7), dict(padding=3)),
+    "k31-1d": ((4, 32, 16384), (32, 32, 31), dict(padding=15)),
     "15x15": ((4, 16, 128, 128), (16, 16, 15, 15), dict(padding=7)),
     "11x11": ((8, 32, 64, 64), (32, 32, 11, 11), dict(padding=5)),
     "k65-1d": ((4, 32, 16384), (32, 32, 65), dict(padding=32)),
@@ -90,6 +92,7 @@ SMALL = {  # where they do not
     "3x3-14": ((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
     "1x1": ((8, 256, 56, 56), (64, 256, 1, 1), dict()),
     "depthwise-3": ((8, 144, 56, 56), (144, 1, 3, 3), dict(padding=1, groups=144)),
+    "depthwise-7": ((8, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96)),
     "conv1d-k3": ((4, 64, 4096), (64, 64, 3), dict(padding=1)),
     "stem": ((8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
 }
