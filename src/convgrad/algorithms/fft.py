@@ -358,12 +358,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     whole = all(d.first == 0 and d.count == n for d, n in zip(geometry, out_spatial))
     result = (np.empty if whole else np.zeros)((g, b, o, *out_spatial), dtype=dtype)
     cdtype = np.result_type(compute, np.complex64)
-    run = _Run(scipy.fft, geometry, p, compute, cores)
+    phases = _Run(scipy.fft, geometry, p, compute, cores)
     kernel = None
     if p.kernel_once:  # conj(W): (G, O, C, F) for broadcast products, else (G, F, C, O)
         shape = (g, o, c, freqs) if p.broadcast else (g, freqs, c, o)
         kernel = scratch("fft-kernel", prod(shape), cdtype).reshape(shape)
-        run.kernels(rhs, kernel)
+        phases.kernels(rhs, kernel)
     for g0, u0 in itertools.product(range(0, g, p.g), range(0, units, p.u)):
         gs, us = range(g0, min(g, g0 + p.g)), range(u0, min(units, u0 + p.u))
         for o0 in range(0, o, p.o):
@@ -374,7 +374,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                 cs = range(c0, min(c, c0 + p.c))
                 x = scratch("fft-x", len(gs) * len(us) * len(cs) * freqs, cdtype)
                 x = x.reshape(len(gs), len(us), len(cs), freqs)
-                run.forward(lhs, gs, us, cs, x)
+                phases.forward(lhs, gs, us, cs, x)
                 g_, o_, c_ = _slice(gs), _slice(os_), _slice(cs)
                 if kernel is not None:
                     w = kernel[g_, o_, c_] if p.broadcast else kernel[g_, :, c_, o_]
@@ -383,9 +383,9 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                     if not p.broadcast:
                         shape = (len(gs), freqs, len(cs), len(os_))
                     w = scratch("fft-w", prod(shape), cdtype).reshape(shape)
-                    run.kernels(rhs[g_, o_, c_], w)
-                run.product(x, w, y, first=c0 == 0)
-            run.inverse(y, gs, us, os_, result)
+                    phases.kernels(rhs[g_, o_, c_], w)
+                phases.product(x, w, y, first=c0 == 0)
+            phases.inverse(y, gs, us, os_, result)
     return result
 
 
