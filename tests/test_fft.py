@@ -45,10 +45,10 @@ def test_the_sweep_reaches_fft_on_most_cases():
     assert any(case[1][2] == 1 for case in FFT_CASES)  # one channel (depthwise)
 
 
-@pytest.mark.parametrize("tile", [1, 2, 3])
+@pytest.mark.parametrize("tile", [1, 3])
 @pytest.mark.parametrize("case", FFT_CASES, ids=[c[0] for c in FFT_CASES])
 def test_overlap_save_tiles_match_direct_evaluation(case, tile, monkeypatch):
-    """Tiles of 1-3 outputs per dim (the cost model's choice is often one tile here):
+    """Tiles of 1 and 3 outputs per dim (the cost model's choice is often one tile here):
     every tile's window, shift and picked entries, with strides, padding and crops."""
     lhs, rhs, corr, expected = _operands(case)
 
