@@ -33,7 +33,9 @@ from .algorithms import REGISTRY
 MACHINE = {
     "GEMM_FLOPS": 200e9,  # large sgemm, flop/s
     "GEMM_HALF_DIM": 8.0,  # GEMM smallest dimension at which half that rate is reached
-    "FFT_FLOPS": 6e9,  # scipy.fft real transforms + complex products, flop/s
+    # scipy.fft rfftn/irfftn, counted 2.5 n log2 n flops per real n-point transform, one
+    # job per core (workers=1): 12-27 GFLOP/s per core over 1-3-D sizes 16..16875, median 20
+    "FFT_FLOPS": 36e9,
     "LOOP_FLOPS": 40e9,  # compiled (numba) shift-accumulate multiply-adds, flop/s
     "BYTES_PER_S": 12e9,  # copies / elementwise passes (reads + writes both counted), bytes/s
     "CALL_S": 5e-6,  # fixed cost of one numpy or BLAS call
