@@ -281,8 +281,13 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     import convgrad as cg
-    from convgrad import _plan
+    from convgrad import _plan, _process
     from convgrad._primitive import algorithm_names
+
+    # steady state: every kernel built before its call returns (the "cold" column then
+    # holds the build; with background builds a cell's first samples would time the
+    # algorithm auto runs meanwhile)
+    _process.kernel_builds.background = False
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
