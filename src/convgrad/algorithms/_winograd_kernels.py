@@ -1,0 +1,185 @@
+"""The compiled loops of Winograd (``_winograd``): a band's input gathered channels-last,
+its tiles transformed axis by axis by a matrix given as data, its outputs scattered back
+channels-first. Serial ``nogil`` numba functions, one compile per dtype, cached on disk;
+each runs inside a job. Indices into flat arrays are unsigned where the loop is hot: a
+signed index costs a wraparound test per element (1.6x slower copies).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._compiled import JIT_OPTIONS, lazy_kernel
+
+
+@lazy_kernel
+def transform(numba):
+    """Transform the tiles of a band, axis by axis, with a matrix given as sparse rows: B^T
+    from the input grid into the planes (``to_planes``), or A^T from the planes into the
+    output grid. The tiles go by lines along x (n_x tiles); every step is a sum of a few
+    vectors of a line's n_x * C values (contiguous in both layouts), cut in blocks of
+    ``lb`` values that stay in cache.
+
+    ``grid``: (k, G0, G1, E, n_x, C) with E = alpha_x (input) or m_x (output), cell (z, y,
+    i, t) holding sample (z, y, t*m_x + i); ``planes``: (P, k*n0*n1*n_x, C), planes ``ps``
+    apart; both flat. ``geo`` = (k, n0, n1 tile lines, n_x*C, lb, G0, G1, step (3), alpha
+    (3), ps, to_planes); ``ptr`` (3, R + 1), ``cols``, ``vals`` (3, Z): per axis the
+    matrix's nonzeros; t1 (alpha_1*alpha_2*lb), t2 (alpha_2*lb): buffers of the partial
+    sums. Serial (it runs in a job)."""
+
+    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
+    def kernel(grid, planes, geo, ptr, cols, vals, t1, t2):
+        k, n0, n1, size, lb, g0, g1 = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6]
+        step, alpha = geo[7:10], geo[10:13]
+        ps, to_planes = geo[13], geo[14] == 1
+        a1, a2 = alpha[1], alpha[2]
+        rows = alpha if to_planes else step
+        e = a2 if to_planes else step[2]
+        gz, gy, gx = g1 * e * size, e * size, size  # grid strides of (z, y, i) in a line
+        pz, py, px = a1 * a2 * ps, a2 * ps, ps  # plane strides
+        sz, sy, sx = (gz, gy, gx) if to_planes else (pz, py, px)
+        dz, dy, dx = (pz, py, px) if to_planes else (gz, gy, gx)
+        z_real, y_real = alpha[0] > 1, a1 > 1
+        src, dst = (grid, planes) if to_planes else (planes, grid)
+        for line in range(k * n0 * n1):
+            i1, r = line % n1, line // n1
+            i0, kk = r % n0, r // n0
+            goff = ((kk * g0 + i0 * step[0]) * g1 + i1 * step[1]) * e * size
+            so, do = (goff, line * size) if to_planes else (line * size, goff)
+            for l0 in range(0, size, lb):
+                nl = min(lb, size - l0)
+                for oz in range(rows[0]):
+                    for oy in range(rows[1]):
+                        for ox in range(rows[2]):
+                            # partial sums along z (t1), then y (t2), then x: each
+                            # recomputed when the index it depends on moves
+                            first = 2 if ox > 0 else (1 if oy > 0 else 0)
+                            for level in range(first, 3):
+                                if (level == 0 and not z_real) or (level == 1 and not y_real):
+                                    continue
+                                for v in range(
+                                    a1 * a2 if level == 0 else (a2 if level == 1 else 1)
+                                ):
+                                    if level == 0:
+                                        out, d, axis, row = t1, v * lb, 0, oz
+                                        into, s, stride = (
+                                            src,
+                                            so + l0 + v // a2 * sy + v % a2 * sx,
+                                            sz,
+                                        )
+                                    elif level == 1:
+                                        out, d, axis, row = t2, v * lb, 1, oy
+                                        if z_real:
+                                            into, s, stride = t1, v * lb, a2 * lb
+                                        else:
+                                            into, s, stride = src, so + l0 + v * sx, sy
+                                    else:
+                                        out, axis, row = dst, 2, ox
+                                        d = do + l0 + oz * dz + oy * dy + ox * dx
+                                        if y_real:
+                                            into, s, stride = t2, 0, lb
+                                        else:
+                                            into, s, stride = src, so + l0, sx
+                                    # out[d : d + nl] = sum of the row's terms, two at a
+                                    # time: zero-based loops over slices, vectorised by LLVM
+                                    acc = out[d : d + nl]
+                                    q, q1 = ptr[axis, row], ptr[axis, row + 1]
+                                    xs, vx = into[s + cols[axis, q] * stride :], vals[axis, q]
+                                    if q1 - q >= 2:
+                                        ys = into[s + cols[axis, q + 1] * stride :]
+                                        vy = vals[axis, q + 1]
+                                        for c in range(nl):
+                                            acc[c] = vx * xs[c] + vy * ys[c]
+                                        q += 2
+                                    else:
+                                        for c in range(nl):
+                                            acc[c] = vx * xs[c]
+                                        q += 1
+                                    while q < q1:
+                                        xs, vx = into[s + cols[axis, q] * stride :], vals[axis, q]
+                                        if q + 1 < q1:
+                                            ys = into[s + cols[axis, q + 1] * stride :]
+                                            vy = vals[axis, q + 1]
+                                            for c in range(nl):
+                                                acc[c] += vx * xs[c] + vy * ys[c]
+                                            q += 2
+                                        else:
+                                            for c in range(nl):
+                                                acc[c] += vx * xs[c]
+                                            q += 1
+
+    return kernel
+
+
+@lazy_kernel
+def gather(numba):
+    """A band's input grid (k, G0, G1, E, n_x, C), flat, channels-last, x expanded by tile
+    (cell (z, y, i, t) holds sample (z, y, t*m + i) of the band), from src (G, B, C, D, H,
+    W) flat with element strides (G, B, C, D, H) and a unit last one; zero where a cell is
+    outside src. ``prm`` = (g, b0, k, C, G0, G1, E, n_x, m, then per axis first, D,
+    offset, size: see ``_winograd._axis_params``). Serial (it runs in a job)."""
+
+    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
+    def kernel(src, strides, dst, prm):
+        u = np.uint64  # unsigned indices: no wraparound test per element (1.6x faster)
+        gi, b0, k, nc, g0, g1, e, nx, m = prm[0:9]
+        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[9:21]
+        sc = u(strides[2])
+        at = u(0)
+        for kk in range(k):
+            for gz in range(g0):
+                z = (f0 + gz) * d0 + o0
+                for gy in range(g1):
+                    y = (f1 + gy) * d1 + o1
+                    if z < 0 or z >= n0 or y < 0 or y >= n1:
+                        for j in range(e * nx * nc):
+                            dst[at + u(j)] = 0
+                        at += u(e * nx * nc)
+                        continue
+                    row = gi * strides[0] + (b0 + kk) * strides[1] + z * strides[3]
+                    row += y * strides[4]
+                    for i in range(e):
+                        for t in range(nx):
+                            x = (f2 + i + m * t) * d2 + o2
+                            if x < 0 or x >= n2:
+                                for c in range(nc):
+                                    dst[at + u(c)] = 0
+                            else:
+                                line = u(row + x)
+                                for c in range(u(nc)):
+                                    dst[at + c] = src[line + c * sc]
+                            at += u(nc)
+
+    return kernel
+
+
+@lazy_kernel
+def scatter(numba):
+    """dst (G, B, O, D', H', W') at a band's outputs = src (k, Y0, Y1, m, n_x, O), the
+    band's output grid (``gather``'s layout), channels-first; cells past the phase's
+    outputs are dropped. dst flat with element strides (G, B, O, D', H') and a unit last
+    one; ``prm`` as ``gather``'s, per axis first, D, ph, outputs. Serial (in a job)."""
+
+    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
+    def kernel(src, dst, strides, prm):
+        u = np.uint64
+        gi, b0, k, nc, g0, g1, e, nx, m = prm[0:9]
+        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[9:21]
+        dc = u(strides[2])
+        for kk in range(k):
+            for gz in range(g0):
+                for gy in range(g1):
+                    if f0 + gz >= n0 or f1 + gy >= n1:
+                        continue
+                    at = u(((kk * g0 + gz) * g1 + gy) * e * nx * nc)
+                    row = gi * strides[0] + (b0 + kk) * strides[1]
+                    row += ((f0 + gz) * d0 + o0) * strides[3] + ((f1 + gy) * d1 + o1) * strides[4]
+                    for i in range(e):
+                        for t in range(nx):
+                            if f2 + i + m * t < n2:
+                                line = u(row + (f2 + i + m * t) * d2 + o2)
+                                for c in range(u(nc)):
+                                    dst[line + c * dc] = src[at + c]
+                            at += u(nc)
+
+    return kernel
