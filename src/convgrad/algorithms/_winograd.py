@@ -22,10 +22,7 @@ Work is cut into bands (tiles of one phase along the first spatial axis, of one 
 several whole small images). A band's input is gathered channels-last, x expanded by
 tile, zero where it is padding; the compiled loop transforms it into V; matmuls give M;
 the loop transforms M into the band's outputs, which are scattered back channels-first.
-Large calls run band by band, one job per core, each band within a cache-sized
-workspace. Calls whose planes (V and M of every tile) are small run phased: every band
-into one set of planes, then the GEMMs split over the planes (all tiles in each GEMM,
-every filter read once), then every band's outputs (``_phased``).
+Bands run on one job per core, each within a cache-sized workspace of its thread.
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ from ._winograd_tiles import Tiles
 from ._workspace import kernel_share, laid_out, scratch
 
 BAND_BYTES = 2 * 2**20  # a job's band: input copy, V, M and outputs
-PHASED_BYTES = 16 * 2**20  # planes of a call this small run phased (see _phased)
 MIN_TILES = 192  # tiles per band (GEMM rows) that whole small images are grouped up to
 TEMP_BYTES = 64 * 1024  # the transform's partial sums: a block of each line's values
 
@@ -89,6 +85,7 @@ class Geometry:
         """Outputs of phase ph along axis ax."""
         return -(-(self.out[ax] - ph) // self.dil[ax])
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (a few per call, and Geometry is small)
     def phase_tiles(self, ax: int, ph: int) -> int:
         return -(-self.phase_out(ax, ph) // self.tiles.step[ax])
 
@@ -161,24 +158,14 @@ def _bands(geom: Geometry, rows: int) -> int:
     return sum(-(-geom.phase_tiles(ax, ph[ax]) // rows) for ph in geom.all_phases())
 
 
-def phased(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit=None) -> bool:
-    """Whether one group's planes (V and M of every tile) fit PHASED_BYTES (and half of
-    ``limit``): the call then runs phased (``_phased``), else band by band."""
-    b, c, o = lhs_shape[1], lhs_shape[2], rhs_shape[1]
-    whole = geom.tiles.planes * b * geom.tile_count() * (c + o) * itemsize
-    return whole <= (PHASED_BYTES if limit is None else min(PHASED_BYTES, limit // 2))
-
-
 def workspace_bytes(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the bands in flight (one per core), of one group's planes where the call
-    runs phased, and of the filters, laid out and transformed."""
+    """Bytes of the bands in flight (one per core) and of the filters, laid out and
+    transformed."""
     geom = Geometry(lhs_shape, rhs_shape, corr, sizes)
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     rows, images = band(geom, lhs_shape, rhs_shape, itemsize)
     per_band = images * geom.band_bytes(rows, c, o, itemsize)
-    if phased(geom, lhs_shape, rhs_shape, itemsize):
-        per_band += geom.tiles.planes * b * geom.tile_count() * (c + o) * itemsize
     filters = (geom.tiles.planes + 3**geom.dims) * g * c * o * itemsize
     return _parallel.CORES * per_band + filters
 
@@ -186,8 +173,7 @@ def workspace_bytes(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsi
 def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     """Machine-free work: alpha^d GEMMs of (tiles x C x O); the transforms' multiply-adds
     (compiled loops, in cache); the input and output copied once each; the filters
-    transformed (on the calling thread) and read by every band's GEMMs (once per group
-    when phased)."""
+    transformed (on the calling thread) and read by every band's GEMMs."""
     from .._plan import Counts
 
     geom = Geometry(lhs_shape, rhs_shape, corr, sizes)
@@ -202,14 +188,10 @@ def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = (tiles_all * math.prod(t.step) * c + 2 * outputs * o) * 2 * itemsize
     moved += tiles_all * t.planes * (c + o) * itemsize  # V and M, within the cache
     bands = g * -(-b // images) * _bands(geom, rows)
-    filters = t.planes * g * c * o * itemsize  # U, once per band, or per group when phased
-    if phased(geom, lhs_shape, rhs_shape, itemsize):
-        moved += filters
-        band_tiles = b * geom.tile_count()
-    else:
-        moved += filters * bands / g
-        band_tiles = images * math.prod(geom.band_tiles(rows))
+    filters = t.planes * g * c * o * itemsize  # U, read by every band of its group
+    moved += filters * bands / g
     moved /= _parallel.cores_for(bands)
+    band_tiles = images * math.prod(geom.band_tiles(rows))
     moved += filters + 3 * 3**geom.dims * g * c * o * itemsize  # laid out and transformed
     return Counts(
         flops,
@@ -254,47 +236,15 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
     # the compiled loops take compute-dtype rows of unit stride (a copy otherwise)
     lhs3 = unit_rows(lhs.astype(compute, copy=False)).reshape(g, b, c, *geom.size)
     bands = Bands(name, geom, lhs3, result.reshape(g, b, o, *geom.out), rows, images)
-    groups = [
-        [unit for b0 in range(0, b, images) for unit in bands.units(gi, b0, min(b, b0 + images))]
+    units = [
+        unit
         for gi in range(g)
+        for b0 in range(0, b, images)
+        for unit in bands.units(gi, b0, min(b, b0 + images))
     ]
-    if phased(geom, lhs.shape, rhs.shape, compute.itemsize, share):
-        for units in groups:
-            _phased(bands, u, units)
-    else:
-        units = [unit for group in groups for unit in group]
-        jobs = _parallel.workers(len(units))
-        _parallel.run_jobs(lambda mine: bands.run(u, mine), [units[j::jobs] for j in range(jobs)])
+    jobs = _parallel.workers(len(units))
+    _parallel.run_jobs(lambda mine: bands.run(u, mine), [units[j::jobs] for j in range(jobs)])
     return result if result.dtype == dtype else result.astype(dtype)
-
-
-def _phased(bands, u, units) -> None:
-    """The tiles of every band of ``units`` (one group) into one set of planes (jobs over
-    bands), the GEMMs over all of them (jobs over planes), then every band's outputs (jobs
-    over bands): a few small images give each GEMM all their tiles."""
-    gi = units[0][0]
-    t = bands.geom.tiles
-    c, o = bands.lhs3.shape[2], bands.result3.shape[2]
-    offsets = np.cumsum([0] + [bands.tile_count(unit) for unit in units])
-    total = int(offsets[-1])
-    v_all = _staggered(f"{bands.name}-v-all", t.planes * (total * c + 32), u.dtype, 1)
-    m_all = _staggered(f"{bands.name}-m-all", t.planes * (total * o + 32), u.dtype, 2)
-    v, v_stride = _planes(v_all, t.planes, total, c)
-    m, m_stride = _planes(m_all, t.planes, total, o)
-    at = list(zip(units, offsets[:-1].tolist()))
-    jobs = _parallel.workers(len(at))
-    _parallel.run_jobs(
-        lambda mine: [bands.to_planes(unit, v_all[off * c :], v_stride) for unit, off in mine],
-        [at[j::jobs] for j in range(jobs)],
-    )
-    ranges = _process.split_range(t.planes, _parallel.workers(t.planes))
-    _parallel.run_jobs(
-        lambda r: np.matmul(v[r[0] : r[1]], u[r[0] : r[1], gi], out=m[r[0] : r[1]]), ranges
-    )
-    _parallel.run_jobs(
-        lambda mine: [bands.from_planes(unit, m_all[off * o :], m_stride) for unit, off in mine],
-        [at[j::jobs] for j in range(jobs)],
-    )
 
 
 class Bands:
@@ -307,6 +257,14 @@ class Bands:
         self.rows, self.images = rows, images
         self.src, self.src_strides = flat_view(lhs3, writeable=False)
         self.dst, self.dst_strides = flat_view(result3)
+        t, dtype = geom.tiles, lhs3.dtype
+        self.most = geom.band_tiles(rows)  # tiles per axis of the largest band
+        self.cells = max(math.prod(shape) for shape in geom.extents(self.most))
+        self.bt, self.at = ((ptr, cols, vals.astype(dtype)) for ptr, cols, vals in (t.bt, t.at))
+        self.blocks = [  # channels per copy: (gather, scatter)
+            _channel_block(self.src_strides[2], lhs3.shape[2], dtype.itemsize),
+            _channel_block(self.dst_strides[2], result3.shape[2], dtype.itemsize),
+        ]
 
     def units(self, gi: int, b0: int, b1: int) -> list:
         ax = self.geom.axis
@@ -329,15 +287,12 @@ class Bands:
         return (unit[2] - unit[1]) * math.prod(self.shape(unit)[0])
 
     def _buffers(self, c: int, dtype):
-        """This thread's grid buffer (input or output: slot by channel side), the
-        transform's partial sums and its matrices."""
-        t, geom = self.geom.tiles, self.geom
-        most = geom.band_tiles(self.rows)
-        grid_most, out_most = geom.extents(most)
-        cells = max(math.prod(grid_most), math.prod(out_most))
-        grid = _staggered(f"{self.name}-grid", self.images * cells * c, dtype, 0)
+        """This thread's grid buffer (the input's, then the output's), the line block and
+        the transform's partial sums."""
+        t = self.geom.tiles
+        grid = _staggered(f"{self.name}-grid", self.images * self.cells * c, dtype, 0)
         a1, a2 = t.alpha[1], t.alpha[2]
-        block = _line_block(t, most[2] * c, dtype.itemsize)
+        block = _line_block(t, self.most[2] * c, dtype.itemsize)
         temps = scratch(f"{self.name}-temps", (a1 * a2 + a2) * block, dtype)
         return grid, block, temps[: a1 * a2 * block], temps[a1 * a2 * block :]
 
@@ -350,13 +305,11 @@ class Bands:
         grid, _ = geom.extents(n)
         buf, block, t1, t2 = self._buffers(c, planes.dtype)
         p = buf[: (b1 - b0) * math.prod(grid) * c]
-        prm = [gi, b0, b1 - b0, c, *grid, t.step[2], *_axis_params(geom, ph, first, False)]
+        prm = [gi, b0, b1 - b0, c, *grid, t.step[2], self.blocks[0]]
+        prm += _axis_params(geom, ph, first, False)
         gather()(self.src, self.src_strides, p, np.array(prm, np.int64))
         geo = [b1 - b0, n[0], n[1], n[2] * c, block, *grid[:2], *t.step, *t.alpha, stride, 1]
-        ptr, cols, vals = t.bt
-        transform()(
-            p, planes, np.array(geo, np.int64), ptr, cols, vals.astype(planes.dtype), t1, t2
-        )
+        transform()(p, planes, np.array(geo, np.int64), *self.bt, t1, t2)
 
     def from_planes(self, unit, planes, stride: int) -> None:
         """The band's outputs from ``planes`` (flat, planes ``stride`` apart, the band's
@@ -368,11 +321,9 @@ class Bands:
         buf, block, t1, t2 = self._buffers(o, planes.dtype)
         y = buf[: (b1 - b0) * math.prod(outs) * o]
         geo = [b1 - b0, n[0], n[1], n[2] * o, block, *outs[:2], *t.step, *t.alpha, stride, 0]
-        ptr, cols, vals = t.at
-        transform()(
-            y, planes, np.array(geo, np.int64), ptr, cols, vals.astype(planes.dtype), t1, t2
-        )
-        prm = [gi, b0, b1 - b0, o, *outs, t.step[2], *_axis_params(geom, ph, first, True)]
+        transform()(y, planes, np.array(geo, np.int64), *self.at, t1, t2)
+        prm = [gi, b0, b1 - b0, o, *outs, t.step[2], self.blocks[1]]
+        prm += _axis_params(geom, ph, first, True)
         scatter()(y, self.dst, self.dst_strides, np.array(prm, np.int64))
 
     def run(self, u, units) -> None:
@@ -380,7 +331,7 @@ class Bands:
         thread's cache-sized workspaces; u (P, G, C, O)."""
         t = self.geom.tiles
         c, o = self.lhs3.shape[2], self.result3.shape[2]
-        most = self.images * math.prod(self.geom.band_tiles(self.rows))
+        most = self.images * math.prod(self.most)
         # the buffers start at different offsets mod 4 KiB: fresh ones all start at the
         # same one, and the transforms' loads and stores then alias (3x3-14: 12 vs 8 ms)
         v_buf = _staggered(f"{self.name}-v", t.planes * (most * c + 32), u.dtype, 1)
@@ -405,6 +356,16 @@ def _axis_params(geom: Geometry, ph, first, into_result: bool) -> list[int]:
         else:
             params += [first[a], geom.dil[a], ph[a] - geom.low[a], geom.size[a]]
     return params
+
+
+def _channel_block(stride: int, channels: int, itemsize: int) -> int:
+    """Channels that gather and scatter copy at once: their lines, ``stride`` elements
+    apart, spread over the L1 cache's 64 sets (of 64 bytes, 4 KiB a turn) at most 8 to a
+    set. A channel stride of a multiple of 4 KiB (a 32x32 or 64x64 map, a row of 4096)
+    puts every channel in one set: 8 at a time then (10x faster than all 64)."""
+    lines = stride * itemsize // 64
+    sets = 64 // math.gcd(lines % 64, 64) if stride * itemsize % 64 == 0 else 64
+    return max(1, min(channels, 8 * sets))
 
 
 def _line_block(t: Tiles, size: int, itemsize: int) -> int:

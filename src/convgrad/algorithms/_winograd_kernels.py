@@ -116,16 +116,16 @@ def gather(numba):
     """A band's input grid (k, G0, G1, E, n_x, C), flat, channels-last, x expanded by tile
     (cell (z, y, i, t) holds sample (z, y, t*m + i) of the band), from src (G, B, C, D, H,
     W) flat with element strides (G, B, C, D, H) and a unit last one; zero where a cell is
-    outside src. ``prm`` = (g, b0, k, C, G0, G1, E, n_x, m, then per axis first, D,
-    offset, size: see ``_winograd._axis_params``). Serial (it runs in a job)."""
+    outside src. ``prm`` = (g, b0, k, C, G0, G1, E, n_x, m, channel block, then per axis
+    first, D, offset, size: see ``_winograd._axis_params``). Serial (it runs in a job)."""
 
     @numba.njit(**dict(JIT_OPTIONS, parallel=False))
     def kernel(src, strides, dst, prm):
         u = np.uint64  # unsigned indices: no wraparound test per element (1.6x faster)
-        gi, b0, k, nc, g0, g1, e, nx, m = prm[0:9]
-        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[9:21]
+        gi, b0, k, nc, g0, g1, e, nx, m, cb = prm[0:10]
+        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[10:22]
         sc = u(strides[2])
-        at = u(0)
+        at = 0
         for kk in range(k):
             for gz in range(g0):
                 z = (f0 + gz) * d0 + o0
@@ -133,22 +133,26 @@ def gather(numba):
                     y = (f1 + gy) * d1 + o1
                     if z < 0 or z >= n0 or y < 0 or y >= n1:
                         for j in range(e * nx * nc):
-                            dst[at + u(j)] = 0
-                        at += u(e * nx * nc)
+                            dst[u(at + j)] = 0
+                        at += e * nx * nc
                         continue
                     row = gi * strides[0] + (b0 + kk) * strides[1] + z * strides[3]
                     row += y * strides[4]
-                    for i in range(e):
+                    for c0 in range(0, nc, cb):  # a block of channels: cb lines read at once
+                        nb = min(cb, nc - c0)
                         for t in range(nx):
-                            x = (f2 + i + m * t) * d2 + o2
-                            if x < 0 or x >= n2:
-                                for c in range(nc):
-                                    dst[at + u(c)] = 0
-                            else:
-                                line = u(row + x)
-                                for c in range(u(nc)):
-                                    dst[at + c] = src[line + c * sc]
-                            at += u(nc)
+                            cell = at + t * nc + c0
+                            for i in range(e):
+                                x = (f2 + i + m * t) * d2 + o2
+                                if 0 <= x < n2:
+                                    line = u(row + c0 * strides[2] + x)
+                                    for c in range(u(nb)):
+                                        dst[u(cell) + c] = src[line + c * sc]
+                                else:
+                                    for c in range(u(nb)):
+                                        dst[u(cell) + c] = 0
+                                cell += nx * nc
+                    at += e * nx * nc
 
     return kernel
 
@@ -163,23 +167,26 @@ def scatter(numba):
     @numba.njit(**dict(JIT_OPTIONS, parallel=False))
     def kernel(src, dst, strides, prm):
         u = np.uint64
-        gi, b0, k, nc, g0, g1, e, nx, m = prm[0:9]
-        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[9:21]
+        gi, b0, k, nc, g0, g1, e, nx, m, cb = prm[0:10]
+        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[10:22]
         dc = u(strides[2])
         for kk in range(k):
             for gz in range(g0):
                 for gy in range(g1):
                     if f0 + gz >= n0 or f1 + gy >= n1:
                         continue
-                    at = u(((kk * g0 + gz) * g1 + gy) * e * nx * nc)
+                    at = ((kk * g0 + gz) * g1 + gy) * e * nx * nc
                     row = gi * strides[0] + (b0 + kk) * strides[1]
                     row += ((f0 + gz) * d0 + o0) * strides[3] + ((f1 + gy) * d1 + o1) * strides[4]
-                    for i in range(e):
+                    for c0 in range(0, nc, cb):  # as gather
+                        nb = min(cb, nc - c0)
                         for t in range(nx):
-                            if f2 + i + m * t < n2:
-                                line = u(row + (f2 + i + m * t) * d2 + o2)
-                                for c in range(u(nc)):
-                                    dst[line + c * dc] = src[at + c]
-                            at += u(nc)
+                            cell = at + t * nc + c0
+                            for i in range(e):
+                                if f2 + i + m * t < n2:
+                                    line = u(row + c0 * strides[2] + (f2 + i + m * t) * d2 + o2)
+                                    for c in range(u(nb)):
+                                        dst[line + c * dc] = src[u(cell) + c]
+                                cell += nx * nc
 
     return kernel

@@ -102,15 +102,15 @@ class Tiles:
     def dims(self) -> int:
         return len(self.ms)
 
-    @property
+    @functools.cached_property
     def alpha(self) -> tuple[int, ...]:
         return (1,) * (3 - self.dims) + tuple(m + 2 for m in self.ms)
 
-    @property
+    @functools.cached_property
     def step(self) -> tuple[int, ...]:
         return (1,) * (3 - self.dims) + tuple(self.ms)
 
-    @property
+    @functools.cached_property
     def planes(self) -> int:
         return math.prod(self.alpha)
 
