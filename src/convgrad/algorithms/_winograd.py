@@ -124,8 +124,8 @@ class Geometry:
 def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit=None):
     """(tiles along the band axis, images) per band: buffers of about BAND_BYTES, but at
     least MIN_TILES tiles (GEMM rows) where the image allows, never past a core's share of
-    ``limit``; whole images, several of them, when one fits, and one band per core at
-    least where the batch allows."""
+    ``limit``; whole images, several of them, when one fits; and one band per core at
+    least (images cut into rows where the batch is smaller than the cores)."""
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     full = max(1, geom.phase_tiles(geom.axis, 0))
@@ -142,12 +142,15 @@ def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit=None):
                 (mid, high) if geom.band_bytes(mid, c, o, itemsize) <= hard else (low, mid - 1)
             )
         want = low if low < full else want
+    cores = _process.jobs.cores()
+    if g * b * _bands(geom, full) < cores:  # too few images: cut them into rows
+        want = min(want, -(-full // -(-cores // (g * b * _bands(geom, full)))))
     if want < full:
         return want, 1
     images = max(BAND_BYTES // whole, -(-MIN_TILES // (row_tiles * full)), 1)
     if hard is not None:
         images = min(images, max(1, hard // whole))
-    groups = -(-_process.jobs.cores() // (g * _bands(geom, full)))  # image groups wanted
+    groups = -(-cores // (g * _bands(geom, full)))  # image groups wanted
     images = min(images, -(-b // min(b, groups)))
     return full, min(images, b)
 
