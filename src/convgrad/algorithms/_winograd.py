@@ -175,7 +175,7 @@ def workspace_bytes(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsi
 
 def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     """Machine-free work: alpha^d GEMMs of (tiles x C x O); the transforms' multiply-adds
-    (compiled loops, in cache); the input and output copied once each; the filters
+    (a compiled loop over long vectors, in cache); the input and output copied once each; the filters
     transformed (on the calling thread) and read by every band's GEMMs."""
     from .._plan import Counts
 
@@ -199,7 +199,7 @@ def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     return Counts(
         flops,
         min(o, c, band_tiles),
-        loop_flops=loop,
+        transform_flops=loop,
         bytes=moved,
         calls=10 * bands + 10,
         jobs=bands,
