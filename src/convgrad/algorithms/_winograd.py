@@ -36,9 +36,9 @@ import numpy as np
 from .. import _process
 from .._rules import Correlation
 from . import _parallel
-from ._compiled import flat_view, unit_rows
+from ._compiled import flat_view, read_only, unit_rows
 from ._dtypes import all_finite, compute_dtype, result_dtype
-from ._winograd_kernels import gather, scatter, transform
+from ._winograd_kernels import copy, transform
 from ._winograd_tiles import Tiles
 from ._workspace import kernel_share, laid_out, scratch
 
@@ -310,7 +310,7 @@ class Bands:
         p = buf[: (b1 - b0) * math.prod(grid) * c]
         prm = [gi, b0, b1 - b0, c, *grid, t.step[2], self.blocks[0]]
         prm += _axis_params(geom, ph, first, False)
-        gather()(self.src, self.src_strides, p, np.array(prm, np.int64))
+        copy()(self.src, p, self.src_strides, np.array(prm, np.int64), True)
         geo = [b1 - b0, n[0], n[1], n[2] * c, block, *grid[:2], *t.step, *t.alpha, stride, 1]
         transform()(p, planes, np.array(geo, np.int64), *self.bt, t1, t2)
 
@@ -327,7 +327,7 @@ class Bands:
         transform()(y, planes, np.array(geo, np.int64), *self.at, t1, t2)
         prm = [gi, b0, b1 - b0, o, *outs, t.step[2], self.blocks[1]]
         prm += _axis_params(geom, ph, first, True)
-        scatter()(y, self.dst, self.dst_strides, np.array(prm, np.int64))
+        copy()(read_only(y), self.dst, self.dst_strides, np.array(prm, np.int64), False)
 
     def run(self, u, units) -> None:
         """Each band of ``units`` whole: its planes, their GEMMs, its outputs, in this
@@ -349,15 +349,13 @@ class Bands:
 
 
 def _axis_params(geom: Geometry, ph, first, into_result: bool) -> list[int]:
-    """Per axis (first sample, D, offset, bound) of a band's cells: cell j holds phase
-    ph's sample s = first + j, at source index s*D + ph - low (inside when below the
-    source size) or at result index s*D + ph (kept when s is below the phase's outputs)."""
+    """Per axis (first sample, D, offset, size) of a band's cells for ``copy``: cell j
+    holds phase ph's sample s = first + j, at source index s*D + ph - low, or at result
+    index s*D + ph; inside when that index is below the source's or the result's size."""
     params = []
     for a in range(3):
-        if into_result:
-            params += [first[a], geom.dil[a], ph[a], geom.phase_out(a, ph[a])]
-        else:
-            params += [first[a], geom.dil[a], ph[a] - geom.low[a], geom.size[a]]
+        offset = ph[a] if into_result else ph[a] - geom.low[a]
+        params += [first[a], geom.dil[a], offset, (geom.out if into_result else geom.size)[a]]
     return params
 
 

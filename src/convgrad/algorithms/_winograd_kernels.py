@@ -81,112 +81,73 @@ def transform(numba):
                                         else:
                                             into, s, stride = src, so + l0, sx
                                     # out[d : d + nl] = sum of the row's terms, two at a
-                                    # time: zero-based loops over slices, vectorised by LLVM
+                                    # time (rows padded to an even count with a zero term):
+                                    # zero-based loops over slices, vectorised by LLVM
                                     acc = out[d : d + nl]
-                                    q, q1 = ptr[axis, row], ptr[axis, row + 1]
-                                    xs, vx = into[s + cols[axis, q] * stride :], vals[axis, q]
-                                    if q1 - q >= 2:
+                                    q0, q1 = ptr[axis, row], ptr[axis, row + 1]
+                                    xs, vx = into[s + cols[axis, q0] * stride :], vals[axis, q0]
+                                    ys = into[s + cols[axis, q0 + 1] * stride :]
+                                    vy = vals[axis, q0 + 1]
+                                    for c in range(nl):
+                                        acc[c] = vx * xs[c] + vy * ys[c]
+                                    for q in range(q0 + 2, q1, 2):
+                                        xs, vx = into[s + cols[axis, q] * stride :], vals[axis, q]
                                         ys = into[s + cols[axis, q + 1] * stride :]
                                         vy = vals[axis, q + 1]
                                         for c in range(nl):
-                                            acc[c] = vx * xs[c] + vy * ys[c]
-                                        q += 2
-                                    else:
-                                        for c in range(nl):
-                                            acc[c] = vx * xs[c]
-                                        q += 1
-                                    while q < q1:
-                                        xs, vx = into[s + cols[axis, q] * stride :], vals[axis, q]
-                                        if q + 1 < q1:
-                                            ys = into[s + cols[axis, q + 1] * stride :]
-                                            vy = vals[axis, q + 1]
-                                            for c in range(nl):
-                                                acc[c] += vx * xs[c] + vy * ys[c]
-                                            q += 2
-                                        else:
-                                            for c in range(nl):
-                                                acc[c] += vx * xs[c]
-                                            q += 1
+                                            acc[c] += vx * xs[c] + vy * ys[c]
 
     return kernel
 
 
 @lazy_kernel
-def gather(numba):
-    """A band's input grid (k, G0, G1, E, n_x, C), flat, channels-last, x expanded by tile
-    (cell (z, y, i, t) holds sample (z, y, t*m + i) of the band), from src (G, B, C, D, H,
-    W) flat with element strides (G, B, C, D, H) and a unit last one; zero where a cell is
-    outside src. ``prm`` = (g, b0, k, C, G0, G1, E, n_x, m, channel block, then per axis
-    first, D, offset, size: see ``_winograd._axis_params``). Serial (it runs in a job)."""
+def copy(numba):
+    """A band's grid (k, G0, G1, E, n_x, C), flat and channels-last, x expanded by tile
+    (cell (z, y, i, t) is sample (z, y, t*m + i) of the band), to or from a channels-first
+    array (G, B, C, D, H, W), flat with element strides (G, B, C, D, H) and a unit last
+    one. ``into_grid``: from src (channels-first) into dst (the grid), zero where a cell
+    is outside src; else from src (the grid) into dst (channels-first), cells outside it
+    dropped. ``prm`` = (g, b0, k, C, G0, G1, E, n_x, m, channel block, then per axis
+    first, D, offset, bound: see ``_winograd._axis_params``). Serial (it runs in a job)."""
 
     @numba.njit(**dict(JIT_OPTIONS, parallel=False))
-    def kernel(src, strides, dst, prm):
+    def kernel(src, dst, strides, prm, into_grid):
         u = np.uint64  # unsigned indices: no wraparound test per element (1.6x faster)
         gi, b0, k, nc, g0, g1, e, nx, m, cb = prm[0:10]
         f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[10:22]
         sc = u(strides[2])
-        at = 0
+        at = 0  # the grid's row (kk, gz, gy)
         for kk in range(k):
             for gz in range(g0):
                 z = (f0 + gz) * d0 + o0
                 for gy in range(g1):
                     y = (f1 + gy) * d1 + o1
                     if z < 0 or z >= n0 or y < 0 or y >= n1:
-                        for j in range(e * nx * nc):
-                            dst[u(at + j)] = 0
+                        if into_grid:
+                            for j in range(e * nx * nc):
+                                dst[u(at + j)] = 0
                         at += e * nx * nc
                         continue
                     row = gi * strides[0] + (b0 + kk) * strides[1] + z * strides[3]
                     row += y * strides[4]
-                    for c0 in range(0, nc, cb):  # a block of channels: cb lines read at once
-                        nb = min(cb, nc - c0)
+                    for c0 in range(0, nc, cb):  # a block of channels: cb lines at once
+                        nb = u(min(cb, nc - c0))
                         for t in range(nx):
                             cell = at + t * nc + c0
                             for i in range(e):
                                 x = (f2 + i + m * t) * d2 + o2
-                                if 0 <= x < n2:
-                                    line = u(row + c0 * strides[2] + x)
-                                    for c in range(u(nb)):
+                                line = u(row + c0 * strides[2] + x)
+                                inside = 0 <= x < n2
+                                if into_grid and inside:
+                                    for c in range(nb):
                                         dst[u(cell) + c] = src[line + c * sc]
-                                else:
-                                    for c in range(u(nb)):
+                                elif into_grid:
+                                    for c in range(nb):
                                         dst[u(cell) + c] = 0
+                                elif inside:
+                                    for c in range(nb):
+                                        dst[line + c * sc] = src[u(cell) + c]
                                 cell += nx * nc
                     at += e * nx * nc
-
-    return kernel
-
-
-@lazy_kernel
-def scatter(numba):
-    """dst (G, B, O, D', H', W') at a band's outputs = src (k, Y0, Y1, m, n_x, O), the
-    band's output grid (``gather``'s layout), channels-first; cells past the phase's
-    outputs are dropped. dst flat with element strides (G, B, O, D', H') and a unit last
-    one; ``prm`` as ``gather``'s, per axis first, D, ph, outputs. Serial (in a job)."""
-
-    @numba.njit(**dict(JIT_OPTIONS, parallel=False))
-    def kernel(src, dst, strides, prm):
-        u = np.uint64
-        gi, b0, k, nc, g0, g1, e, nx, m, cb = prm[0:10]
-        f0, d0, o0, n0, f1, d1, o1, n1, f2, d2, o2, n2 = prm[10:22]
-        dc = u(strides[2])
-        for kk in range(k):
-            for gz in range(g0):
-                for gy in range(g1):
-                    if f0 + gz >= n0 or f1 + gy >= n1:
-                        continue
-                    at = ((kk * g0 + gz) * g1 + gy) * e * nx * nc
-                    row = gi * strides[0] + (b0 + kk) * strides[1]
-                    row += ((f0 + gz) * d0 + o0) * strides[3] + ((f1 + gy) * d1 + o1) * strides[4]
-                    for c0 in range(0, nc, cb):  # as gather
-                        nb = min(cb, nc - c0)
-                        for t in range(nx):
-                            cell = at + t * nc + c0
-                            for i in range(e):
-                                if f2 + i + m * t < n2:
-                                    line = u(row + c0 * strides[2] + (f2 + i + m * t) * d2 + o2)
-                                    for c in range(u(nb)):
-                                        dst[line + c * dc] = src[u(cell) + c]
-                                cell += nx * nc
 
     return kernel

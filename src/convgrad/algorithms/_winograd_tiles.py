@@ -77,11 +77,14 @@ def cook_toom(m: int, r: int, points: tuple | None = None):
 
 
 def sparse_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ptr (rows + 1,), columns, values) of the nonzeros of ``matrix``, row by row."""
+    """(ptr (rows + 1,), columns, values) of the nonzeros of ``matrix``, row by row, each
+    row padded to an even count with a zero term (the compiled loop sums two at a time)."""
     nz = [np.flatnonzero(row) for row in matrix]
+    nz = [np.append(c, c[0]) if len(c) % 2 else c for c in nz]  # every row has a nonzero
     ptr = np.concatenate([[0], np.cumsum([len(c) for c in nz])]).astype(np.int64)
     cols = np.concatenate(nz).astype(np.int64)
-    return ptr, cols, np.concatenate([row[c] for row, c in zip(matrix, nz)])
+    vals = [np.where(np.arange(len(c)) < np.count_nonzero(r), r[c], 0) for r, c in zip(matrix, nz)]
+    return ptr, cols, np.concatenate(vals)
 
 
 @dataclass(frozen=True)
@@ -140,12 +143,13 @@ class Tiles:
 
     def terms(self, which: str) -> int:
         """Multiply-adds per tile and channel of the input (``'bt'``) or output (``'at'``)
-        transform, applied axis by axis: the nonzeros of each axis's matrix times the
-        points of the block's other axes at that pass."""
+        transform as the compiled loop does them, axis by axis: each axis's terms (its
+        matrix's nonzeros, rows padded to even counts) times the points of the block's
+        other axes at that pass."""
         mats = [cook_toom(m, 3)[2 if which == "bt" else 0] for m in self.ms]
         size = [mat.shape[1] for mat in mats]  # block extents, transformed axis by axis
         total = 0
         for ax, mat in enumerate(mats):
-            total += math.prod(size) // size[ax] * int(np.count_nonzero(mat))
+            total += math.prod(size) // size[ax] * len(sparse_rows(mat)[1])
             size[ax] = mat.shape[0]
         return total
