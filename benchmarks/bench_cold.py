@@ -54,6 +54,7 @@ ROWS = [
     ("gemm", "cg.conv(xs, ws, algorithm='gemm')"),
     ("implicit", "cg.conv(xs, ws, algorithm='implicit')"),
     ("winograd", "cg.conv(xs, ws, padding=1, algorithm='winograd')"),
+    ("winograd4", "cg.conv(xs, ws, padding=1, algorithm='winograd4')"),
     ("direct", "cg.conv(xd, wd, padding=1, groups=32, algorithm='direct')"),
     (
         "implicit_dw",

@@ -41,6 +41,7 @@ CONVS = [
     ((2, 8, 7, 7), (4, 8, 1, 1), dict(stride=2)),  # strided pointwise
     ((2, 4, 6, 6), (4, 4, 3, 3), dict(dilation=2, padding=2)),
     ((1, 2, 5, 6, 4), (3, 2, 3, 3, 2), dict(padding=1)),
+    ((2, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=(1, 0, 2), dilation=(1, 2, 1))),  # 3x3x3
     ((2, 2, 6, 5, 5), (2, 1, 2, 3, 3), dict(stride=(2, 1, 2), dilation=(1, 2, 1), groups=2)),
 ]
 

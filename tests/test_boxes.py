@@ -58,7 +58,8 @@ LAYERS = [
     ((2, 4, 40), (6, 4, 9), dict(padding=4)),
     ((1, 4, 6, 7, 6), (4, 4, 3, 3, 3), dict(padding=1)),
 ]
-SPLIT = ("gemm", "implicit", "phase", "scatter", "winograd", "blocked_dw")
+# (winograd cuts its own bands: tests/test_winograd.py)
+SPLIT = ("gemm", "implicit", "phase", "scatter", "blocked_dw")
 CASES = [
     (name, case)
     for case in pass_cases(LAYERS)
@@ -69,15 +70,13 @@ CASES = [
 
 def _most_jobs(name: str, lhs_shape, rhs_shape, corr: Correlation) -> int:
     """The jobs a correlation splits into when neither the work per job nor the Python of
-    a job bounds them: images, and rows of the leading output dims (tile rows of
-    Winograd; for blocked_dw the products' rows, MIN_ROWS each)."""
+    a job bounds them: images, and rows of the leading output dims (for blocked_dw the
+    products' rows, MIN_ROWS each)."""
     g, b = lhs_shape[:2]
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     rows = math.prod(out[: max(1, len(out) - 1)])
     if name == "scatter":  # its jobs hold every group
         return b * rows
-    if name == "winograd":  # bands of tile rows (2 output rows each)
-        return g * b * ((out[0] + 1) // 2)
     if name == "blocked_dw":  # (group, channel) pairs, and parts of the rows (b, t)
         return g * lhs_shape[2] * max(1, b * math.prod(out) // blocked_dw.MIN_ROWS)
     return g * b * rows
@@ -137,16 +136,11 @@ BENCHMARK = [
     (((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1)), "fwd", "implicit", 8, 8),
     # 8 images of 58 MFLOP: a box's 35 calls (175 us) would queue longer than it saves
     (((8, 128, 28, 28), (128, 128, 3, 3), dict(stride=2, padding=1)), "dx", "phase", 8, 8),
-    # 8 images of 7 tile rows, 103 MFLOP: thinner bands (10 calls each) would queue too
-    (((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)), "fwd", "winograd", 8, 8),
     # weight gradients (blocked_dw) of 2 and 4 images, one (group, image) pair a job: 2
     # images of 694 MFLOP, 70 calls a pair (a few per block of 1024 grid positions): 2 * 3
     # parts of the products' rows; 4 images of 302 MFLOP, 26 calls a pair: 4 * 2 parts
     (((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1)), "dw", "blocked_dw", 6, 6),
     (((4, 64, 4096), (64, 64, 9), dict(padding=4)), "dw", "blocked_dw", 8, 8),
-    # (not a benchmark cell) one image of 14 tile rows, 411 MFLOP: 5 bands by the cache
-    # budget, 10 as pay
-    (((1, 256, 28, 28), (256, 256, 3, 3), dict(padding=1)), "fwd", "winograd", 10, 10),
 ]
 
 

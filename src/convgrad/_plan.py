@@ -8,7 +8,8 @@
 * **MACHINE** (one small table of fitted constants): sustained rates of this machine.
 
     seconds = gemm_flops / (GEMM_FLOPS * m / (m + GEMM_HALF_DIM)) + fft_flops / FFT_FLOPS
-              + loop_flops / LOOP_FLOPS + bytes / BYTES_PER_S + calls * CALL_S
+              + loop_flops / LOOP_FLOPS + transform_flops / TRANSFORM_FLOPS
+              + bytes / BYTES_PER_S + calls * CALL_S
 
 ``algorithm="autotune"`` times every candidate once per shape signature (shapes, dtype,
 correlation, limit) and caches the fastest, like cuDNN's benchmark mode.
@@ -37,6 +38,7 @@ MACHINE = {
     # job per core (workers=1): 12-27 GFLOP/s per core over 1-3-D sizes 16..16875, median 20
     "FFT_FLOPS": 36e9,
     "LOOP_FLOPS": 40e9,  # compiled (numba) shift-accumulate multiply-adds, flop/s
+    "TRANSFORM_FLOPS": 90e9,  # compiled Winograd tile transforms (sums of long vectors), flop/s
     "BYTES_PER_S": 12e9,  # copies / elementwise passes (reads + writes both counted), bytes/s
     "CALL_S": 5e-6,  # fixed cost of one numpy or BLAS call
 }
@@ -50,6 +52,7 @@ class Counts:
     gemm_min_dim: int = 1 << 30
     fft_flops: float = 0.0
     loop_flops: float = 0.0  # flops of compiled elementwise loops (vectorised)
+    transform_flops: float = 0.0  # flops of Winograd's tile transforms (compiled, vectorised)
     bytes: float = 0.0
     calls: int = 0
     jobs: int = 1 << 30  # independent jobs the work splits into (the cores it can use)
@@ -68,6 +71,7 @@ def seconds(counts: Counts, machine: dict | None = None, threads: int = MACHINE_
         counts.gemm_flops / rate
         + counts.fft_flops / m["FFT_FLOPS"]
         + counts.loop_flops / m["LOOP_FLOPS"]
+        + counts.transform_flops / m["TRANSFORM_FLOPS"]
         + counts.bytes / m["BYTES_PER_S"]
     )
     busy = max(1, min(threads, counts.jobs))

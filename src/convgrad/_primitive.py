@@ -107,9 +107,9 @@ def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
 def only_samples(algorithm: str, corr: Correlation) -> bool:
     """Whether ``algorithm`` multiplies the rhs by lhs samples only: no padding, no lhs
     dilation (gemm's, implicit's and the others' zeros are then never read), and not
-    Winograd (whose transforms mix every tap of a tile)."""
+    Winograd (``MIXES_TAPS``: its transforms mix every tap of a tile)."""
     return (
-        algorithm != "winograd"
+        not getattr(REGISTRY[algorithm], "MIXES_TAPS", False)
         and all(ld == 1 for ld in corr.lhs_dilation)
         and all(lo <= 0 and hi <= 0 for lo, hi in corr.padding)
     )

@@ -6,9 +6,31 @@ counts / run``.
 
 from __future__ import annotations
 
-from . import blocked_dw, direct, fft, gemm, implicit, implicit_dw, phase, scatter, winograd
+from . import (
+    blocked_dw,
+    direct,
+    fft,
+    gemm,
+    implicit,
+    implicit_dw,
+    phase,
+    scatter,
+    winograd,
+    winograd4,
+)
 
 REGISTRY = {
     module.name: module
-    for module in (gemm, implicit, implicit_dw, blocked_dw, scatter, phase, direct, winograd, fft)
+    for module in (
+        gemm,
+        implicit,
+        implicit_dw,
+        blocked_dw,
+        scatter,
+        phase,
+        direct,
+        winograd,
+        winograd4,
+        fft,
+    )
 }
