@@ -175,8 +175,10 @@ def workspace_bytes(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsi
 
 def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     """Machine-free work: alpha^d GEMMs of (tiles x C x O); the transforms' multiply-adds
-    (a compiled loop over long vectors, in cache); the input and output copied once each; the filters
-    transformed (on the calling thread) and read by every band's GEMMs."""
+    (a compiled loop over long vectors, in cache); the input and output copied once each;
+    the filters laid out and transformed (split over the jobs too); and each band's GEMMs
+    reading and packing every plane's filters (BLAS packs B per call: 3 passes over
+    them, which outweigh the GEMMs for few tiles and many channels)."""
     from .._plan import Counts
 
     geom = Geometry(lhs_shape, rhs_shape, corr, sizes)
@@ -191,11 +193,11 @@ def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = (tiles_all * math.prod(t.step) * c + 2 * outputs * o) * 2 * itemsize
     moved += tiles_all * t.planes * (c + o) * itemsize  # V and M, within the cache
     bands = g * -(-b // images) * _bands(geom, rows)
-    filters = t.planes * g * c * o * itemsize  # U, read by every band of its group
-    moved += filters * bands / g
+    filters = t.planes * g * c * o * itemsize  # U: read and packed by every band's GEMMs
+    moved += 3 * filters * bands / g
+    moved += filters + 3 * 3**geom.dims * g * c * o * itemsize  # laid out and transformed
     moved /= _parallel.cores_for(bands)
     band_tiles = images * math.prod(geom.band_tiles(rows))
-    moved += filters + 3 * 3**geom.dims * g * c * o * itemsize  # laid out and transformed
     return Counts(
         flops,
         min(o, c, band_tiles),
