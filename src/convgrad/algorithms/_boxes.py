@@ -63,8 +63,10 @@ def output_boxes(
     allows: one where the units alone are enough; else up to ``ceil(threads / units)``,
     at most ``most_boxes``, and fewer where their workspaces in flight
     (``box_bytes(box shape)``: one box's) would pass ``limit``."""
+    threads = workers(units * math.prod(out_spatial))
+    if units >= threads:
+        return [()]
     most = most_boxes(units, out_spatial, unit_flops, calls)
-    threads = workers(units * most)
     parts = min(-(-threads // max(units, 1)), most)
     while parts > 1:
         counts = band_counts(out_spatial, parts)
@@ -82,6 +84,8 @@ def band(lhs_spatial, kernel, corr: Correlation, box) -> tuple[tuple[slice, ...]
     returned correlation gives exactly the outputs ``box`` (slices of the leading output
     dims) of ``corr``'s; the slices hold the input rows those outputs read, padded as there.
     A box that reads no sample keeps one input row, cropped away by negative padding."""
+    if not box:
+        return (), corr
     slices, padding = [], list(corr.padding)
     for d, rows in enumerate(box):
         ws, ld, rd = corr.window_strides[d], corr.lhs_dilation[d], corr.rhs_dilation[d]
@@ -111,6 +115,8 @@ def unit_views(lhs, result, kernel, corr: Correlation, images, box):
 def band_shape(lhs_shape, kernel, corr: Correlation, box_shape) -> tuple[tuple, Correlation]:
     """(lhs shape, correlation) of a box of ``box_shape`` leading output rows in the middle
     of the output (where a box reads the most input rows): what its job lays out."""
+    if not box_shape:
+        return tuple(lhs_shape), corr
     out = corr.output_spatial(lhs_shape[3:], kernel)
     box = tuple(slice((m - n) // 2, (m - n) // 2 + n) for m, n in zip(out, box_shape))
     slices, corr = band(lhs_shape[3:], kernel, corr, box)

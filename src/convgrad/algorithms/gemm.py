@@ -185,51 +185,47 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     # a laid-out (g, c) of the kernel, where one is laid out, counted per image (a bound)
     unit_k = 0 if kernel_matrix is not None else o * taps * isz
 
-    def image_bytes(lhs_shape, box_corr, c_chunk=c) -> int:
-        """One (g, b) of c_chunk channels: padding, columns, kernel part, product."""
+    def image_bytes(lhs_shape, box_corr) -> tuple[int, int]:
+        """Bytes of one (g, b): per channel (padding, columns, kernel part), and besides
+        (the product)."""
         length = prod(box_corr.output_spatial(lhs_shape[3:], kernel))
-        unit_c = (_plane(lhs_shape, rhs.shape, box_corr) + taps * length) * isz
-        return c_chunk * (unit_c + unit_k) + o * length * isz
+        return (_plane(lhs_shape, rhs.shape, box_corr) + taps * length) * isz + unit_k, (
+            o * length * isz
+        )
 
     if gather is None:  # boxes of output rows where the images are fewer than the cores
 
         def box_bytes(box_shape):
-            return image_bytes(*band_shape(lhs.shape, kernel, corr, box_shape))
+            per_c, other = image_bytes(*band_shape(lhs.shape, kernel, corr, box_shape))
+            return c * per_c + other
 
         def boxes(units):
             return output_boxes(
                 units, out_spatial, flops / (g * b), BOX_CALLS, box_bytes, workspace_limit
             )
 
-    share = max(1, workspace_limit // _parallel.workers(g * b))
+    whole = per_c, other = image_bytes(lhs.shape, corr)
+    c_chunk = c
     if kernel_matrix is None:  # channels chunked to fit a job's share
-        c_chunk = _channels(c, share, lambda m: image_bytes(lhs.shape, corr, m))
-        per_gb = image_bytes(lhs.shape, corr, c_chunk)
-    else:
-        per_gb = image_bytes(lhs.shape, corr)
+        c_chunk = chunk(c, per_c, workspace_limit // _parallel.workers(g * b) - other)
+    per_gb = c_chunk * per_c + other
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(g, b, per_gb, workspace_limit, None, boxes)
     shapes = {tuple(s.stop - s.start for s in box) for units in jobs for _, _, box in units}
     if kernel_matrix is not None or shapes != {()}:  # one (g, b) too large: chunk C as well
         share = max(1, workspace_limit // len(jobs))
         c_chunk = c
         for box_shape in shapes:
-            part = band_shape(lhs.shape, kernel, corr, box_shape)
-            c_chunk = min(c_chunk, _channels(c, share, lambda m, part=part: image_bytes(*part, m)))
+            per_c, other = (
+                image_bytes(*band_shape(lhs.shape, kernel, corr, box_shape)) if box_shape else whole
+            )
+            if c * per_c + other > share:
+                c_chunk = min(c_chunk, chunk(c, per_c, share - other))
     plan = _Plan(kernel, g_chunk, b_chunk, c_chunk, _layout_a(kernel, out_spatial))
     _parallel.run_jobs(
         lambda units: _run_units(lhs, rhs, kernel_matrix, gather, corr, result, plan, units),
         jobs,
     )
     return result
-
-
-def _channels(c: int, share: int, image_bytes) -> int:
-    """Channels per chunk: all of them where one image's workspace (``image_bytes(m)`` for
-    m channels) fits ``share``, else as many as fit (at least one)."""
-    if image_bytes(c) <= share:
-        return c
-    per_c = image_bytes(2) - image_bytes(1)
-    return max(1, min(c, (share - (image_bytes(1) - per_c)) // max(per_c, 1)))
 
 
 class _Plan(NamedTuple):
@@ -297,12 +293,15 @@ def _run_units(lhs, rhs, kernel_matrix, gather, corr: Correlation, result, plan:
             source, part_corr, target = unit_views(lhs, result, kernel, corr, images, box)
             if laid is None or laid[0] != (g0, gn):
                 laid = ((g0, gn), _kernel_part(rhs, kernel_matrix, g0, gn, c0, m, taps))
-            # all channels at once: target[:, 0] flattens to (gn, O, L) as a view (whole
-            # rows), a GEMM's output
-            direct = target if m == c and len(box) <= 1 else None
+            whole_rows = len(box) <= 1  # the target flattens to (gn, n, O, L) as a view
+            if whole_rows:  # (a copy of 4 dims, not of 5 with rows of 3: 5 % of strided dW)
+                target = target.reshape(*target.shape[:3], -1)
+            # all channels at once: the GEMM writes the result itself
+            direct = target if m == c and whole_rows else None
             product = _product(source[:, :, c0 : c0 + m], laid[1], gather, part_corr, plan, direct)
             if product is None:  # written straight into the result
                 continue
+            product = product.reshape(target.shape)
             if c0 == 0:
                 np.copyto(target, product)
             else:
@@ -311,8 +310,9 @@ def _run_units(lhs, rhs, kernel_matrix, gather, corr: Correlation, result, plan:
 
 def _product(source, weights, gather, corr: Correlation, plan: _Plan, target):
     """source (gn, n, m, *S) correlated with weights (gn, O, m*taps) through a column
-    matrix in this thread's workspace: a (gn, n, O, *S_out) view of the product there,
-    or None where it went straight into ``target`` (given, and one image)."""
+    matrix in this thread's workspace: a (gn, n, O, L) view of the product there (L: the
+    output positions), or None where it went straight into ``target`` (given: (gn, n, O,
+    L), and one image)."""
     gn, n, m = source.shape[:3]
     kernel, layout_a = plan.kernel, plan.layout_a
     nd, taps, o = len(kernel), prod(kernel), weights.shape[1]
@@ -343,12 +343,12 @@ def _product(source, weights, gather, corr: Correlation, plan: _Plan, target):
         np.copyto(cols, windows.transpose(0, 2, *kernel_axes, 1, *spatial_axes))
         cols = cols.reshape(gn, m * taps, n * length)
         if n == 1 and target is not None:  # straight into the result
-            np.matmul(weights, cols, out=target[:, 0].reshape(gn, o, length))
+            np.matmul(weights, cols, out=target[:, 0])
             return None
         out = np.matmul(weights, cols, out=product.reshape(gn, o, n * length))
-        return out.reshape(gn, o, n, *out_spatial).swapaxes(1, 2)
+        return out.reshape(gn, o, n, length).swapaxes(1, 2)
     cols = buffer.reshape(gn, n, *out_spatial, m, *kernel)
     np.copyto(cols, windows.transpose(0, 1, *spatial_axes, 2, *kernel_axes))
     out = product.reshape(gn, n * length, o)
     np.matmul(cols.reshape(gn, n * length, m * taps), weights.swapaxes(1, 2), out=out)
-    return np.moveaxis(out.reshape(gn, n, *out_spatial, o), -1, 2)
+    return out.reshape(gn, n, length, o).swapaxes(2, 3)

@@ -112,9 +112,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         1, b, per_tap(()) * taps, workspace_limit, None, boxes
     )
     share = workspace_limit // len(jobs)  # one image too large: chunk the taps as well
-    largest = max(
-        per_tap(tuple(s.stop - s.start for s in box)) for units in jobs for _, _, box in units
-    )
+    shapes = {tuple(s.stop - s.start for s in box) for units in jobs for _, _, box in units}
+    largest = max(per_tap(shape) for shape in shapes)
     t_chunk = taps if largest * taps <= share else chunk(taps, largest, share)
     sizes = (kernel, b_chunk, t_chunk)
     _parallel.run_jobs(lambda units: _run_units(lhs, weights, corr, result, sizes, units), jobs)
