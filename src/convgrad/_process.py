@@ -536,9 +536,6 @@ class KernelBuilds:
     def ready(self, key) -> bool:
         return key in self._ready
 
-    def mark_ready(self, key) -> None:
-        self._ready.add(key)
-
     def start(self, key, build: Callable[[], object]) -> bool:
         """Build ``key`` with ``build()`` (once) on a thread of its own, and wait for it
         if ``background`` is off or inside ``on_this_thread``; True if it is ready now."""
