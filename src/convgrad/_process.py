@@ -267,9 +267,9 @@ def split_range(total: int, parts: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------- workspaces
 
-# workspace kept between calls, all threads together: 128 MiB and 8 MiB per core (each
-# job's share; with fewer, on many cores the threads that came last found the budget
-# taken and allocated, and page-faulted, fresh buffers on every call)
+# workspace kept between calls, all threads together: 128 MiB and 8 MiB per core, room for
+# each core's jobs (with a fixed budget, on many cores the threads that come last find it
+# taken and allocate fresh buffers on every call)
 KEEP_BYTES = 128 * 2**20 + 8 * 2**20 * CORES
 
 
