@@ -245,6 +245,30 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
     return result if result.dtype == dtype else result.astype(dtype)
 
 
+def entry_points(name: str, sizes: dict):
+    """(supports, compiled_variant, workspace_bytes, counts, run) of the registry's
+    algorithm ``name`` with tiles of ``sizes`` outputs per axis (by spatial dims)."""
+
+    def supports_(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+        return supports(sizes, lhs_shape, rhs_shape, corr)
+
+    def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
+        """The compiled kernels a call runs (see ``_primitive``): the tile transforms."""
+        return "transforms"
+
+    def workspace_bytes_(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
+        return workspace_bytes(sizes, lhs_shape, rhs_shape, corr, itemsize)
+
+    def counts_(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+        return counts(sizes, lhs_shape, rhs_shape, corr, itemsize)
+
+    def run_(lhs, rhs, corr: Correlation, workspace_limit: int):
+        """lhs (G, B, C, *S), rhs (G, O, C, 3, ...) -> (G, B, O, *S')."""
+        return run(sizes, name, lhs, rhs, corr, workspace_limit)
+
+    return supports_, compiled_variant, workspace_bytes_, counts_, run_
+
+
 class Bands:
     """The bands of one call: a band is (group gi, images b0 : b1, phase ph, tiles t0 ...
     along the band axis); lhs3 (G, B, C, D, H, W), result3 (G, B, O, D', H', W'). Each

@@ -8,31 +8,10 @@
 
 from __future__ import annotations
 
-from .._rules import Correlation
 from . import _winograd
 
 name = "winograd"
 TILES = {1: (2,), 2: (2, 2), 3: (2, 2, 2)}  # outputs per tile per axis, by spatial dims
 MIXES_TAPS = True  # the transforms mix every tap of a tile (see _primitive.only_samples)
 
-
-def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
-    return _winograd.supports(TILES, lhs_shape, rhs_shape, corr)
-
-
-def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
-    """The compiled kernels a call runs (see ``_primitive``): the tile transforms."""
-    return "transforms"
-
-
-def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    return _winograd.workspace_bytes(TILES, lhs_shape, rhs_shape, corr, itemsize)
-
-
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    return _winograd.counts(TILES, lhs_shape, rhs_shape, corr, itemsize)
-
-
-def run(lhs, rhs, corr: Correlation, workspace_limit: int):
-    """lhs (G, B, C, *S), rhs (G, O, C, 3, ...) -> (G, B, O, *S')."""
-    return _winograd.run(TILES, name, lhs, rhs, corr, workspace_limit)
+supports, compiled_variant, workspace_bytes, counts, run = _winograd.entry_points(name, TILES)
