@@ -67,25 +67,25 @@ def correlate(
     return _exact_if_needed(algorithm, lhs, rhs, corr, limit)
 
 
-def _build_key(algorithm: str, lhs, rhs, corr: Correlation):
-    """The key of the compiled kernel ``algorithm`` would run here, or None if it runs
-    none (``compiled_variant``, where a module defines it)."""
+def _build_key(algorithm: str, lhs, rhs, corr: Correlation, dtype: np.dtype):
+    """The key of the compiled kernel ``algorithm`` would run here in ``dtype``, or None if
+    it runs none (``compiled_variant``, where a module defines it)."""
     variant = getattr(REGISTRY[algorithm], "compiled_variant", None)
     if variant is None:
         return None
     kind = variant(lhs.shape, rhs.shape, corr)
     if kind is None:
         return None
-    return (algorithm, kind, np.result_type(lhs, rhs).str)
+    return (algorithm, kind, dtype.str)
 
 
 def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
     """'auto''s algorithm: the planner's choice, or, while its compiled kernel is still
     being built in the background (first use in a process), the planner's best among
     the algorithms that need no build, so that no call waits for a compile."""
-    itemsize = np.result_type(lhs, rhs).itemsize
-    name = choose(lhs.shape, rhs.shape, corr, itemsize)
-    key = _build_key(name, lhs, rhs, corr)
+    dtype = np.result_type(lhs, rhs)
+    name = choose(lhs.shape, rhs.shape, corr, dtype.itemsize)
+    key = _build_key(name, lhs, rhs, corr, dtype)
     if key is None or _process.kernel_builds.ready(key) or lhs.size == 0 or rhs.size == 0:
         return name
     # the build runs the algorithm on a zero input of one group and one image: the same
@@ -98,10 +98,10 @@ def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
     avoid = frozenset(
         other
         for other in _plan.candidates(lhs.shape, rhs.shape, corr)
-        if (k := _build_key(other, lhs, rhs, corr)) is not None
+        if (k := _build_key(other, lhs, rhs, corr, dtype)) is not None
         and not _process.kernel_builds.ready(k)
     )
-    return _plan.choose(lhs.shape, rhs.shape, corr, itemsize, avoid=avoid)
+    return _plan.choose(lhs.shape, rhs.shape, corr, dtype.itemsize, avoid=avoid)
 
 
 def only_samples(algorithm: str, corr: Correlation) -> bool:
