@@ -279,6 +279,30 @@ def test_sweep_reaches_both_paths_of_implicit_dw():
     assert min(sizes) <= implicit_dw.SMALL < max(sizes)
 
 
+@pytest.mark.parametrize(  # ranges of one output, of three with a short last one, of two
+    "groups, b, o, parts", [(1, 1, 5, 5), (12, 2, 7, 3), (8, 2, 5, 3), (40, 1, 1, 1)]
+)  # with a short last one, one range per group (MIN_JOBS = 32 jobs wanted)
+def test_implicit_dw_small_path_splits_outputs_into_ranges(groups, b, o, parts):
+    """The compiled dot products (B*O <= SMALL) give every output of every job's output
+    range, 8 positions per pass and the rest one at a time (a 3x4 = 12-position filter),
+    in float64 and float32, against the float64 definition."""
+    from convgrad.algorithms import implicit_dw
+
+    assert b * o <= implicit_dw.SMALL
+    assert implicit_dw.MIN_JOBS == 32 and implicit_dw._parts(groups, o) == parts
+    rng = np.random.default_rng(groups * 100 + o)
+    corr = Correlation((1, 1), ((0, 1), (2, 0)), (1, 1), (1, 1))
+    lhs = rng.standard_normal((groups, b, 6, 9, 10))
+    rhs = rng.standard_normal((groups, o, 6, 8, 9))
+    expected = direct_correlation(lhs, rhs, corr)
+    assert expected.shape[3:] == (3, 4)
+    got = implicit_dw.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    got32 = implicit_dw.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
 def test_scratch_is_reused_per_thread_and_capped():
     import threading
 

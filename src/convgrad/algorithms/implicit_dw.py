@@ -14,8 +14,8 @@ finite and ``gemm`` recomputes it, so such values reach only the outputs whose w
 contain them. Chunked over C (accumulating with beta = 1) and groups.
 
 Where B*O <= ``SMALL`` (depthwise and grouped layers) a BLAS call would be a handful of
-dot products: a compiled loop does the same arithmetic instead, one (g, b, o) per job,
-building its padded planes from the caller's arrays in place.
+dot products: a compiled loop does the same arithmetic instead, one group (or a range of
+its output channels) per job, building its padded planes from the caller's arrays.
 """
 
 from __future__ import annotations
@@ -39,40 +39,31 @@ L2_BYTES = 1 << 20
 SMALL = 16  # B*O up to which the compiled loop beats a BLAS call per output position
 
 
+MIN_JOBS = 32  # a small group count splits its outputs into parts until there are this many
+
+
 @lazy_kernel
 def _dots(numba):
     """Compiled weight-gradient-shaped correlation for small B*O (depthwise, grouped):
     ``out[g, b, o, i] = sum_c dot(pad(lhs)[g, b, c, s_i : s_i + depth], grid(rhs)[g, o, c])``.
 
-    Each job takes one (g, b, o): per c it lays the padded lhs plane and the rhs
-    plane (scattered onto the same padded grid, zeros between its samples) flat into two
-    small buffers, then takes one long dot product per output position (a vectorised
-    reduction). ``check`` collects lhs * 0 per job: NaN where the lhs holds inf or NaN,
-    which the grid's zeros would spread. numba, imported on first use, compiled once per
-    dtype, cached on disk. src (G, B, C, D1, D2, W): any strides with a unit last axis."""
+    Each job takes one group and a range of its output channels ``o`` (all of B): per c it
+    lays the B padded lhs planes and the range's rhs planes (scattered onto the same padded
+    grid, zeros between its samples) flat into small buffers, zeroed once per call (every
+    c and job writes the same places), then takes the dot products, eight output
+    positions per pass so that each grid load feeds eight products (vectorised
+    reductions, in the arrays' dtype). ``check`` collects lhs * 0 per job: NaN where the
+    lhs holds inf or NaN, which the grid's zeros would spread. Every output's arithmetic
+    is the same whatever the jobs, so the result does not depend on the thread count.
+    src (G, B, C, D1, D2, W) and rhs (G, O, C, K1, K2, KW): any strides, unit last axis."""
     options = dict(JIT_OPTIONS, fastmath={"reassoc", "contract", "nsz"})
 
     @numba.njit(**options)
     def kernel(
-        start,
-        stop,
-        src,
-        src_strides,
-        in_shape,
-        rhs,
-        rhs_strides,
-        kernel_shape,
-        padded,
-        lo,
-        ld,
-        rd,
-        shifts,
-        depth,
-        out,
-        out_shape,
-        check,
-    ):
-        # index arithmetic outside the hot loop (fewer slices: a third of the compile time)
+        start, stop, src, src_strides, in_shape, rhs, rhs_strides, kernel_shape, padded,
+        lo, ld, rd, shifts, depth, out, out_shape, parts, check,
+    ):  # fmt: skip
+        # index arithmetic outside the hot loops; slices in them (typed contiguous: vectorised)
         sg, sb, sc, s1, s2 = src_strides
         rg, ro, rc, r1s, r2s = rhs_strides
         depth1, height, width = in_shape
@@ -80,61 +71,113 @@ def _dots(numba):
         groups, batch, outs, npos = out_shape
         channels, k1n, k2n, kwn = kernel_shape
         plane = p1n * p2n * pw
+        per_part = (outs + parts - 1) // parts
         first = max(0, -(lo[2] // ld[2]))  # samples of a row that land inside it
         last = min(width - 1, (pw - 1 - lo[2]) // ld[2])
-        lhs = np.empty(plane, src.dtype)
-        grid = np.empty(plane, src.dtype)
-        acc = np.empty(npos, src.dtype)
-        zero = acc[0] * 0  # in the array's dtype (a literal 0 would promote to float64)
+        lhs = np.zeros(batch * plane, src.dtype)  # padding stays zero: see the docstring
+        grid = np.zeros(per_part * plane, src.dtype)
+        acc = np.empty(batch * per_part * npos, src.dtype)
+        zero = np.zeros(1, src.dtype)[0]  # in the arrays' dtype (float32 sums stay float32)
         for job in range(start, stop):
-            o = job % outs
-            b = job // outs % batch
-            g = job // (outs * batch)
-            for i in range(npos):
-                acc[i] = zero
-            for i in range(plane):
-                grid[i] = zero
+            g = job // parts
+            o0 = job % parts * per_part
+            on = min(outs, o0 + per_part) - o0
+            acc[:] = zero
             bad = zero
             for c in range(channels):
-                for i in range(plane):
-                    lhs[i] = zero
-                for p1 in range(p1n):  # the padded, dilated lhs plane
-                    q1 = p1 - lo[0]  # padding or an inserted zero: skip
-                    if q1 < 0 or q1 % ld[0] != 0 or q1 // ld[0] >= depth1:
-                        continue
-                    for p2 in range(p2n):
-                        q2 = p2 - lo[1]  # padding or an inserted zero: skip
-                        if q2 < 0 or q2 % ld[1] != 0 or q2 // ld[1] >= height:
+                for b in range(batch):  # the padded, dilated lhs planes
+                    for p1 in range(p1n):
+                        q1 = p1 - lo[0]  # padding or an inserted zero: skip
+                        if q1 < 0 or q1 % ld[0] != 0 or q1 // ld[0] >= depth1:
                             continue
-                        line = g * sg + b * sb + c * sc + q1 // ld[0] * s1 + q2 // ld[1] * s2
-                        at = (p1 * p2n + p2) * pw + lo[2]
-                        if ld[2] == 1:  # contiguous slices: vectorised
-                            into = lhs[at + first : at + last + 1]
-                            part = src[line + first : line + last + 1]
-                            for j in range(last + 1 - first):
-                                into[j] = part[j]
-                                bad += part[j] * zero
-                        else:
-                            for j in range(first, last + 1):
-                                lhs[at + j * ld[2]] = src[line + j]
-                                bad += src[line + j] * zero
-                for r1 in range(k1n):  # rhs samples onto the grid (the zeros stay zero)
-                    for r2 in range(k2n):
-                        at = (r1 * rd[0] * p2n + r2 * rd[1]) * pw
-                        row = g * rg + o * ro + c * rc + r1 * r1s + r2 * r2s
-                        for r in range(kwn):
-                            grid[at + r * rd[2]] = rhs[row + r]
-                for i in range(npos):  # a slice per dot product: vectorised by LLVM
-                    x = lhs[shifts[i] : shifts[i] + depth]
-                    total = zero
-                    for p in range(depth):
-                        total += x[p] * grid[p]
-                    acc[i] += total
-            for i in range(npos):
-                out[((g * batch + b) * outs + o) * npos + i] = acc[i]
+                        for p2 in range(p2n):
+                            q2 = p2 - lo[1]  # padding or an inserted zero: skip
+                            if q2 < 0 or q2 % ld[1] != 0 or q2 // ld[1] >= height:
+                                continue
+                            line = g * sg + b * sb + c * sc + q1 // ld[0] * s1 + q2 // ld[1] * s2
+                            at = b * plane + (p1 * p2n + p2) * pw + lo[2]
+                            if ld[2] == 1:  # contiguous slices: vectorised
+                                into = lhs[at + first : at + last + 1]
+                                part = src[line + first : line + last + 1]
+                                for j in range(last + 1 - first):
+                                    into[j] = part[j]
+                                    bad += part[j] * zero
+                            else:
+                                for j in range(first, last + 1):
+                                    lhs[at + j * ld[2]] = src[line + j]
+                                    bad += src[line + j] * zero
+                for oi in range(on):  # rhs samples onto the grids (the zeros stay zero)
+                    for r1 in range(k1n):
+                        for r2 in range(k2n):
+                            at = oi * plane + (r1 * rd[0] * p2n + r2 * rd[1]) * pw
+                            row = g * rg + (o0 + oi) * ro + c * rc + r1 * r1s + r2 * r2s
+                            if rd[2] == 1:
+                                into = grid[at : at + kwn]
+                                part = rhs[row : row + kwn]
+                                for r in range(kwn):
+                                    into[r] = part[r]
+                            else:
+                                for r in range(kwn):
+                                    grid[at + r * rd[2]] = rhs[row + r]
+                for b in range(batch):
+                    x = lhs[b * plane : (b + 1) * plane]
+                    for oi in range(on):
+                        y = grid[oi * plane : oi * plane + depth]
+                        sums = acc[(b * per_part + oi) * npos : (b * per_part + oi + 1) * npos]
+                        i = 0
+                        while i + 8 <= npos:  # eight positions per pass over the grid
+                            x0 = x[shifts[i] : shifts[i] + depth]
+                            x1 = x[shifts[i + 1] : shifts[i + 1] + depth]
+                            x2 = x[shifts[i + 2] : shifts[i + 2] + depth]
+                            x3 = x[shifts[i + 3] : shifts[i + 3] + depth]
+                            x4 = x[shifts[i + 4] : shifts[i + 4] + depth]
+                            x5 = x[shifts[i + 5] : shifts[i + 5] + depth]
+                            x6 = x[shifts[i + 6] : shifts[i + 6] + depth]
+                            x7 = x[shifts[i + 7] : shifts[i + 7] + depth]
+                            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = zero
+                            for p in range(depth):
+                                v = y[p]
+                                t0 += x0[p] * v
+                                t1 += x1[p] * v
+                                t2 += x2[p] * v
+                                t3 += x3[p] * v
+                                t4 += x4[p] * v
+                                t5 += x5[p] * v
+                                t6 += x6[p] * v
+                                t7 += x7[p] * v
+                            sums[i] += t0
+                            sums[i + 1] += t1
+                            sums[i + 2] += t2
+                            sums[i + 3] += t3
+                            sums[i + 4] += t4
+                            sums[i + 5] += t5
+                            sums[i + 6] += t6
+                            sums[i + 7] += t7
+                            i += 8
+                        while i < npos:  # the rest one at a time
+                            x0 = x[shifts[i] : shifts[i] + depth]
+                            t0 = zero
+                            for p in range(depth):
+                                t0 += x0[p] * y[p]
+                            sums[i] += t0
+                            i += 1
+            for b in range(batch):
+                for oi in range(on):
+                    at = ((g * batch + b) * outs + o0 + oi) * npos
+                    sums = acc[(b * per_part + oi) * npos :]
+                    for i in range(npos):
+                        out[at + i] = sums[i]
             check[job] = bad
 
     return kernel
+
+
+def _parts(g: int, o: int) -> int:
+    """Output-channel ranges per group: jobs are (group, range); few groups split their
+    outputs until there are MIN_JOBS jobs (a fixed rule: the same jobs on any machine),
+    into ranges of equal length but the last (none empty)."""
+    per_part = -(-o // max(1, min(o, -(-MIN_JOBS // g))))
+    return -(-o // per_part)
 
 
 def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
@@ -142,10 +185,11 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     planes would not fit the limit or the lhs holds inf/NaN."""
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
+    parts = _parts(g, o)
     dtype = result_dtype(lhs, rhs)
     compute = compute_dtype(dtype)
     padded = as_3d(padded_shape(lhs.shape[3:], corr), 1)
-    if 2 * CORES * prod(padded) * compute.itemsize > workspace_limit:
+    if CORES * (b + -(-o // parts)) * prod(padded) * compute.itemsize > workspace_limit:
         return None
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
     flat = flat_strides(padded)
@@ -165,7 +209,7 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     weights = unit_rows(rhs.astype(compute, copy=False)).reshape(g, o, c, *kernel)
     rhs_flat, rhs_strides = flat_view(weights, writeable=False)
     out = np.empty((g, b, o, len(shifts)), dtype=compute)
-    check = np.empty(g * b * o, dtype=compute)
+    check = np.empty(g * parts, dtype=compute)
     if src.size == 0 or weights.size == 0:
         out[...] = 0
     else:
@@ -177,9 +221,10 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
         launch(
             _dots(),
             flops,
-            g * b * o,
+            g * parts,
             src_flat, src_strides, in_shape, rhs_flat, rhs_strides, rhs_shape, grid,
-            lo, ld, rd, shifts, depth, out.reshape(-1), np.array(out.shape, dtype=np.int64), check,
+            lo, ld, rd, shifts, depth, out.reshape(-1), np.array(out.shape, dtype=np.int64),
+            parts, check,
         )  # fmt: skip
         if not np.isfinite(check).all():  # the grid's zeros would multiply inf/NaN
             return None
@@ -240,10 +285,14 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     # every call re-reads (and BLAS re-packs) both operands: from cache for small b x o
     operands = g * outs * c * (b + o) * plane * itemsize
     moved += operands // 4 if b * o < 64 else operands
-    if b * o <= SMALL:  # compiled dot products, at LOOP_FLOPS as measured (dW of depthwise
-        # 3x3, 7x7, 13x13 and 1-D 65: 0.8-1.2x the estimate, not twice it)
-        moved = g * c * (b + o) * plane * 2 * itemsize
-        return Counts(loop_flops=flops, bytes=moved, jobs=g * b * o)
+    if b * o <= SMALL:  # compiled dot products: eight per pass over a grid run at six
+        # times LOOP_FLOPS' rate, the rest at twice it; the planes are read once and written
+        # into buffers that stay in cache (fitted on depthwise 3x3, 7x7, 13x13, 3x3x3, 1-D
+        # 65 and grouped 3x3 dW: 0.8-1.2x the estimate)
+        blocked = outs // 8 * 8
+        loop = flops * (blocked / 6 + (outs - blocked) / 2) / outs
+        moved = g * c * (b + o) * plane * itemsize
+        return Counts(loop_flops=loop, bytes=moved, jobs=g * _parts(g, o))
     blocks = -(-c * plane * (b + o) * itemsize // (L2_BYTES // 2))
     return Counts(flops, min(b, o, c * plane), bytes=moved, calls=g * outs * blocks + 10, jobs=outs)
 
