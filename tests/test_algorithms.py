@@ -375,6 +375,23 @@ def test_compiled_loops_are_loaded_from_numba_cache_in_a_new_process():
     assert "data saved" not in second, second
 
 
+def test_kernels_calling_a_compiled_helper_hold_its_source_hash():
+    """numba keys a kernel's disk cache by the kernel's own bytecode and closure, not by
+    the helpers it calls: each such kernel closes over a hash of the helper's source, so
+    that editing the helper recompiles it instead of loading stale code."""
+    import hashlib
+    import inspect
+
+    pytest.importorskip("numba")
+    from convgrad.algorithms import _compiled, direct
+
+    _, stamp = _compiled.copy_run()
+    source = inspect.getsource(_compiled.copy_run).encode()
+    assert stamp == hashlib.sha256(source).hexdigest()[:16]
+    for kernel in (direct._one_at_a_time(), direct._two_at_a_time()):
+        assert stamp in [cell.cell_contents for cell in kernel.py_func.__closure__]
+
+
 @pytest.mark.parametrize("serial_flops", [0.0, float("inf")])
 def test_compiled_loops_agree_on_the_pool_and_on_the_calling_thread(monkeypatch, serial_flops):
     """Small work runs on the calling thread alone (handing jobs to the pool costs more

@@ -90,6 +90,8 @@ def transpose_output_size(
 
 
 def _is_int(value: Any) -> bool:
+    if type(value) is int:  # the common case, without the slower ABC check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 

@@ -61,6 +61,33 @@ def lazy_kernel(build: Callable) -> Callable[[], Callable]:
     return kernel
 
 
+@functools.cache
+def copy_run() -> tuple[Callable, str]:
+    """(``copy(dst, at, src, start, count)``, stamp): a compiled
+    ``dst[at : at + count] = src[start : start + count]`` on 1-D arrays, for kernels to call
+    on short runs (rows). A loop in a function of its own vectorises where the same loop
+    inside a large kernel does not: a grouped 3x3 forward pass ran 30 % faster with it.
+
+    A kernel calls it as a global of its own module, bound before the kernel compiles
+    (a closure would make numba's cache key differ in every process). numba keys its disk
+    cache by the kernel's own bytecode and closure only, so a kernel also holds ``stamp``
+    (a hash of this source) in its closure: a change here recompiles the callers."""
+    import hashlib
+    import inspect
+
+    import numba
+
+    @numba.njit(nogil=True, error_model="numpy")  # compiled into each caller, not cached
+    def copy(dst, at, src, start, count):
+        into = dst[at : at + count]
+        part = src[start : start + count]
+        for j in range(count):
+            into[j] = part[j]
+
+    stamp = hashlib.sha256(inspect.getsource(copy_run).encode()).hexdigest()[:16]
+    return copy, stamp
+
+
 BALANCE = 2  # ranges per thread: a thread that starts late takes fewer (4: small calls 30 % slower)
 SERIAL_FLOPS = 4e6  # below this, handing jobs to the pool (~50 us) costs more than it saves
 
@@ -91,9 +118,15 @@ def flat_view(a: np.ndarray, writeable: bool | None = None) -> tuple[np.ndarray,
     Inputs pass ``writeable=False``: numba compiles one kernel per argument type, and a
     read-only array is another type (one specialisation per dtype, not two)."""
     isz = a.itemsize
-    span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
     writeable = a.flags.writeable if writeable is None else writeable and a.flags.writeable
-    flat = as_strided(a, shape=(span,), strides=(isz,), writeable=writeable)
+    if a.flags.c_contiguous and a.size:  # a plain view (as_strided costs a few us)
+        flat = a.reshape(-1)
+        if not writeable:
+            flat = flat.view()
+            flat.flags.writeable = False
+    else:
+        span = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // isz + 1
+        flat = as_strided(a, shape=(span,), strides=(isz,), writeable=writeable)
     return flat, np.array([s // isz for s in a.strides[:-1]], dtype=np.int64)
 
 

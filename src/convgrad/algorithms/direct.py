@@ -23,6 +23,7 @@ from .._rules import Correlation
 from ._compiled import (
     JIT_OPTIONS,
     as_3d,
+    copy_run,
     flat_view,
     launch,
     lazy_kernel,
@@ -38,6 +39,7 @@ MAX_PRODUCTS = 64  # O*C per group; beyond this a GEMM wins
 MIN_JOBS = 32  # split rows into bands until there are this many parallel jobs
 L2_BYTES = 512 * 1024  # a job's padded input band stays within this
 ACC = 4096  # elements of a job's accumulator (kept in L1)
+_copy_run = None  # the compiled row copy (``copy_run``), bound when a kernel is built
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -102,6 +104,8 @@ def _build(numba, pairs: bool):
     ``pairs``: a constant when compiled (numba prunes the other branches, so each kernel
     compiles half the code): output channels two at a time, an odd last one paired with
     itself; else one at a time (a single output channel: depthwise)."""
+    global _copy_run
+    _copy_run, stamp = copy_run()  # see ``copy_run``: a global here, its stamp in the closure
     single = not pairs
 
     @numba.njit(**JIT_OPTIONS)
@@ -109,6 +113,8 @@ def _build(numba, pairs: bool):
         start, stop, src, src_strides, in_shape, w, dst, dst_strides, out_shape, lo, rd, ld,
         padded_w, band,
     ):  # fmt: skip
+        if stamp == "":  # never: keys the disk cache by the helper's source
+            return
         sg, sb, sc, s1, s2 = src_strides
         dg, db, do, d1, d2 = dst_strides
         depth, height, width = in_shape
@@ -132,8 +138,8 @@ def _build(numba, pairs: bool):
             rest = job // bands
             i1 = rest % e1
             rest //= e1
-            b = rest % batch
-            g = rest // batch
+            g = rest % groups  # groups inside images: consecutive jobs read consecutive planes
+            b = rest // groups
             rows = min(band, e2 - i2_0)
             slabs[:] = 0
             for c in range(channels):  # the band's input, dilated and padded, per (c, k1)
@@ -147,13 +153,12 @@ def _build(numba, pairs: bool):
                         if q2 < 0 or q2 % ld[1] != 0 or q2 // ld[1] >= height:
                             continue
                         j2 = q2 // ld[1]
-                        line = src[g * sg + b * sb + c * sc + j1 * s1 + j2 * s2 :]
+                        line_at = g * sg + b * sb + c * sc + j1 * s1 + j2 * s2
                         at = (c * k1n + k1) * slab_size + r * padded_w + lo[2]
                         if ld[2] == 1:  # zero-based contiguous copy: vectorised
-                            into, part = slabs[at + first : at + last + 1], line[first : last + 1]
-                            for j in range(last + 1 - first):
-                                into[j] = part[j]
+                            _copy_run(slabs, at + first, src, line_at + first, last + 1 - first)
                         else:
+                            line = src[line_at:]
                             for j in range(first, last + 1):
                                 slabs[at + j * ld[2]] = line[j]
             n = (rows - 1) * padded_w + out_width  # flat run of the band's outputs
