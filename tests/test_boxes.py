@@ -102,7 +102,7 @@ def test_boxes_fill_the_cores_and_give_the_one_thread_result(free_jobs, name, ca
     expected = direct_correlation(lhs, rhs, corr)
     with _process.jobs.simulate(1):
         one = correlate(lhs, rhs, corr, algorithm=name)
-    jobs = REGISTRY[name].counts(lhs_shape, rhs_shape, corr, 4).jobs
+    jobs = REGISTRY[name].counts(lhs_shape, rhs_shape, corr, 4, cores=2, limit=2**28).jobs
     for cores in (16, 64):
         with _process.jobs.simulate(cores) as busy:
             got = correlate(lhs, rhs, corr, algorithm=name)
@@ -149,7 +149,7 @@ def test_the_benchmarks_dense_cells_form_as_many_jobs_as_pay(layer, pass_, name,
     """counts() of the benchmark's shapes (not run: the test above runs the same rule on
     small shapes): the jobs on 16 and 64 cores are the images and as many boxes as pay."""
     (case,) = [c for c in pass_cases([layer]) if c[0] == f"{pass_}0"]
-    jobs = REGISTRY[name].counts(*case[1:], 4).jobs
+    jobs = REGISTRY[name].counts(*case[1:], 4, cores=2, limit=2**28).jobs
     assert (min(16, jobs), min(64, jobs)) == (at16, at64)
 
 

@@ -52,7 +52,7 @@ def test_overlap_save_tiles_match_direct_evaluation(case, tile, monkeypatch):
     every tile's window, shift and picked entries, with strides, padding and crops."""
     lhs, rhs, corr, expected = _operands(case)
 
-    def tiles(lhs_shape, rhs_shape, corr, itemsize):
+    def tiles(lhs_shape, rhs_shape, corr, itemsize, cores, limit):
         whole = fft.dims(lhs_shape, rhs_shape, corr)
         return whole and tuple(fft._tiled(d, min(tile, d.count)) for d in whole)
 
@@ -126,7 +126,9 @@ def test_chunked_work_stays_under_the_workspace_limit(monkeypatch):
     lhs = rng.standard_normal(step.lhs_shape).astype(np.float32)
     rhs = rng.standard_normal(step.rhs_shape).astype(np.float32)
     corr, limit = step.corr, 128 * 1024
-    geometry = fft.tiling(step.lhs_shape, step.rhs_shape, corr, 4)
+    geometry = fft.tiling(
+        step.lhs_shape, step.rhs_shape, corr, 4, _process.CORES, _process.DEFAULT_WORKSPACE_LIMIT
+    )
     full = fft.workspace_bytes(step.lhs_shape, step.rhs_shape, corr, 4)
     plan = fft.plan(step.lhs_shape, step.rhs_shape, geometry, 4, limit, _process.CORES)
     assert full > 4 * limit and not plan.kernel_once  # the limit binds

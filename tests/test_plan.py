@@ -27,6 +27,42 @@ def test_cost_model_prefers_no_inserted_zeros_for_strided_input_grad():
     assert _plan.choose((1, 8, 128, 14, 14), (1, 128, 128, 3, 3), corr, 4) in ("scatter", "phase")
 
 
+def test_counts_take_the_cores_and_the_limit_as_inputs(monkeypatch):
+    """Every algorithm's counts() depends on the machine only through its ``cores`` and
+    ``limit`` arguments: the same with the process's core count replaced everywhere, and
+    the copies of the per-image algorithms are split over the cores given."""
+    import importlib
+
+    from convgrad.algorithms import fft
+
+    corr = Correlation((1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    cases = [
+        ((1, 4, 8, 14, 14), (1, 8, 8, 3, 3), corr),  # every dense candidate
+        ((8, 2, 1, 20, 20), (8, 1, 1, 9, 9), Correlation((1, 1), ((4, 4), (4, 4)), (1, 1), (1, 1))),
+    ]
+
+    def all_counts(cores, limit):
+        fft.tiling.cache_clear()
+        return {
+            (name, i): REGISTRY[name].counts(*case, 4, cores=cores, limit=limit)
+            for i, case in enumerate(cases)
+            for name in _plan.candidates(*case)
+        }
+
+    expected = all_counts(3, 2**26)
+    for module in ("convgrad._process", "convgrad.algorithms._parallel", "convgrad.algorithms.direct",
+                   "convgrad.algorithms.implicit_dw", "convgrad.algorithms._winograd"):  # fmt: skip
+        monkeypatch.setattr(importlib.import_module(module), "CORES", 97, raising=False)
+    assert all_counts(3, 2**26) == expected
+    fft.tiling.cache_clear()
+    names = {name for name, _ in expected}
+    assert {"gemm", "implicit", "winograd", "fft"} <= names
+    for name in ("gemm", "implicit"):
+        one = REGISTRY[name].counts(*cases[0], 4, cores=1, limit=2**26)
+        four = REGISTRY[name].counts(*cases[0], 4, cores=4, limit=2**26)
+        assert four.bytes < one.bytes
+
+
 def test_seconds_is_linear_in_the_counts():
     c = _plan.Counts(gemm_flops=1e9, gemm_min_dim=64, bytes=1e8, calls=10)
     double = _plan.Counts(gemm_flops=2e9, gemm_min_dim=64, bytes=2e8, calls=20)

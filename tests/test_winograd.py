@@ -145,15 +145,23 @@ def test_counts_are_the_tiles_gemms():
     f4 = REGISTRY["winograd4"]
     lhs_shape, rhs_shape = (1, 8, 64, 56, 56), (1, 64, 64, 3, 3)
     tiles = 8 * 14 * 14
-    assert f4.counts(lhs_shape, rhs_shape, _corr(2), 4).gemm_flops == 2 * 36 * 64 * 64 * tiles
+    assert (
+        f4.counts(lhs_shape, rhs_shape, _corr(2), 4, cores=2, limit=2**28).gemm_flops
+        == 2 * 36 * 64 * 64 * tiles
+    )
     # a dilation of 2: four 14x14 phases of a 28x28 output, 4x4 tiles of 4x4 outputs each
     lhs_shape, rhs_shape = (1, 4, 32, 28, 28), (1, 16, 32, 3, 3)
-    counts = f4.counts(lhs_shape, rhs_shape, _corr(2, padding=2, dilation=2), 4)
+    counts = f4.counts(
+        lhs_shape, rhs_shape, _corr(2, padding=2, dilation=2), 4, cores=2, limit=2**28
+    )
     assert counts.gemm_flops == 2 * 36 * 16 * 32 * 4 * 4 * 16
     f2 = REGISTRY["winograd"]
     lhs_shape, rhs_shape = (1, 2, 8, 7, 8, 9), (1, 4, 8, 3, 3, 3)
     tiles = 2 * math.prod(-(-n // 2) for n in (7, 8, 9))
-    assert f2.counts(lhs_shape, rhs_shape, _corr(3), 4).gemm_flops == 2 * 64 * 4 * 8 * tiles
+    assert (
+        f2.counts(lhs_shape, rhs_shape, _corr(3), 4, cores=2, limit=2**28).gemm_flops
+        == 2 * 64 * 4 * 8 * tiles
+    )
 
 
 def test_the_planner_takes_the_larger_tile_where_it_pays():
@@ -174,6 +182,6 @@ def test_bands_shrink_to_a_cores_share_of_a_limit_that_binds():
         geom = _winograd.Geometry(lhs_shape, rhs_shape, corr, REGISTRY[name].TILES)
         full = geom.phase_tiles(geom.axis, 0)
         limit = 2 * geom.band_bytes(full // 3, 16, 16, 4)  # two cores: a third of an image
-        rows, images = _winograd.band(geom, lhs_shape, rhs_shape, 4, limit)
+        rows, images = _winograd.band(geom, lhs_shape, rhs_shape, 4, limit, 2)
         assert images == 1 and full // 3 <= rows < full // 2
         assert geom.band_bytes(rows, 16, 16, 4) <= limit // 2 < geom.band_bytes(rows + 1, 16, 16, 4)

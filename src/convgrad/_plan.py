@@ -3,8 +3,9 @@
 ``choose`` is a cost model in two separate parts, like ``scipy.signal.choose_conv_method``:
 
 * **counts** (pure, exact, machine-free): each algorithm's ``counts(lhs_shape, rhs_shape,
-  corr, itemsize)`` returns a :class:`Counts` of GEMM flops (with the GEMM's smallest
-  dimension), FFT flops, bytes moved by copies / elementwise passes, and numpy calls;
+  corr, itemsize, *, cores, limit)`` returns a :class:`Counts` of GEMM flops (with the
+  GEMM's smallest dimension), FFT flops, bytes moved by copies / elementwise passes, and
+  numpy calls; the cores and the workspace limit are its inputs, never read inside;
 * **MACHINE** (one small table of fitted constants): sustained rates of this machine.
 
     seconds = gemm_flops / (GEMM_FLOPS * m / (m + GEMM_HALF_DIM)) + fft_flops / FFT_FLOPS
@@ -162,22 +163,38 @@ def threads_in_force() -> int:
 
 
 def estimates(
-    lhs_shape, rhs_shape, corr: Correlation, itemsize: int, threads: int | None = None
+    lhs_shape,
+    rhs_shape,
+    corr: Correlation,
+    itemsize: int,
+    threads: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, float]:
     """{algorithm: estimated seconds} for every algorithm that supports the correlation,
-    with ``threads`` threads (default: those in force)."""
-    threads = threads_in_force() if threads is None else threads
+    with ``threads`` threads (default: those in force) and the workspace ``limit``
+    (default: the one in force). Both are inputs of every algorithm's ``counts``."""
+    threads = threads_in_force() if threads is None else int(threads)
+    limit = get_workspace_limit() if limit is None else int(limit)
     return {
-        name: seconds(REGISTRY[name].counts(lhs_shape, rhs_shape, corr, itemsize), threads=threads)
+        name: seconds(
+            REGISTRY[name].counts(lhs_shape, rhs_shape, corr, itemsize, cores=threads, limit=limit),
+            threads=threads,
+        )
         for name in candidates(lhs_shape, rhs_shape, corr)
     }
 
 
 @functools.lru_cache(maxsize=4096)
 def _choose(
-    lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int, threads: int, avoid
+    lhs_shape: tuple,
+    rhs_shape: tuple,
+    corr: Correlation,
+    itemsize: int,
+    threads: int,
+    limit: int,
+    avoid: frozenset,
 ):
-    est = estimates(lhs_shape, rhs_shape, corr, itemsize, threads)
+    est = estimates(lhs_shape, rhs_shape, corr, itemsize, threads, limit)
     usable = {name: t for name, t in est.items() if name not in avoid} or est
     return min(usable, key=usable.get)
 
@@ -189,12 +206,16 @@ def choose(
     itemsize: int,
     threads: int | None = None,
     avoid: frozenset = frozenset(),
+    limit: int | None = None,
 ):
     """The algorithm 'auto' picks: the lowest estimate of the cost model (memoised), for
-    ``threads`` threads (default: those in force; the choice may differ per count), among
-    the candidates not in ``avoid`` (if any is left)."""
+    ``threads`` threads (default: those in force; the choice may differ per count) and the
+    workspace ``limit`` (default: the one in force), among the candidates not in ``avoid``
+    (if any is left)."""
     threads = threads_in_force() if threads is None else int(threads)
-    return _choose(tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads, avoid)
+    limit = get_workspace_limit() if limit is None else int(limit)
+    key = (tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads, limit, avoid)
+    return _choose(*key)
 
 
 def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:
@@ -211,7 +232,7 @@ def autotune(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int):
     winner = _process.autotune_cache.get(key)
     if winner is not None:
         return winner, None, _process.autotune_cache.timings(key) or {}
-    est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize, None)
+    est = estimates(lhs.shape, rhs.shape, corr, np.result_type(lhs, rhs).itemsize, None, limit)
     best_est = min(est.values())
     best, best_result, timings = None, None, {}
     for name in sorted(est, key=est.get):
@@ -234,7 +255,7 @@ def autotune_timings() -> list[dict]:
     out = []
     for key, winner, timings in _process.autotune_cache.items():
         lhs_shape, rhs_shape, dtype, corr, limit = key
-        est = estimates(lhs_shape, rhs_shape, corr, np.dtype(dtype).itemsize)
+        est = estimates(lhs_shape, rhs_shape, corr, np.dtype(dtype).itemsize, limit=limit)
         out.append(
             dict(
                 lhs_shape=lhs_shape, rhs_shape=rhs_shape, dtype=np.dtype(dtype).name,

@@ -37,9 +37,10 @@ def check_algorithm(algorithm) -> str:
     return algorithm
 
 
-def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> str:
-    """The algorithm 'auto' picks for this correlation."""
-    return _plan.choose(lhs_shape, rhs_shape, corr, itemsize)
+def choose(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit: int | None = None) -> str:
+    """The algorithm 'auto' picks for this correlation (under the workspace ``limit``,
+    default the one in force)."""
+    return _plan.choose(lhs_shape, rhs_shape, corr, itemsize, limit=limit)
 
 
 def correlate(
@@ -84,7 +85,7 @@ def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
     being built in the background (first use in a process), the planner's best among
     the algorithms that need no build, so that no call waits for a compile."""
     dtype = np.result_type(lhs, rhs)
-    name = choose(lhs.shape, rhs.shape, corr, dtype.itemsize)
+    name = choose(lhs.shape, rhs.shape, corr, dtype.itemsize, limit)
     key = _build_key(name, lhs, rhs, corr, dtype)
     if key is None or _process.kernel_builds.ready(key) or lhs.size == 0 or rhs.size == 0:
         return name
@@ -101,7 +102,7 @@ def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
         if (k := _build_key(other, lhs, rhs, corr, dtype)) is not None
         and not _process.kernel_builds.ready(k)
     )
-    return _plan.choose(lhs.shape, rhs.shape, corr, dtype.itemsize, avoid=avoid)
+    return _plan.choose(lhs.shape, rhs.shape, corr, dtype.itemsize, avoid=avoid, limit=limit)
 
 
 def only_samples(algorithm: str, corr: Correlation) -> bool:

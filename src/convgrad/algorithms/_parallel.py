@@ -37,11 +37,11 @@ def workers(count: int) -> int:
     return jobs.workers(count)
 
 
-def cores_for(units: int) -> float:
-    """Cores that ``units`` equal independent chunks keep busy on average (3 chunks on 2
-    cores: 1.5): the cost models divide the chunks' copies by it."""
-    units = max(1, units)
-    return units / -(-units // CORES)
+def cores_for(units: int, cores: int) -> float:
+    """Cores of ``cores`` that ``units`` equal independent chunks keep busy on average (3
+    chunks on 2 cores: 1.5): the cost models divide the chunks' copies by it."""
+    units, cores = max(1, units), max(1, cores)
+    return units / -(-units // cores)
 
 
 def run_jobs(job: Callable, args: Sequence) -> list:

@@ -121,11 +121,11 @@ class Geometry:
         return (math.prod(grid) * c + planes * (c + o) + math.prod(out) * o) * itemsize
 
 
-def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit=None):
+def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit: int, cores: int):
     """(tiles along the band axis, images) per band: buffers of about BAND_BYTES, but at
     least MIN_TILES tiles (GEMM rows) where the image allows, never past a core's share of
-    ``limit``; whole images, several of them, when one fits; and one band per core at
-    least (images cut into rows where the batch is smaller than the cores)."""
+    ``limit`` (of ``cores``); whole images, several of them, when one fits; and one band
+    per core at least (images cut into rows where the batch is smaller than the cores)."""
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     full = max(1, geom.phase_tiles(geom.axis, 0))
@@ -133,23 +133,18 @@ def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit=None):
     per_row = -(-whole // full)
     row_tiles = max(1, math.prod(geom.band_tiles(1)))
     want = max(BAND_BYTES // per_row, -(-MIN_TILES // row_tiles), 1)  # rows
-    hard = None if limit is None else max(1, limit // _parallel.CORES)
-    if hard is not None:  # the most rows within it (their halo included), at least one
-        low, high = 1, min(want, full)
-        while low < high:
-            mid = (low + high + 1) // 2
-            low, high = (
-                (mid, high) if geom.band_bytes(mid, c, o, itemsize) <= hard else (low, mid - 1)
-            )
-        want = low if low < full else want
-    cores = _process.jobs.cores()
+    hard = max(1, limit // max(1, cores))
+    low, high = 1, min(want, full)  # the most rows within it (their halo included), one at least
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if geom.band_bytes(mid, c, o, itemsize) <= hard else (low, mid - 1)
+    want = low if low < full else want
     if g * b * _bands(geom, full) < cores:  # too few images: cut them into rows
         want = min(want, -(-full // -(-cores // (g * b * _bands(geom, full)))))
     if want < full:
         return want, 1
     images = max(BAND_BYTES // whole, -(-MIN_TILES // (row_tiles * full)), 1)
-    if hard is not None:
-        images = min(images, max(1, hard // whole))
+    images = min(images, max(1, hard // whole))
     groups = -(-cores // (g * _bands(geom, full)))  # image groups wanted
     images = min(images, -(-b // min(b, groups)))
     return full, min(images, b)
@@ -167,13 +162,17 @@ def workspace_bytes(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsi
     geom = Geometry(lhs_shape, rhs_shape, corr, sizes)
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
-    rows, images = band(geom, lhs_shape, rhs_shape, itemsize)
+    rows, images = band(
+        geom, lhs_shape, rhs_shape, itemsize, _process.DEFAULT_WORKSPACE_LIMIT, _parallel.CORES
+    )
     per_band = images * geom.band_bytes(rows, c, o, itemsize)
     filters = (geom.tiles.planes + 3**geom.dims) * g * c * o * itemsize
     return _parallel.CORES * per_band + filters
 
 
-def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(
+    sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int, cores: int, limit: int
+):
     """Machine-free work: alpha^d GEMMs of (tiles x C x O); the transforms' multiply-adds
     (a compiled loop over long vectors, in cache); the input and output copied once each;
     the filters laid out and transformed (split over the jobs too); and each band's GEMMs
@@ -186,7 +185,7 @@ def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     tiles_all = g * b * geom.tile_count()
-    rows, images = band(geom, lhs_shape, rhs_shape, itemsize)
+    rows, images = band(geom, lhs_shape, rhs_shape, itemsize, limit, cores)
     flops = 2.0 * t.planes * o * c * tiles_all
     loop = 2.0 * tiles_all * (t.terms("bt") * c + t.terms("at") * o)
     outputs = g * b * math.prod(geom.out)
@@ -196,7 +195,7 @@ def counts(sizes: dict, lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     filters = t.planes * g * c * o * itemsize  # U: read and packed by every band's GEMMs
     moved += 3 * filters * bands / g
     moved += filters + 3 * 3**geom.dims * g * c * o * itemsize  # laid out and transformed
-    moved /= _parallel.cores_for(bands)
+    moved /= _parallel.cores_for(bands, cores)
     band_tiles = images * math.prod(geom.band_tiles(rows))
     return Counts(
         flops,
@@ -230,7 +229,7 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
     if result.size == 0:
         return result.astype(dtype)
     u = _transformed_filters(name, t, rhs, compute)
-    rows, images = band(geom, lhs.shape, rhs.shape, compute.itemsize, share)
+    rows, images = band(geom, lhs.shape, rhs.shape, compute.itemsize, share, _process.jobs.cores())
     # the compiled loops take compute-dtype rows of unit stride (a copy otherwise)
     lhs3 = unit_rows(lhs.astype(compute, copy=False)).reshape(g, b, c, *geom.size)
     bands = Bands(name, geom, lhs3, result.reshape(g, b, o, *geom.out), rows, images)
@@ -259,8 +258,8 @@ def entry_points(name: str, sizes: dict):
     def workspace_bytes_(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
         return workspace_bytes(sizes, lhs_shape, rhs_shape, corr, itemsize)
 
-    def counts_(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-        return counts(sizes, lhs_shape, rhs_shape, corr, itemsize)
+    def counts_(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores, limit):
+        return counts(sizes, lhs_shape, rhs_shape, corr, itemsize, cores, limit)
 
     def run_(lhs, rhs, corr: Correlation, workspace_limit: int):
         """lhs (G, B, C, *S), rhs (G, O, C, 3, ...) -> (G, B, O, *S')."""

@@ -74,7 +74,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return (planes + o * prod(q) + m * BLOCK + (g + 1) * m * o) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: the GEMMs over the (phase) grid, junk columns included, the
     planes and grid laid out, the columns copied, a few calls per block."""
     from .._plan import Counts
@@ -99,7 +99,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
-        bytes=(planes + columns) / _parallel.cores_for(g * c),  # each job copies its own
+        bytes=(planes + columns) / _parallel.cores_for(g * c, cores),  # each job copies its own
         calls=4 * blocks + (6 + 2 * len(phases) if split else 6) * g * c + 10,
         jobs=jobs,
     )

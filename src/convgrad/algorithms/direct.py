@@ -83,7 +83,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return CORES * per_job
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: one multiply-add per tap, channel and output in the compiled loop,
     plus one read of the input per output channel and one write of the result."""
     from .._plan import Counts

@@ -139,9 +139,12 @@ def _tile_options(dim: Dim) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1024)
-def tiling(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int):
-    """The tiles of the lowest estimate of the cost model (``_plan.seconds``), per dim
-    (``Dim``), one dim at a time from whole tiles, twice over; None as ``dims``."""
+def tiling(
+    lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int, cores: int, limit: int
+):
+    """The tiles of the lowest estimate of the cost model (``_plan.seconds``) on ``cores``
+    cores under the workspace ``limit``, per dim (``Dim``), one dim at a time from whole
+    tiles, twice over; None as ``dims``."""
     from .._plan import seconds
 
     whole = dims(lhs_shape, rhs_shape, corr)
@@ -152,7 +155,9 @@ def tiling(lhs_shape: tuple, rhs_shape: tuple, corr: Correlation, itemsize: int)
 
     def cost(k, dim):
         geometry = (*best[:k], dim, *best[k + 1 :])
-        return seconds(_counts(lhs_shape, rhs_shape, geometry, itemsize))
+        return seconds(
+            _counts(lhs_shape, rhs_shape, geometry, itemsize, cores, limit), threads=cores
+        )
 
     for _ in range(2):
         for k, choices in enumerate(options):
@@ -257,8 +262,16 @@ def plan(lhs_shape, rhs_shape, geometry, isz: int, limit: int, cores: int) -> Pl
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the unchunked transforms: the kernel's, the lhs's and the products."""
-    geometry = tiling(tuple(lhs_shape), tuple(rhs_shape), corr, itemsize)
+    """Bytes of the unchunked transforms (the tiling chosen for this machine's cores and
+    the default limit): the kernel's, the lhs's and the products."""
+    geometry = tiling(
+        tuple(lhs_shape),
+        tuple(rhs_shape),
+        corr,
+        itemsize,
+        _parallel.CORES,
+        _process.DEFAULT_WORKSPACE_LIMIT,
+    )
     if geometry is None:
         return 0
     g, b, c = lhs_shape[:3]
@@ -268,19 +281,20 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return int(kernel) + g * b * prod(d.tiles for d in geometry) * (c + o) * cplx
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
-    """Machine-free work of the cheapest tiling (``tiling``): see ``_counts``."""
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
+    """Work of the cheapest tiling (``tiling``) on ``cores`` cores under ``limit``: see
+    ``_counts``."""
     from .._plan import Counts
 
-    geometry = tiling(tuple(lhs_shape), tuple(rhs_shape), corr, itemsize)
+    geometry = tiling(tuple(lhs_shape), tuple(rhs_shape), corr, itemsize, cores, limit)
     if geometry is None or 0 in lhs_shape[:3] + rhs_shape[1:2]:
         outputs = lhs_shape[0] * lhs_shape[1] * rhs_shape[1]
         outputs *= prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
         return Counts(bytes=2.0 * outputs * itemsize, calls=2, jobs=1)
-    return _counts(lhs_shape, rhs_shape, geometry, itemsize)
+    return _counts(lhs_shape, rhs_shape, geometry, itemsize, cores, limit)
 
 
-def _counts(lhs_shape, rhs_shape, geometry, itemsize: int):
+def _counts(lhs_shape, rhs_shape, geometry, itemsize: int, cores: int, limit: int):
     """Work on tiles ``geometry``: 2.5 n log2 n flops per real n-point transform (the
     lhs tiles' per chunk of filters, the kernel's once or per chunk of units where its
     taps are not transformed by GEMMs, the inverses), 8 flops per complex multiply-add
@@ -294,7 +308,7 @@ def _counts(lhs_shape, rhs_shape, geometry, itemsize: int):
     units = b * tiles
     freqs = prod(_freqs(geometry))
     real, cplx = _plane_bytes(geometry, itemsize)
-    p = plan(lhs_shape, rhs_shape, geometry, itemsize, 256 * 2**20, _parallel.CORES)
+    p = plan(lhs_shape, rhs_shape, geometry, itemsize, limit, cores)
     chunks = -(-g // p.g) * -(-units // p.u)  # (group, unit) chunks
     o_chunks, c_chunks = -(-o // p.o), -(-c // p.c)
     kernel_runs = 1 if p.kernel_once else chunks
@@ -328,7 +342,7 @@ def _counts(lhs_shape, rhs_shape, geometry, itemsize: int):
         loop_flops=products if p.broadcast else 0.0,
         bytes=moved,
         calls=calls + 20,
-        jobs=max(1, min(units_jobs, 4 * _parallel.CORES)),
+        jobs=max(1, min(units_jobs, 4 * cores)),
     )
 
 
@@ -339,7 +353,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
-    geometry = tiling(lhs.shape, rhs.shape, corr, compute.itemsize)
+    cores = _parallel.workers(_parallel.CORES)  # the planner's count: threads in force
+    geometry = tiling(lhs.shape, rhs.shape, corr, compute.itemsize, cores, workspace_limit)
     if geometry is None or 0 in (g, b, c, o):
         return np.zeros((g, b, o, *out_spatial), dtype=dtype)
     # a transform spreads an inf or NaN over every output of its plane

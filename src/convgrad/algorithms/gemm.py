@@ -100,7 +100,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * b * (c * padded + c * prod(rhs_shape[3:]) * length + o * length) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: the GEMM, the padding / column copies and the product's transpose."""
     from .._plan import Counts
 
@@ -116,7 +116,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = g * b * (c * padded + c * taps * length + o * length) * 2 * itemsize
     chunks = -(-workspace_bytes(lhs_shape, rhs_shape, corr, itemsize) // (256 * 2**20))
     if _layout_a(rhs_shape[3:], corr.output_spatial(lhs_shape[3:], rhs_shape[3:])):
-        moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
+        moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     # (layout B, the weight gradients' long kernels: measured no faster in jobs, e.g. the
     # stem's dW 24 -> 26 ms, so the copy still counts whole)
     # jobs: images, and boxes of output rows where they are fewer than the cores

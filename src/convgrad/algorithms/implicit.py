@@ -101,7 +101,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * b * (split + rows + rhs_shape[1] * prod(grid)) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: GEMMs on the padded grid, the padding copy and the output crop."""
     from .._plan import Counts
 
@@ -120,7 +120,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     merged = not strided and kw > 1 and c * kw <= MERGE_MAX
     if merged:  # the kw-shift copy, and kw times fewer calls
         moved += g * b * c * kw * grid * 2 * itemsize
-    moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
+    moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     calls = g * (taps // kw if merged else taps) + 10
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])

@@ -272,7 +272,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * (c * (b + o) * plane + outs * b * o) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: a GEMM per output position contracting over C x padded grid."""
     from .._plan import Counts
 

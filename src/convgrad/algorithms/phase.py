@@ -85,7 +85,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: one GEMM per live (phase, tap) over the padded grid."""
     from .._plan import Counts
 
@@ -98,7 +98,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
-    moved /= _parallel.cores_for(g * b)  # each job copies its own chunks
+    moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     boxes = most_boxes(g * b, out, _image_flops(o, c, phases), _box_calls(phases))

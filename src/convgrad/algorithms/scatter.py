@@ -40,7 +40,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     return g * b * rhs_shape[1] * prod(rhs_shape[3:]) * prod(lhs_shape[3:]) * itemsize
 
 
-def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
+def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
     """Machine-free work: one GEMM over the undilated lhs, then one strided add per tap."""
     from .._plan import Counts
 
@@ -49,7 +49,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int):
     z = g * b * o * taps * length * itemsize
     out = g * b * o * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * itemsize
     flops = 2.0 * g * b * o * c * taps * length
-    moved = (4 * z + out) / _parallel.cores_for(b)  # each job scatters its own images
+    moved = (4 * z + out) / _parallel.cores_for(b, cores)  # each job scatters its own images
     # jobs: images (all groups each), and boxes of output rows where they are fewer than
     # the cores (each box's products cover the input rows it reads)
     out_spatial = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
