@@ -40,21 +40,23 @@ def pad(x: np.ndarray, pads: Pairs, mode: str) -> np.ndarray:
 def pad_adjoint(grad: np.ndarray, pads: Pairs, mode: str) -> np.ndarray:
     """Adjoint of :func:`pad`: fold the gradient of the padded array back onto the input.
 
-    grad: (..., *(S + lo + hi)) -> (..., *S).
+    grad: (..., *(S + lo + hi)) -> (..., *S), a new array. ``grad`` must be a temporary of
+    the caller's: its border is added into its interior in place (one axis after the
+    other, each on the interior of the axes before), and the interior copied out once.
     """
     lead = grad.ndim - len(pads)
+    view = grad
     for axis_offset, (lo, hi) in enumerate(pads):
         axis = lead + axis_offset
-        size = grad.shape[axis] - lo - hi
-        inner = [slice(None)] * grad.ndim
-        inner[axis] = slice(lo, lo + size)
-        folded = grad[tuple(inner)].copy()
+        size = view.shape[axis] - lo - hi
         if mode != "zeros":
             for position in [*range(-lo, 0), *range(size, size + hi)]:
-                src = [slice(None)] * grad.ndim
-                dst = [slice(None)] * grad.ndim
+                src = [slice(None)] * view.ndim
+                dst = [slice(None)] * view.ndim
                 src[axis] = position + lo
-                dst[axis] = source_index(position, size, mode)
-                folded[tuple(dst)] += grad[tuple(src)]
-        grad = folded
-    return grad
+                dst[axis] = source_index(position, size, mode) + lo
+                view[tuple(dst)] += view[tuple(src)]
+        inner = [slice(None)] * view.ndim
+        inner[axis] = slice(lo, lo + size)
+        view = view[tuple(inner)]
+    return view.copy()

@@ -141,8 +141,8 @@ def band(geom: Geometry, lhs_shape, rhs_shape, itemsize: int, limit: int, cores:
     want = low if low < full else want
     if g * b * _bands(geom, full) < cores:  # too few images: cut them into rows
         want = min(want, -(-full // -(-cores // (g * b * _bands(geom, full)))))
-    if want < full:
-        return want, 1
+    if want < full:  # bands of equal rows (13 + 2 rows would leave a core idle)
+        return -(-full // -(-full // want)), 1
     images = max(BAND_BYTES // whole, -(-MIN_TILES // (row_tiles * full)), 1)
     images = min(images, max(1, hard // whole))
     groups = -(-cores // (g * _bands(geom, full)))  # image groups wanted
