@@ -477,6 +477,30 @@ def test_simulating_a_larger_machine_forms_its_jobs_and_stays_exact():
     assert _process.jobs.cores() == _process.CORES
 
 
+def test_direct_cuts_bands_per_thread_count_with_the_same_bits():
+    """One image: direct cuts its rows into bands for JOBS_PER_THREAD jobs per thread
+    (thinner bands on more cores); a band does not change any output's sum, so every
+    thread count gives the same bits, and the float64 definition."""
+    from convgrad._rules import Correlation
+    from convgrad.algorithms import direct
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 5, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((10, 5, 5, 5)).astype(np.float32)
+    lhs_shape, rhs_shape = (1, 1, 5, 40, 40), (1, 10, 5, 5, 5)
+    corr = Correlation((1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1))
+    bands = {t: direct._band(lhs_shape, rhs_shape, corr, 4, threads=t)[0] for t in (1, 2, 16)}
+    assert bands[1] > bands[2] > bands[16], bands
+    results = []
+    for cores in (1, 2, 16):
+        with _process.jobs.simulate(cores):
+            results.append(cg.conv(x, w, algorithm="direct"))
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+    expected = reference.conv(x.astype(np.float64), w.astype(np.float64))
+    np.testing.assert_allclose(results[0], expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
 # ------------------------------------------------------------------- kernel builds
 
 

@@ -33,10 +33,12 @@ from ._compiled import (
 )
 from ._dtypes import result_dtype
 from ._geometry import padded_shape, padding_bounded, prod
+from ._parallel import workers
 
 name = "direct"
 MAX_PRODUCTS = 64  # O*C per group; beyond this a GEMM wins
-MIN_JOBS = 32  # split rows into bands until there are this many parallel jobs
+JOBS_PER_THREAD = 4  # split rows into bands until each thread has this many jobs (thinner
+# bands cost their per-pass setup: the origin layer's 3-row bands ran 30 % slower than 12)
 L2_BYTES = 512 * 1024  # a job's padded input band stays within this
 ACC = 4096  # elements of a job's accumulator (kept in L1)
 _copy_run = None  # the compiled row copy (``copy_run``), bound when a kernel is built
@@ -57,10 +59,13 @@ def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
     return "pairs" if rhs_shape[1] > 1 else "single"
 
 
-def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None) -> tuple[int, int]:
+def _band(
+    lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None, threads: int = CORES
+) -> tuple[int, int]:
     """(output rows per job, padded row length): a job's padded input band (all C and
     outer taps, plus the halo rows) stays within L2 and its accumulator within L1, the
-    bands of all cores within ``limit`` bytes, and there are at least MIN_JOBS jobs."""
+    bands of all cores within ``limit`` bytes, and JOBS_PER_THREAD jobs for each of
+    ``threads`` where the rows allow (the band does not change any output's sum)."""
     g, b, c = lhs_shape[:3]
     padded = as_3d(padded_shape(lhs_shape[3:], corr), 1)
     kernel = as_3d(rhs_shape[3:], 1)
@@ -69,7 +74,7 @@ def _band(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None) ->
     row_bytes = c * kernel[0] * padded[2] * itemsize
     budget = L2_BYTES if limit is None else min(L2_BYTES, limit // CORES)
     band = max(1, min(out[1], budget // max(row_bytes, 1) - halo, ACC // max(padded[2], 1)))
-    bands = -(-MIN_JOBS // max(g * b * out[0], 1))
+    bands = -(-JOBS_PER_THREAD * threads // max(g * b * out[0], 1))
     return min(band, -(-out[1] // bands)), padded[2]
 
 
@@ -260,7 +265,9 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     if src.size == 0:  # no samples: every output is zero
         result[...] = 0
         return result
-    band, padded_w = _band(lhs.shape, rhs.shape, corr, dtype.itemsize, workspace_limit)
+    rows = g * b * prod(out_spatial[:-1])  # jobs of whole rows: the most worth threads
+    threads = workers(rows)
+    band, padded_w = _band(lhs.shape, rhs.shape, corr, dtype.itemsize, workspace_limit, threads)
     in_shape = np.array(src.shape[3:], dtype=np.int64)
     out_shape = np.array(dst.shape, dtype=np.int64)
     flops = 2 * c * prod(rhs.shape[3:]) * result.size
