@@ -200,3 +200,79 @@ def test_out_of_core_example_without_dask(monkeypatch, tmp_path):
         out_of_core.main(["--n", "2", "--dir", str(tmp_path)])
     assert info.value.extra == "dask"
     assert list(tmp_path.iterdir()) == []  # stopped before writing anything
+
+
+# --------------------------------------------------------- a fresh venv without extras
+
+
+def _core_only_venv(tmp_path):
+    """A fresh venv (no pip, no network) that sees convgrad's source and its core
+    dependencies only (numpy, scipy, numba with llvmlite, threadpoolctl), linked from this
+    environment: none of the extras' packages is importable there."""
+    import importlib
+    import sysconfig
+    from pathlib import Path
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    core = tmp_path / "core"
+    core.mkdir()
+    for name in ("numpy", "scipy", "numba", "llvmlite", "threadpoolctl"):
+        path = Path(importlib.import_module(name).__file__)
+        source = path.parent if path.name == "__init__.py" else path
+        (core / source.name).symlink_to(source)
+        libs = source.parent / f"{name}.libs"  # a manylinux wheel's vendored libraries
+        if libs.exists():
+            (core / libs.name).symlink_to(libs)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    src = Path(convgrad.__file__).resolve().parents[1]
+    Path(purelib, "core.pth").write_text(f"{core}\n{src}\n")
+    assert Path(sysconfig.get_paths()["purelib"]) != Path(purelib)
+    return python
+
+
+@pytest.mark.slow
+def test_a_fresh_venv_without_extras(tmp_path):
+    """With the core alone: the extras' packages are absent, the README's main command
+    runs, and each command or function that needs an extra stops with one line naming
+    it and the pip command (status 2 for a command, no traceback)."""
+    python = _core_only_venv(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(*args):
+        return subprocess.run(
+            [str(python), *args], capture_output=True, text=True, env=env, timeout=600
+        )
+
+    absent = "import importlib.util as u; print([n for n in %r if u.find_spec(n)])"
+    extras = ("matplotlib", "rich", "sklearn", "tqdm", "dask", "distributed")
+    assert run("-c", absent % (extras,)).stdout.strip() == "[]"
+    main = run("-m", "convgrad")
+    assert main.returncode == 0, main.stderr
+    assert "== Cost ==" in main.stdout and "Traceback" not in main.stderr
+    for argv, package, extra in (
+        (["train-digits"], "scikit-learn", "examples"),
+        (["train-digits-dask"], "dask", "dask"),
+        (["explain", "--figure", str(tmp_path / "f.png")], "matplotlib", "show"),
+    ):
+        done = run("-m", "convgrad", *argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (argv, done.stderr)
+        assert f"needs {package}," in lines[0] and lines[0].endswith(_pip(extra))
+    script = (
+        "import numpy as np, convgrad\n"
+        "from convgrad._extras import MissingExtraError\n"
+        "y = convgrad.conv(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)))\n"
+        "assert (y == 9).all()\n"
+        "from convgrad.examples import out_of_core\n"
+        "try:\n"
+        f"    out_of_core.main(['--n', '2', '--dir', {str(tmp_path)!r}])\n"
+        "except MissingExtraError as error:\n"
+        "    print('missing', error.extra)\n"
+    )
+    done = run("-c", script)
+    assert done.stdout.strip() == "missing dask", done.stderr
