@@ -454,6 +454,39 @@ def test_a_compile_prints_one_notice_a_cache_load_none_and_the_setting_hides_it(
     assert noisy.strip() == _process.CompileNotice.MESSAGE
 
 
+@pytest.mark.skipif(_process.CORES < 2, reason="one core: no helper threads")
+def test_a_call_never_waits_for_a_helper_that_has_not_started():
+    """With every helper busy in another thread's call, a call's jobs all run on its own
+    thread and it returns at once: it waits only for helpers that took one of its jobs
+    (a sleeping thread can take 50-100 us to wake; a busy one, the other call's time)."""
+    pool_threads, all_in = set(), threading.Event()
+
+    def hold(k):
+        if threading.current_thread().name.startswith("convgrad_"):
+            pool_threads.add(threading.current_thread().name)
+            if len(pool_threads) == _process.CORES:
+                all_in.set()
+        time.sleep(0.6)
+        return k
+
+    jobs = list(range(_process.CORES))
+    others = [  # each takes CORES - 1 helpers (no BLAS limit: each call gets its helpers)
+        threading.Thread(target=lambda: _process.jobs.run(hold, jobs, blas=False))
+        for _ in range(_process.CORES)
+    ]
+    for other in others:
+        other.start()
+    assert all_in.wait(5)  # every pool thread is inside ``hold``
+    start = time.perf_counter()
+    names = _process.jobs.run(lambda k: (k, threading.current_thread().name), list(range(6)))
+    took = time.perf_counter() - start
+    for other in others:
+        other.join()
+    assert [k for k, _ in names] == list(range(6))
+    assert {name for _, name in names} == {threading.current_thread().name}
+    assert took < 0.3, took  # not the 0.6 s the helpers were busy for
+
+
 def test_jobs_follow_the_callers_blas_limit_and_a_job_never_waits_on_new_jobs():
     with threadpool_limits(limits=1, user_api="blas"):
         assert _process.jobs.workers(64) == 1

@@ -134,38 +134,55 @@ class BlasLimit:
 
 class _Batch:
     """The jobs of one ``JobPool.run``: each thread that joins takes the next job not yet
-    taken until none is left (a late-starting helper takes fewer), results by index, the
-    first error, and an event set when the last helper leaves."""
+    taken until none is left (a helper that starts late takes fewer, or none), results
+    by index, the first error (after which the jobs left are taken but not run).
 
-    __slots__ = ("job", "args", "results", "error", "next", "helpers", "lock", "done")
+    The caller waits for the helpers that joined, never for one that has not started: a
+    sleeping thread can take 50-100 us to wake, longer than a small call's work, and once
+    every job is taken a helper that joins late finds none and runs nothing."""
 
-    def __init__(self, job: Callable, args: Sequence, helpers: int):
+    __slots__ = ("job", "args", "results", "error", "next", "active", "lock", "idle")
+
+    def __init__(self, job: Callable, args: Sequence):
         self.job, self.args, self.results, self.error = job, args, [None] * len(args), None
         self.next = itertools.count()  # next(...) is atomic under the GIL
-        self.helpers, self.lock, self.done = helpers, threading.Lock(), threading.Event()
+        self.active, self.lock, self.idle = 0, threading.Lock(), threading.Event()
+        self.idle.set()  # no helper inside
 
     def work(self) -> None:
         for index in self.next:
-            if index >= len(self.args) or self.error is not None:
+            if index >= len(self.args):
                 return
-            try:
-                self.results[index] = self.job(self.args[index])
-            except BaseException as error:  # noqa: BLE001 - re-raised by the caller
-                self.error = self.error or error
+            if self.error is None:
+                try:
+                    self.results[index] = self.job(self.args[index])
+                except BaseException as error:  # noqa: BLE001 - re-raised by the caller
+                    self.error = self.error or error
+
+    def drain(self) -> None:
+        """Take every job left without running it (the caller is leaving early)."""
+        for index in self.next:
+            if index >= len(self.args):
+                return
 
     def help(self) -> None:
-        self.work()
-        with self.lock:
-            self.helpers -= 1
-            last = self.helpers == 0
-        if last:
-            self.done.set()
+        with self.lock:  # joined before taking a job: the caller waits for this thread
+            self.active += 1
+            self.idle.clear()
+        try:
+            self.work()
+        finally:
+            with self.lock:
+                self.active -= 1
+                if self.active == 0:
+                    self.idle.set()
 
 
 class JobPool:
     """convgrad's one parallel runtime: ``CORES`` threads that run one call's independent
     jobs side by side (compiled ``nogil`` loops and single-threaded BLAS alike). A lean
-    queue of batches that helper threads join: handing jobs to it costs about 50 us."""
+    queue of batches that helper threads join; a helper that wakes late takes fewer
+    jobs, and the caller never waits for one that has not started."""
 
     def __init__(self, blas: BlasLimit):
         self._blas = blas
@@ -240,15 +257,15 @@ class JobPool:
         if threads <= 1 or self._simulated is not None:
             return [job(a) for a in args]
         with self._blas if blas else contextlib.nullcontext():
-            helpers = threads - 1
-            batch = _Batch(job, args, helpers)
+            batch = _Batch(job, args)
             tasks = self._tasks()
-            for _ in range(helpers):
+            for _ in range(threads - 1):
                 tasks.put(batch)
             try:
                 batch.work()
             finally:
-                batch.done.wait()  # every helper gone, even after an error, before BLAS is back
+                batch.drain()  # none left to start, even after an interrupt
+                batch.idle.wait()  # the helpers that joined are done before BLAS is back
             if batch.error is not None:
                 raise batch.error
             return batch.results
