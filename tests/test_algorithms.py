@@ -397,9 +397,7 @@ def test_compiled_loops_agree_on_the_pool_and_on_the_calling_thread(monkeypatch,
     """Small work runs on the calling thread alone (handing jobs to the pool costs more
     than it saves); both launches give the same results."""
     pytest.importorskip("numba")
-    from convgrad.algorithms import _compiled
-
-    monkeypatch.setattr(_compiled, "SERIAL_FLOPS", serial_flops)
+    monkeypatch.setattr(_process, "SERIAL_WORK", serial_flops)
     for name in ("direct", "implicit_dw"):
         for _, lhs_shape, rhs_shape, corr in CASES:
             if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):

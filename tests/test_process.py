@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 import convgrad as cg
 from convgrad import _plan, _process, reference
 from convgrad._primitive import correlate
-from convgrad.algorithms import REGISTRY, _compiled
+from convgrad.algorithms import REGISTRY
 
 pytestmark = pytest.mark.slow  # forks, subprocesses and threads stressing the process-wide state
 
@@ -170,12 +170,12 @@ def parent_ran_everything():
     """Every algorithm in the registry (and the compiled loops on the pool and on the
     calling thread) has run in this process, in both dtypes, before any fork."""
     assert _child_work() == []
-    saved = _compiled.SERIAL_FLOPS
-    _compiled.SERIAL_FLOPS = 0.0  # compiled loops on the pool's threads too
+    saved = _process.SERIAL_WORK
+    _process.SERIAL_WORK = 0.0  # small calls on the pool's threads too
     try:
         assert _child_work() == []
     finally:
-        _compiled.SERIAL_FLOPS = saved
+        _process.SERIAL_WORK = saved
 
 
 # ---------------------------------------------------------------------------- fork
@@ -386,8 +386,8 @@ ALL_ALGORITHMS = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     before = dict(os.environ)
     import test_process as t
-    from convgrad.algorithms import _compiled
-    _compiled.SERIAL_FLOPS = 0.0
+    from convgrad import _process
+    _process.SERIAL_WORK = 0.0
     bad = []
     def work():
         bad.extend(t._child_work())
@@ -498,9 +498,41 @@ def test_jobs_follow_the_callers_blas_limit_and_a_job_never_waits_on_new_jobs():
     assert _process.split_range(2, 8) == [(0, 1), (1, 2)]
 
 
+def test_a_call_under_serial_work_keeps_its_jobs_on_the_calling_thread(monkeypatch):
+    """Waking a helper and passing the GIL cost more than a small call's work: a call of
+    less than SERIAL_WORK forms its jobs for one thread (and is planned for one); a
+    larger one uses the pool. Both are exact."""
+    from convgrad import _plan
+
+    seen, threads = [], []
+    run = _process.JobPool.run
+
+    def recording_run(self, job, args, *, blas=True):
+        seen.append(self.workers(len(args)))
+        threads.append(_plan.threads_in_force())
+        return run(self, job, args, blas=blas)
+
+    monkeypatch.setattr(_process.JobPool, "run", recording_run)
+    rng = np.random.default_rng(13)
+    for shape, small in (((2, 16, 32, 32), True), ((8, 32, 64, 64), False)):
+        x, w = rng.standard_normal(shape), rng.standard_normal((shape[1], shape[1], 3, 3))
+        work = 2 * x.size * shape[1] * 9  # the small call: 9.4 MFLOP, once worth two jobs
+        assert (work < _process.SERIAL_WORK) == small and work > 4e6
+        seen.clear()
+        threads.clear()
+        got = cg.conv(x, w, padding=1, algorithm="gemm")
+        np.testing.assert_allclose(got, reference.conv(x, w, padding=1), rtol=1e-10, atol=1e-10)
+        assert seen  # the call formed jobs
+        if small:
+            assert set(seen) == {1} and set(threads) == {1}
+        elif _process.CORES > 1:
+            assert max(seen) == min(_process.CORES, _process.blas_threads(), 8)
+
+
 def test_simulating_a_larger_machine_forms_its_jobs_and_stays_exact():
     rng = np.random.default_rng(11)
-    x, w = rng.standard_normal((8, 16, 48, 48)), rng.standard_normal((16, 1, 3, 3))
+    x, w = rng.standard_normal((8, 16, 96, 96)), rng.standard_normal((16, 1, 3, 3))
+    assert 2 * x.size * 9 >= _process.SERIAL_WORK  # enough work for the pool
     expected = reference.conv(x, w, padding=1, groups=16)
     for cores in (1, 8, 64):
         with _process.jobs.simulate(cores) as busy:

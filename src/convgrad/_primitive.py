@@ -51,9 +51,22 @@ def correlate(
     algorithm: str = "auto",
     workspace_limit: int | None = None,
 ) -> np.ndarray:
-    """lhs (G, B, C, *S) ⋆ rhs (G, O, C, *K) -> (G, B, O, *S')."""
+    """lhs (G, B, C, *S) ⋆ rhs (G, O, C, *K) -> (G, B, O, *S'). A call whose work is under
+    ``_process.SERIAL_WORK`` runs its jobs on the calling thread (and is planned so)."""
     limit = _plan.get_workspace_limit() if workspace_limit is None else int(workspace_limit)
     check_algorithm(algorithm)
+    with _process.jobs.serial(dense_flops(lhs.shape, rhs.shape, corr) < _process.SERIAL_WORK):
+        return _correlate(lhs, rhs, corr, algorithm, limit)
+
+
+def dense_flops(lhs_shape, rhs_shape, corr: Correlation) -> float:
+    """2 x the multiply-adds of the correlation, inserted zeros and padding included."""
+    g, b, c = lhs_shape[:3]
+    outputs = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
+    return 2.0 * g * b * c * rhs_shape[1] * prod(rhs_shape[3:]) * outputs
+
+
+def _correlate(lhs, rhs, corr: Correlation, algorithm: str, limit: int) -> np.ndarray:
     if algorithm == "autotune":
         algorithm, result, _ = _plan.autotune(lhs, rhs, corr, limit)
         if result is not None:

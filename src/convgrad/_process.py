@@ -178,6 +178,14 @@ class _Batch:
                     self.idle.set()
 
 
+# a call's work (2 x multiply-adds of the dense correlation) below which its jobs run on
+# the calling thread: waking a sleeping helper and passing the GIL between two threads
+# cost 50-100 us on a VM, as much as this much work of compiled loops or small GEMMs
+# (measured on two threads: direct 4.7 MFLOP 1.5x slower on the pool, 19 MFLOP 1.06x
+# faster; gemm and implicit 4.7 MFLOP 1.8x slower, 42 MFLOP 1.1-1.2x faster)
+SERIAL_WORK = 16e6
+
+
 class JobPool:
     """convgrad's one parallel runtime: ``CORES`` threads that run one call's independent
     jobs side by side (compiled ``nogil`` loops and single-threaded BLAS alike). A lean
@@ -222,12 +230,24 @@ class JobPool:
     def workers(self, jobs: int) -> int:
         """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
         more than the BLAS threads the caller allows (so a caller's
-        ``threadpool_limits(1)``, e.g. a dask worker's, keeps convgrad on its thread)."""
+        ``threadpool_limits(1)``, e.g. a dask worker's, keeps convgrad on its thread);
+        one inside ``serial``."""
         if self._simulated is not None:
             return max(1, min(jobs, self._simulated[0]))
-        if jobs <= 1 or CORES <= 1 or self.in_pool():
+        if jobs <= 1 or CORES <= 1 or self.in_pool() or getattr(self._local, "serial", False):
             return 1
         return max(1, min(jobs, CORES, blas_threads()))
+
+    @contextlib.contextmanager
+    def serial(self, on: bool = True):
+        """Inside the block (this thread), jobs run on the calling thread: a call whose
+        work is under SERIAL_WORK. ``on=False``: no change."""
+        previous = getattr(self._local, "serial", False)
+        self._local.serial = previous or on
+        try:
+            yield
+        finally:
+            self._local.serial = previous
 
     @contextlib.contextmanager
     def simulate(self, cores: int):

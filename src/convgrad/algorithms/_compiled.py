@@ -88,15 +88,14 @@ def copy_run() -> tuple[Callable, str]:
     return copy, stamp
 
 
-BALANCE = 2  # ranges per thread: a thread that starts late takes fewer (4: small calls 30 % slower)
-SERIAL_FLOPS = 4e6  # below this, handing jobs to the pool (~50 us) costs more than it saves
+BALANCE = 2  # ranges per thread: a thread that starts late takes fewer
 
 
 def launch(kernel: Callable, flops: float, count: int, *args) -> None:
     """``kernel(start, stop, *args)`` over the jobs ``range(count)``: BALANCE contiguous
     ranges per thread (``_process.jobs.workers``), taken in turn, or all on the calling
-    thread when the work is under SERIAL_FLOPS."""
-    parts = 1 if flops < SERIAL_FLOPS else _process.jobs.workers(count)
+    thread when the work is under ``_process.SERIAL_WORK``."""
+    parts = 1 if flops < _process.SERIAL_WORK else _process.jobs.workers(count)
     if parts <= 1:
         kernel(0, count, *args)
         return

@@ -49,7 +49,7 @@ def run_jobs(job: Callable, args: Sequence) -> list:
     return jobs.run(job, args, blas=True)
 
 
-PARALLEL_FLOPS = 4e6  # below this, handing work to the pool (~50 us) costs more than it saves
+PARALLEL_FLOPS = 4e6  # the least work worth a job of its own (a box of rows: ``_boxes``)
 
 
 def box_slices(sizes: Sequence[int], jobs: int) -> list[tuple[slice, ...]]:
