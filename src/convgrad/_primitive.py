@@ -107,7 +107,12 @@ def _ready_choice(lhs, rhs, corr: Correlation, limit: int) -> str:
     small_lhs = np.zeros((1, 1, *lhs.shape[2:]), dtype=lhs.dtype)
     small_rhs = np.zeros((1, *rhs.shape[1:]), dtype=rhs.dtype)
     impl = REGISTRY[name]
-    if _process.kernel_builds.start(key, lambda: impl.run(small_lhs, small_rhs, corr, limit)):
+
+    def build():  # one image of zeros: on the building thread, no jobs for the pool
+        with _process.jobs.serial():
+            impl.run(small_lhs, small_rhs, corr, limit)
+
+    if _process.kernel_builds.start(key, build):
         return name
     avoid = frozenset(
         other

@@ -91,11 +91,11 @@ def copy_run() -> tuple[Callable, str]:
 BALANCE = 2  # ranges per thread: a thread that starts late takes fewer
 
 
-def launch(kernel: Callable, flops: float, count: int, *args) -> None:
+def launch(kernel: Callable, count: int, *args) -> None:
     """``kernel(start, stop, *args)`` over the jobs ``range(count)``: BALANCE contiguous
-    ranges per thread (``_process.jobs.workers``), taken in turn, or all on the calling
-    thread when the work is under ``_process.SERIAL_WORK``."""
-    parts = 1 if flops < _process.SERIAL_WORK else _process.jobs.workers(count)
+    ranges per thread (``_process.jobs.workers``: one for a call under
+    ``_process.SERIAL_WORK``), taken in turn."""
+    parts = _process.jobs.workers(count)
     if parts <= 1:
         kernel(0, count, *args)
         return

@@ -276,10 +276,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     band, padded_w = _band(lhs.shape, rhs.shape, corr, dtype.itemsize, workspace_limit, threads)
     in_shape = np.array(src.shape[3:], dtype=np.int64)
     out_shape = np.array(dst.shape, dtype=np.int64)
-    flops = 2 * c * prod(rhs.shape[3:]) * result.size
     launch(
         _two_at_a_time() if o > 1 else _one_at_a_time(),
-        flops,
         g * b * dst.shape[3] * -(-dst.shape[4] // band),
         src_flat, src_strides, in_shape, weights, dst_flat, dst_strides, out_shape,
         lo, rd, ld, padded_w, band,

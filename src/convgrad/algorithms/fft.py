@@ -353,8 +353,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g, b, c = lhs.shape[:3]
     o = rhs.shape[1]
     out_spatial = corr.output_spatial(lhs.shape[3:], rhs.shape[3:])
-    cores = _parallel.workers(_parallel.CORES)  # the planner's count: threads in force
-    geometry = tiling(lhs.shape, rhs.shape, corr, compute.itemsize, cores, workspace_limit)
+    threads = _parallel.workers(_parallel.CORES)  # the planner's count: threads in force
+    geometry = tiling(lhs.shape, rhs.shape, corr, compute.itemsize, threads, workspace_limit)
     if geometry is None or 0 in (g, b, c, o):
         return np.zeros((g, b, o, *out_spatial), dtype=dtype)
     # a transform spreads an inf or NaN over every output of its plane

@@ -213,14 +213,12 @@ def _run_small(lhs, rhs, corr: Correlation, workspace_limit: int):
     if src.size == 0 or weights.size == 0:
         out[...] = 0
     else:
-        flops = 2 * out.size * c * prod(padded)
         lo, ld, rd = loop_params(corr)
         in_shape = np.array(src.shape[3:], dtype=np.int64)
         rhs_shape = np.array((c, *kernel), dtype=np.int64)
         grid = np.array(padded, dtype=np.int64)
         launch(
             _dots(),
-            flops,
             g * parts,
             src_flat, src_strides, in_shape, rhs_flat, rhs_strides, rhs_shape, grid,
             lo, ld, rd, shifts, depth, out.reshape(-1), np.array(out.shape, dtype=np.int64),
