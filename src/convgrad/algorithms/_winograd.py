@@ -319,35 +319,38 @@ class Bands:
         temps = scratch(f"{self.name}-temps", (a1 * a2 + a2) * block, dtype)
         return grid, block, temps[: a1 * a2 * block], temps[a1 * a2 * block :]
 
+    def _grids(self, unit, channels: int, outputs: bool, dtype):
+        """What moving a band's grid of ``channels`` to or from its planes needs: (this
+        thread's grid buffer, the copy's parameters, the transform's parameters but the
+        plane stride and the direction, the transform's temporaries). ``outputs``: the
+        output grid (else the input's)."""
+        gi, b0, b1, ph, _ = unit
+        geom, t = self.geom, self.geom.tiles
+        n, first = self.shape(unit)
+        extent = geom.extents(n)[1 if outputs else 0]
+        buf, block, t1, t2 = self._buffers(channels, dtype)
+        images = b1 - b0
+        grid = buf[: images * math.prod(extent) * channels]
+        prm = [gi, b0, images, channels, *extent, t.step[2], self.blocks[1 if outputs else 0]]
+        prm += _axis_params(geom, ph, first, outputs)
+        geo = [images, n[0], n[1], n[2] * channels, block, *extent[:2], *t.step, *t.alpha]
+        return grid, np.array(prm, np.int64), geo, t1, t2
+
     def to_planes(self, unit, planes, stride: int) -> None:
         """The band's input, transformed, into ``planes`` (flat, planes ``stride`` apart,
         the band's tiles from its start)."""
-        gi, b0, b1, ph, _ = unit
-        geom, t, c = self.geom, self.geom.tiles, self.lhs3.shape[2]
-        n, first = self.shape(unit)
-        grid, _ = geom.extents(n)
-        buf, block, t1, t2 = self._buffers(c, planes.dtype)
-        p = buf[: (b1 - b0) * math.prod(grid) * c]
-        prm = [gi, b0, b1 - b0, c, *grid, t.step[2], self.blocks[0]]
-        prm += _axis_params(geom, ph, first, False)
-        copy()(self.src, p, self.src_strides, np.array(prm, np.int64), True)
-        geo = [b1 - b0, n[0], n[1], n[2] * c, block, *grid[:2], *t.step, *t.alpha, stride, 1]
-        transform()(p, planes, np.array(geo, np.int64), *self.bt, t1, t2)
+        c = self.lhs3.shape[2]
+        p, prm, geo, t1, t2 = self._grids(unit, c, False, planes.dtype)
+        copy()(self.src, p, self.src_strides, prm, True)
+        transform()(p, planes, np.array([*geo, stride, 1], np.int64), *self.bt, t1, t2)
 
     def from_planes(self, unit, planes, stride: int) -> None:
         """The band's outputs from ``planes`` (flat, planes ``stride`` apart, the band's
         tiles from its start), into result3."""
-        gi, b0, b1, ph, _ = unit
-        geom, t, o = self.geom, self.geom.tiles, self.result3.shape[2]
-        n, first = self.shape(unit)
-        _, outs = geom.extents(n)
-        buf, block, t1, t2 = self._buffers(o, planes.dtype)
-        y = buf[: (b1 - b0) * math.prod(outs) * o]
-        geo = [b1 - b0, n[0], n[1], n[2] * o, block, *outs[:2], *t.step, *t.alpha, stride, 0]
-        transform()(y, planes, np.array(geo, np.int64), *self.at, t1, t2)
-        prm = [gi, b0, b1 - b0, o, *outs, t.step[2], self.blocks[1]]
-        prm += _axis_params(geom, ph, first, True)
-        copy()(read_only(y), self.dst, self.dst_strides, np.array(prm, np.int64), False)
+        o = self.result3.shape[2]
+        y, prm, geo, t1, t2 = self._grids(unit, o, True, planes.dtype)
+        transform()(y, planes, np.array([*geo, stride, 0], np.int64), *self.at, t1, t2)
+        copy()(read_only(y), self.dst, self.dst_strides, prm, False)
 
     def run(self, u, units) -> None:
         """Each band of ``units`` whole: its planes, their GEMMs, its outputs, in this
