@@ -303,6 +303,70 @@ def test_implicit_dw_small_path_splits_outputs_into_ranges(groups, b, o, parts):
     np.testing.assert_allclose(got32, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("stack_below", [0, 1000])  # every phase per tap / stacked
+@pytest.mark.parametrize("most_bytes", [2**22, 3000])  # one block / many blocks of columns
+@pytest.mark.parametrize(
+    "lhs_shape, rhs_shape, corr",
+    [  # a transposed 4x4 stride 2 (four phases of four taps), groups 2, two images
+        ((2, 2, 3, 5, 6), (2, 4, 3, 4, 4), Correlation((1, 1), ((2, 2), (2, 2)), (2, 2), (1, 1))),
+        # 3-D, uneven taps per phase (kernel 3 on stride 2: 2 and 1 taps per dim), cropped
+        (
+            (1, 2, 3, 4, 3, 5),
+            (1, 5, 3, 3, 3, 3),
+            Correlation((1,) * 3, ((1, 2),) * 3, (2,) * 3, (1,) * 3),
+        ),
+    ],  # fmt: skip
+)
+def test_phase_stacked_taps_match_the_definition(
+    monkeypatch, stack_below, most_bytes, lhs_shape, rhs_shape, corr
+):
+    """A phase's taps as one stacked GEMM and the shifted sum of its products (in blocks
+    of columns when its products outgrow their share) give the definition's result, as
+    the per-tap GEMMs do."""
+    from convgrad.algorithms import phase
+
+    monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
+    monkeypatch.setattr(phase, "STACK_BYTES", most_bytes)
+    stacked = []
+    original = phase._stacked_taps
+    monkeypatch.setattr(phase, "_stacked_taps", lambda *a: stacked.append(1) or original(*a))
+    rng = np.random.default_rng(7)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    got = phase.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert bool(stacked) == (stack_below > 0)
+    got32 = phase.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
+    np.testing.assert_allclose(got32, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, calls",
+    [((4, 4), (2, 2), 4), ((3, 3), (2, 2), 5), ((4, 4, 4), (2, 2, 2), 8), ((7,), (3,), 3)],
+)
+def test_implicit_merges_the_taps_of_a_shift_over_consecutive_phases(
+    monkeypatch, kernel, stride, calls
+):
+    """A strided correlation's taps that share a shift and read consecutive phases are one
+    BLAS call per group: a 4x4 kernel on stride 2 four calls over 4*C rows, a 3x3 five
+    (its phases (0, 0) and (1, 0) are not consecutive at one shift); the results are the
+    definition's."""
+    from convgrad.algorithms import _blas, implicit
+
+    counted = []
+    original = _blas.gemm
+    monkeypatch.setattr(_blas, "gemm", lambda *a, **k: counted.append(1) or original(*a, **k))
+    nd = len(kernel)
+    corr = Correlation(stride, ((1, 2),) * nd, (1,) * nd, (1,) * nd)
+    rng = np.random.default_rng(len(kernel) * 10 + kernel[0])
+    lhs = rng.standard_normal((2, 1, 3, *(9,) * nd))  # two groups, one image
+    rhs = rng.standard_normal((2, 4, 3, *kernel))
+    expected = direct_correlation(lhs, rhs, corr)
+    got = implicit.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert len(counted) == 2 * calls
+
+
 def test_scratch_is_reused_per_thread_and_capped():
     import threading
 

@@ -10,7 +10,10 @@ rows shifted by one flat offset s_j, and
     full[g, o, i] = sum_j  W[g, j] (O x C)  @  lhs_flat[g, :, i + s_j] (C x B*Q)
 
 is one BLAS call per (group, tap) reading a shifted view with a leading dimension and
-accumulating with beta = 1 (``_blas``). ``full`` lives on the phase grid; the output is
+accumulating with beta = 1 (``_blas``). A channel's phases are laid out as rows of their
+own (row k*C + c holds phase k of channel c), so the taps that share a shift and read
+consecutive phases are one call contracting over their phases' rows: a stride-2 4x4
+kernel is 4 calls over 4*C rows instead of 16 over C. ``full`` lives on the phase grid; the output is
 its [:S_out] corner of each image. Columns off that corner read across image or phase
 borders and are discarded; no valid column ever does. Chunked over B (then groups), the
 chunks spread over one job per core (``_parallel``), each with single-threaded BLAS.
@@ -41,6 +44,7 @@ name = "implicit"
 
 MAX_TAPS = 512  # one BLAS call per (group, tap): long kernels (dW maps) belong elsewhere
 MERGE_MAX = 64  # C*kw up to which a row's kw shifts are copied to lengthen each GEMM
+SHORT_DEPTH = 4  # a contraction of K counts as a GEMM dimension of 4*K (see counts)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -91,6 +95,30 @@ def _memoised_geometry(lhs_shape, rhs_shape, corr: Correlation):
     return padded, grid, out, flat, list(index), taps
 
 
+def _runs(lhs_shape, rhs_shape, corr: Correlation) -> list[tuple[int, int, list[int]]]:
+    """The BLAS calls of one group: (shift, first phase, taps), each call the taps that
+    share a flat shift and read consecutive phases (in phase order), in order of their
+    first tap."""
+    return _memoised_runs(tuple(lhs_shape), tuple(rhs_shape), corr)
+
+
+@functools.lru_cache(maxsize=256)
+def _memoised_runs(lhs_shape, rhs_shape, corr: Correlation):
+    taps = _phase_geometry(lhs_shape, rhs_shape, corr)[5]
+    by_shift: dict = {}
+    for t, (k, shift) in enumerate(taps):
+        by_shift.setdefault(shift, []).append((k, t))
+    runs = []
+    for shift, members in by_shift.items():
+        members.sort()
+        start = 0
+        for i in range(1, len(members) + 1):
+            if i == len(members) or members[i][0] != members[i - 1][0] + 1:
+                runs.append((shift, members[start][0], [t for _, t in members[start:i]]))
+                start = i
+    return runs
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the phase-split padded lhs and the full-grid product for the whole batch
     (plus the padded chunk it is split from, when strided)."""
@@ -110,23 +138,28 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     _, grid_shape, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
     grid, nph, strided = prod(grid_shape), len(phases), _strided(corr)
     flops = 2.0 * g * b * o * c * taps * grid
-    moved = g * b * (2 * c * grid * nph * (1 + strided) + 2 * o * grid) * itemsize
-    if o * c < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
-        moved += g * taps * b * grid * (c + 2 * o) * itemsize
-    elif o < 8 and c >= 32:  # skinny GEMMs over long contractions stream their operand
-        moved += 4 * g * taps * b * grid * (c + 2 * o) * itemsize
-    padded = grid
     kw = rhs_shape[-1]
     merged = not strided and kw > 1 and c * kw <= MERGE_MAX
+    gemms = taps // kw if merged else len(_runs(lhs_shape, rhs_shape, corr))
+    depth = c * taps // gemms  # the GEMMs' mean contraction
+    moved = g * b * (2 * c * grid * nph * (1 + strided) + 2 * o * grid) * itemsize
+    if o * depth < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
+        moved += g * gemms * b * grid * (depth + 2 * o) * itemsize
+    elif o < 8 and depth >= 32:  # skinny GEMMs over long contractions stream their operand
+        moved += 4 * g * gemms * b * grid * (depth + 2 * o) * itemsize
+    padded = grid
     if merged:  # the kw-shift copy, and kw times fewer calls
         moved += g * b * c * kw * grid * 2 * itemsize
     moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
-    calls = g * (taps // kw if merged else taps) + 10
+    calls = g * gemms + 10
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     image_flops = 2.0 * o * c * taps * prod(out)
-    jobs = g * b * most_boxes(g * b, out, image_flops, _box_calls(rhs_shape, merged))
-    return Counts(flops, min(o, c, b * padded), bytes=moved, calls=calls, jobs=jobs)
+    jobs = g * b * most_boxes(g * b, out, image_flops, gemms + 10)
+    # a short contraction over long rows costs less than as few rows (measured: the stem
+    # layer's forward, C*taps = 12 per call over 64 rows, ran at 108 GFLOP/s a core)
+    dim = min(o, SHORT_DEPTH * depth, b * padded)
+    return Counts(flops, dim, bytes=moved, calls=calls, jobs=jobs)
 
 
 def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: int) -> np.ndarray:
@@ -149,9 +182,17 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     w = rhs.astype(compute, copy=False)
     if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
-    else:  # (G, taps, O, C): W[g, j] is a row-major O x C block
-        w = np.moveaxis(w.reshape(g, o, c, taps), 3, 1)
-    weights = laid_out("implicit-weights", w, compute).reshape(-1)
+        weights = laid_out("implicit-weights", w, compute).reshape(-1)
+    else:  # (G, O, taps*C), taps in the calls' order: a call's block is O x (its taps*C)
+        order = [t for _, _, run in _runs(lhs.shape, rhs.shape, corr) for t in run]
+        w = w.reshape(g, o, c, taps).transpose(0, 1, 3, 2)
+        laid = scratch("implicit-weights", w.size, compute).reshape(w.shape)
+        if order == sorted(order):
+            np.copyto(laid, w, casting="unsafe")
+        else:  # tap by tap: no temporary the size of the rhs
+            for at, t in enumerate(order):
+                np.copyto(laid[:, :, at], w[:, :, t], casting="unsafe")
+        weights = laid.reshape(-1)
     result = np.empty((g, b, o, *out_spatial), dtype=dtype)
     isz = compute.itemsize
     per_image = _image_bytes(lhs.shape, rhs.shape, corr, merge) * isz
@@ -163,7 +204,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     flops = 2.0 * o * c * taps * prod(out_spatial)  # one image's
 
     def boxes(units):
-        calls = _box_calls(rhs.shape, merge)
+        calls = (taps // kw if merge else len(_runs(lhs.shape, rhs.shape, corr))) + 10
         return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
 
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(
@@ -184,12 +225,6 @@ def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:
     plane = prod(grid)
     split = c * prod(padded) if _strided(corr) else 0
     return (c * len(phases) + o) * plane + split + (c * kw * plane if merge else 0)
-
-
-def _box_calls(rhs_shape, merge: bool) -> int:
-    """Calls one image's box makes (a BLAS call per tap, or per kernel row if merged)."""
-    taps, kw = prod(rhs_shape[3:]), rhs_shape[-1]
-    return (taps // kw if merge else taps) + 10
 
 
 def _strided(corr: Correlation) -> bool:
@@ -226,20 +261,20 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge
     isz = compute.itemsize
     crop = tuple(slice(0, m) for m in out_spatial)
     part = lhs.astype(compute, copy=False)
-    span = nph * n * plane  # one channel's row: its phases, each over n images
+    span = n * plane  # one row: a phase of a channel over n images
     # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
     row = span + (16 if (span * isz) % 1024 == 0 else 0)
-    flat_lhs = scratch("implicit-lhs", gn * c * row, compute)
-    laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, nph, n, *grid_shape)
+    flat_lhs = scratch("implicit-lhs", gn * nph * c * row, compute)
+    laid = flat_lhs.reshape(gn, nph, c, row)[..., :span].reshape(gn, nph, c, n, *grid_shape)
     if not strided:
-        dilate_and_pad_into(part, corr, laid[:, :, 0].swapaxes(1, 2))
+        dilate_and_pad_into(part, corr, laid[:, 0].swapaxes(1, 2))
     else:
         whole = scratch("implicit-split", gn * n * c * prod(padded), compute)
         whole = whole.reshape(gn, n, c, *padded)
         dilate_and_pad_into(part, corr, whole)
         for k, r in enumerate(phases):
             src = whole[(Ellipsis, *(slice(x, None, s) for x, s in zip(r, corr.window_strides)))]
-            dst = laid[:, :, k].swapaxes(1, 2)  # (gn, n, c, *Q)
+            dst = laid[:, k].swapaxes(1, 2)  # (gn, n, c, *Q)
             fill = tuple(slice(0, m) for m in src.shape[3:])
             dst[...] = 0
             dst[(Ellipsis, *fill)] = src
@@ -264,15 +299,17 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge
                     full, gi * o * out_row, out_row,
                     o, width, c * kw, 0.0 if t == 0 else 1.0,
                 )  # fmt: skip
+    runs = [] if merge else _runs(lhs.shape, rhs_shape, corr)
     for gi in range(gn if not merge else 0):
-        w_base = (g0 + gi) * taps * o * c
-        for t, (k, shift) in enumerate(tap_list):
+        w_base, done = (g0 + gi) * o * taps * c, 0
+        for i, (shift, k, run) in enumerate(runs):
             _blas.gemm(
-                weights, w_base + t * o * c, c,
-                flat_lhs, gi * c * row + k * n * plane + shift, row,
+                weights, w_base + done * c, taps * c,
+                flat_lhs, ((gi * nph + k) * c) * row + shift, row,
                 full, gi * o * out_row, out_row,
-                o, width, c, 0.0 if t == 0 else 1.0,
+                o, width, len(run) * c, 0.0 if i == 0 else 1.0,
             )  # fmt: skip
+            done += len(run)
     grid = full.reshape(gn, o, out_row)[..., : n * plane].reshape(gn, o, n, *grid_shape)
     np.copyto(
         target,

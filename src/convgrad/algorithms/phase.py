@@ -6,6 +6,13 @@ taps j with (r + j*rd - lo) % ld == 0, and then reads lhs[m + e_j], e_j = (r + j
 // ld. So each phase is ``sum_j W_j @ lhs[m + e_j]``: on the flat padded layout of
 ``implicit`` (G, C, B*P) one BLAS call per (group, live tap) with a shifted view, into
 the phase's own grid; the phases are then interleaved into the output. Window stride 1.
+
+Where the output channels O are few (a transposed conv's), a call per tap would be a GEMM
+of O rows: BLAS then packs the shifted lhs for only O rows of products (a 16-row GEMM ran
+at 60 % of a 128-row one), and the calls multiply. A phase's live taps are then stacked
+instead: one GEMM of (taps x O) rows over a block of the shifted lhs wide enough for every
+tap's shift, and one compiled pass that adds each tap's O rows, shifted, into the phase's
+grid (``_shifted_sum``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 from .._rules import Correlation
 from . import _blas, _parallel
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
+from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import flat_strides, prod
 from ._workspace import kernel_share, laid_out, scratch
@@ -26,6 +34,9 @@ name = "phase"
 
 
 MAX_PHASE_TAPS = 2**14  # (phase, tap) pairs planned in Python; past it scatter is as good
+STACK_BELOW = 32  # output channels under which a phase's taps are stacked into one GEMM
+STACK_ROWS = 512  # the most rows (taps x O) of a stacked GEMM
+STACK_BYTES = 4 * 2**20  # a stacked GEMM's products per block (measured: 4 MiB as fast as whole)
 
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
@@ -78,11 +89,24 @@ def _memoised_plan(lhs_shape, rhs_shape, corr: Correlation):
     return tuple(lo_pad), grid, phases
 
 
+def _stacks(o: int, live: list) -> bool:
+    """Whether a phase's ``live`` taps run as one stacked GEMM (few output channels)."""
+    return o < STACK_BELOW and 1 < len(live) and len(live) * o <= STACK_ROWS
+
+
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
+    """The compiled kernel a call runs (see ``_primitive``): the stacked taps' sums."""
+    _, _, phases = _plan(lhs_shape, rhs_shape, corr)
+    stacked = any(_stacks(rhs_shape[1], live) for _, _, live in phases)
+    return "shifted_sum" if stacked else None
+
+
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of the flat padded lhs and one phase grid of products, whole batch."""
+    """Bytes of the flat padded lhs and one phase grid of products, whole batch, and a
+    block of stacked products."""
     g, b, c = lhs_shape[:3]
     _, grid, _ = _plan(lhs_shape, rhs_shape, corr)
-    return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize
+    return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize + STACK_BYTES
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
@@ -94,19 +118,24 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     _, grid, phases = _plan(lhs_shape, rhs_shape, corr)
     plane = prod(grid)
     live = sum(len(p[2]) for p in phases)
+    stacked = [len(p[2]) for p in phases if _stacks(o, p[2])]
     flops = 2.0 * g * b * o * c * plane * live
     moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
+    if stacked:  # the products, written by BLAS and read by the sums (in cache)
+        moved += g * b * sum(stacked) * o * plane * itemsize
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
         moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
+    calls = g * (live - sum(stacked) + 2 * len(stacked)) + 4 * len(phases)
     moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     boxes = most_boxes(g * b, out, _image_flops(o, c, phases), _box_calls(phases))
+    rows = o * min(stacked) if stacked and len(stacked) == len(phases) else o
     return Counts(
         flops,
-        min(o, c, b * plane),
+        min(rows, c, b * plane),
         bytes=moved,
-        calls=g * live + 4 * len(phases),
+        calls=calls,
         jobs=g * b * boxes,
     )
 
@@ -134,7 +163,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         from . import gemm
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
-    workspace_limit = limit
+    # each job's block of stacked products: a share of the limit, the rest for the boxes
+    jobs_at_most = _parallel.workers(g * b * out_spatial[0])
+    stacking = compiled_variant(lhs.shape, rhs.shape, corr) is not None
+    stack_bytes = min(STACK_BYTES, limit // (4 * jobs_at_most)) if stacking else 0
+    workspace_limit = max(1, limit - jobs_at_most * stack_bytes)
     taps = prod(kernel)
     weights = laid_out(
         "phase-weights", np.moveaxis(rhs.reshape(g, o, c, taps), 3, 1), compute
@@ -157,7 +190,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(
         g, b, per_image, workspace_limit, 8 * 2**20, boxes
     )
-    sizes = (g_chunk, b_chunk)
+    sizes = (g_chunk, b_chunk, stack_bytes)
     _parallel.run_jobs(
         lambda units: _run_units(lhs, rhs.shape, corr, weights, result, sizes, units), jobs
     )
@@ -168,16 +201,17 @@ def _run_units(lhs, rhs_shape, corr: Correlation, weights, result, sizes, units)
     """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] in the output box ``box`` for each
     (g0, b0, box) of ``units``; weights: the flat (G, taps, O, C) filter blocks."""
     g, b = lhs.shape[:2]
-    g_chunk, b_chunk = sizes
+    g_chunk, b_chunk, stack_bytes = sizes
     for g0, b0, box in units:
         images = (slice(g0, min(g, g0 + g_chunk)), slice(b0, min(b, b0 + b_chunk)))
         part, part_corr, target = unit_views(lhs, result, rhs_shape[3:], corr, images, box)
-        _run_part(part, rhs_shape, part_corr, weights, target, g0)
+        _run_part(part, rhs_shape, part_corr, weights, target, g0, stack_bytes)
 
 
-def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int):
+def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack_bytes: int):
     """Add to target (gn, n, O, *S_out), zeros, lhs (gn, n, C, *S) correlated with the
-    filters of groups g0 .. g0 + gn, on this thread's own workspaces."""
+    filters of groups g0 .. g0 + gn, on this thread's own workspaces (``stack_bytes``:
+    for the stacked taps' products)."""
     gn, n, c = lhs.shape[:3]
     o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
@@ -200,13 +234,21 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int):
             continue
         tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
         width = (n - 1) * plane + tail
+        shifts = [sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat)) for _, e in live]
         for gi in range(gn):
             w_base = (g0 + gi) * taps * o * c
-            for k, (t, e) in enumerate(live):
-                shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
+            spread = max(shifts) - min(shifts)
+            if _stacks(o, live) and len(live) * o * (spread + 1) * isz <= stack_bytes:
+                stacked = weights[w_base : w_base + taps * o * c].reshape(taps, o * c)
+                stacked = np.take(stacked, [t for t, _ in live], axis=0).reshape(-1)
+                at = (gi * c * row, gi * o * out_row)
+                sizes = (o, c, width, stack_bytes)
+                _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes)
+                continue
+            for k, (t, _) in enumerate(live):
                 _blas.gemm(
                     weights, w_base + t * o * c, c,
-                    flat_lhs, gi * c * row + shift, row,
+                    flat_lhs, gi * c * row + shifts[k], row,
                     full, gi * o * out_row, out_row,
                     o, width, c, 0.0 if k == 0 else 1.0,
                 )  # fmt: skip
@@ -218,3 +260,51 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int):
             grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
             casting="unsafe",
         )
+
+
+def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> None:
+    """full[at[1] + i * out_row + p] = sum_k (W_k @ lhs)[i, p + shifts[k]] for p < width
+    (sizes: O, C, width, the products' most bytes): one GEMM of the stacked filters (taps x
+    O rows, C columns) per block of lhs columns wide enough for every shift, then the
+    compiled shifted sum of its products."""
+    o, c, width, most_bytes = sizes
+    low, spread = min(shifts), max(shifts) - min(shifts)
+    offsets = np.array([s - low for s in shifts], dtype=np.int64)
+    rows = len(shifts) * o
+    isz = full.itemsize
+    block = min(width, max(1, most_bytes // (rows * isz) - spread - 16))
+    # rows of products off multiples of 1 KiB apart (4K aliasing: see blocked_dw)
+    z_row = block + spread + (16 if ((block + spread) * isz) % 1024 == 0 else 0)
+    products = scratch("phase-stacked", rows * z_row, full.dtype)
+    shifted_sum = _shifted_sum()
+    for p0 in range(0, width, block):
+        n = min(block, width - p0)
+        _blas.gemm(
+            stacked, 0, c,
+            flat_lhs, at[0] + low + p0, row,
+            products, 0, z_row,
+            rows, n + spread, c, 0.0,
+        )  # fmt: skip
+        shifted_sum(products, z_row, o, offsets, full, at[1] + p0, out_row, n)
+
+
+@lazy_kernel
+def _shifted_sum(numba):
+    """Compiled ``out[at + i * out_row :][:n] = sum_k z[(k * o + i) * z_row + offsets[k] :][:n]``
+    for i < o, the taps k summed in order (numba, imported on first use, compiled once
+    per dtype and cached on disk)."""
+
+    @numba.njit(**JIT_OPTIONS)
+    def kernel(z, z_row, o, offsets, out, at, out_row, n):
+        for i in range(o):
+            dst = out[at + i * out_row : at + i * out_row + n]
+            src = z[i * z_row + offsets[0] : i * z_row + offsets[0] + n]
+            for p in range(n):
+                dst[p] = src[p]
+            for k in range(1, offsets.shape[0]):
+                start = (k * o + i) * z_row + offsets[k]
+                src = z[start : start + n]
+                for p in range(n):
+                    dst[p] += src[p]
+
+    return kernel
