@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_torch import CASES, QUIET_NOTE, make_calls, sample  # noqa: E402
+from bench_torch import CASES, QUIET_NOTE, blas_note, make_calls, sample  # noqa: E402
 
 SIMULATED_CORES = (8, 16, 64)
 
@@ -138,6 +138,7 @@ def main(argv=None) -> int:
         print("\n".join(jobs_table(cases, torch, F, tgrad, cg)))
         return 0
     print(QUIET_NOTE)
+    print(blas_note())
     cols = "".join(f"{f'{t} thr ms':>10}" for t in counts)
     sim = "".join(f"{f'jobs@{c}':>8}" for c in SIMULATED_CORES)
     print(f"{'case':<12}{'pass':<7}{cols}{'speedup':>9}{sim}  algorithm")
