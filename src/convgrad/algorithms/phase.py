@@ -123,9 +123,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     moved = g * b * (2 * c + 2 * o * len(phases)) * plane * itemsize
     if stacked:  # the products, written by BLAS and read by the sums (in cache)
         moved += g * b * sum(stacked) * o * plane * itemsize
+    per_tap = live - sum(stacked)  # GEMMs of O rows, one per tap
     if o * c < 16 or (o < 8 and c >= 32):  # tiny or skinny GEMMs stream operands per call
-        moved += 4 * g * live * b * plane * (c + 2 * o) * itemsize
-    calls = g * (live - sum(stacked) + 2 * len(stacked)) + 4 * len(phases)
+        moved += 4 * g * per_tap * b * plane * (c + 2 * o) * itemsize
+    calls = g * (per_tap + 2 * len(stacked)) + 4 * len(phases)
     moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
