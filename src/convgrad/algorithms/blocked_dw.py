@@ -189,10 +189,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     share = workspace_limit // (jobs * parts) - fixed(most)
     block = max(1, min(depth, BLOCK, share // (most * isz)))
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
-    starts = np.array(
-        [bi * phases * qplane + phase * qplane + shift for bi in range(b) for phase, shift in taps],
-        dtype=np.int64,
-    )
+    tap_starts = np.array([phase * qplane + shift for phase, shift in taps], dtype=np.int64)
+    starts = (np.arange(b, dtype=np.int64)[:, None] * (phases * qplane) + tap_starts).ravel()
     shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, compute)
     pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
     units = [(r0, r1, pairs[j::jobs]) for r0, r1 in rows for j in range(jobs)]
