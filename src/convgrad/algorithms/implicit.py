@@ -121,10 +121,10 @@ def _memoised_runs(lhs_shape, rhs_shape, corr: Correlation):
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
     """Bytes of the phase-split padded lhs and the full-grid product for the whole batch
-    (plus the padded chunk it is split from, when strided)."""
+    (plus the padded chunk it is split from, when strided with lhs dilation)."""
     g, b, c = lhs_shape[:3]
     padded, grid, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
-    split = prod(padded) * c if _strided(corr) else 0
+    split = prod(padded) * c if _split_from_padded(corr) else 0
     rows = c * prod(grid) * len(phases)
     return g * b * (split + rows + rhs_shape[1] * prod(grid)) * itemsize
 
@@ -142,7 +142,8 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     merged = not strided and kw > 1 and c * kw <= MERGE_MAX
     gemms = taps // kw if merged else len(_runs(lhs_shape, rhs_shape, corr))
     depth = c * taps // gemms  # the GEMMs' mean contraction
-    moved = g * b * (2 * c * grid * nph * (1 + strided) + 2 * o * grid) * itemsize
+    twice = _split_from_padded(corr)  # a padded copy, then its phases
+    moved = g * b * (2 * c * grid * nph * (1 + twice) + 2 * o * grid) * itemsize
     if o * depth < 16:  # tiny GEMMs run at memory speed: each re-reads lhs and accumulator
         moved += g * gemms * b * grid * (depth + 2 * o) * itemsize
     elif o < 8 and depth >= 32:  # skinny GEMMs over long contractions stream their operand
@@ -219,12 +220,37 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 
 def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:
     """Workspace elements of one (g, b): phase rows, product grid, the padded image they
-    are split from (strided), the rows' kw shifts (merged)."""
+    are split from (strided, lhs-dilated), the rows' kw shifts (merged)."""
     c, o, kw = lhs_shape[2], rhs_shape[1], rhs_shape[-1]
     padded, grid, _, _, phases, _ = _phase_geometry(lhs_shape, rhs_shape, corr)
     plane = prod(grid)
-    split = c * prod(padded) if _strided(corr) else 0
+    split = c * prod(padded) if _split_from_padded(corr) else 0
     return (c * len(phases) + o) * plane + split + (c * kw * plane if merge else 0)
+
+
+def _phase_into(lhs, corr: Correlation, padded, r, dst) -> None:
+    """dst (gn, n, C, *Q) = phase r of pad(lhs): position q holds padded sample
+    q*s + r (s: the window strides), lhs[q*s + r - lo] where that is a sample of lhs and
+    inside the padded extent, else zero; no lhs dilation."""
+    into, source = [], []
+    for size, extent, grid, x, s, (lo, _) in zip(
+        lhs.shape[3:], padded, dst.shape[3:], r, corr.window_strides, corr.padding
+    ):
+        q0 = max(0, -(-(lo - x) // s))  # first q whose sample q*s + x - lo is >= 0
+        q1 = min(grid, -(-(extent - x) // s), (size - 1 + lo - x) // s + 1)
+        q1 = max(q0, q1)
+        into.append(slice(q0, q1))
+        first = q0 * s + x - lo
+        source.append(slice(first, first + (q1 - q0 - 1) * s + 1 if q1 > q0 else first, s))
+    if any(sl.start > 0 or sl.stop < n for sl, n in zip(into, dst.shape[3:])):
+        dst[...] = 0
+    np.copyto(dst[(Ellipsis, *into)], lhs[(Ellipsis, *source)], casting="unsafe")
+
+
+def _split_from_padded(corr: Correlation) -> bool:
+    """Whether the phases are copied from a padded, dilated copy of the lhs (strided and
+    lhs-dilated); strided alone, each phase is copied straight from the lhs."""
+    return _strided(corr) and any(ld > 1 for ld in corr.lhs_dilation)
 
 
 def _strided(corr: Correlation) -> bool:
@@ -268,6 +294,9 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge
     laid = flat_lhs.reshape(gn, nph, c, row)[..., :span].reshape(gn, nph, c, n, *grid_shape)
     if not strided:
         dilate_and_pad_into(part, corr, laid[:, 0].swapaxes(1, 2))
+    elif all(ld == 1 for ld in corr.lhs_dilation):  # each phase straight from the lhs
+        for k, r in enumerate(phases):
+            _phase_into(part, corr, padded, r, laid[:, k].swapaxes(1, 2))
     else:
         whole = scratch("implicit-split", gn * n * c * prod(padded), compute)
         whole = whole.reshape(gn, n, c, *padded)
