@@ -79,6 +79,25 @@ def dilate_and_pad_into(lhs: np.ndarray, corr: Correlation, out: np.ndarray) -> 
     return out
 
 
+def phase_into(lhs: np.ndarray, lows, padded, phase, steps, dst: np.ndarray) -> None:
+    """dst (..., *Q) = one phase of pad(lhs) (..., *S), no lhs dilation: position q
+    holds padded sample q*step + phase, which is lhs[q*step + phase - low] where that is
+    a sample of lhs inside the ``padded`` extent, else zero. One copy, no padded one."""
+    into, source = [], []
+    dims = len(phase)
+    for size, extent, grid, x, s, lo in zip(
+        lhs.shape[-dims:], padded, dst.shape[-dims:], phase, steps, lows
+    ):
+        q0 = max(0, -(-(lo - x) // s))  # first q whose sample q*s + x - lo is >= 0
+        q1 = max(q0, min(grid, -(-(extent - x) // s), (size - 1 + lo - x) // s + 1))
+        into.append(slice(q0, q1))
+        first = q0 * s + x - lo
+        source.append(slice(first, first + (q1 - q0 - 1) * s + 1 if q1 > q0 else first, s))
+    if any(sl.start > 0 or sl.stop < n for sl, n in zip(into, dst.shape[-dims:])):
+        dst[...] = 0
+    np.copyto(dst[(Ellipsis, *into)], lhs[(Ellipsis, *source)], casting="unsafe")
+
+
 def window_view(
     padded: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]
 ) -> np.ndarray:

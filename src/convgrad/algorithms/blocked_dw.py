@@ -39,7 +39,14 @@ from . import _parallel
 from ._boxes import most_boxes
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
-from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
+from ._geometry import (
+    dilate_and_pad_into,
+    flat_strides,
+    padded_shape,
+    padding_bounded,
+    phase_into,
+    prod,
+)
 from ._workspace import scratch
 
 name = "blocked_dw"
@@ -94,13 +101,14 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     planes = g * c * 2 * ((b * len(phases) + o) * grid * itemsize + split)
     # jobs: (group, channel) pairs, and parts of the rows (b, t) where the pairs are fewer
     # than the cores
-    calls = _pair_calls(grid, len(phases), bool(split))
+    phased = any(r > 1 for r in corr.rhs_dilation)
+    calls = _pair_calls(grid, len(phases), phased)
     jobs = g * c * _row_parts(g * c, g * c, m, 2.0 * g * c * m * o * grid, calls, 1 << 30)
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
         bytes=(planes + columns) / _parallel.cores_for(g * c, cores),  # each job copies its own
-        calls=4 * blocks + (6 + 2 * len(phases) if split else 6) * g * c + 10,
+        calls=4 * blocks + (6 + 2 * len(phases) if phased else 6) * g * c + 10,
         jobs=jobs,
     )
 
@@ -143,8 +151,9 @@ def _phases(lhs_shape, rhs_shape, corr: Correlation):
 
 
 def _split_bytes(lhs_shape, corr: Correlation, itemsize: int) -> int:
-    """Bytes of one channel's padded planes, split into phases from there (0: no split)."""
-    if all(r == 1 for r in corr.rhs_dilation):
+    """Bytes of one channel's padded planes, split into phases from there (0: no phases,
+    or phases copied straight from the lhs: no lhs dilation)."""
+    if all(r == 1 for r in corr.rhs_dilation) or all(ld == 1 for ld in corr.lhs_dilation):
         return 0
     return lhs_shape[1] * prod(padded_shape(lhs_shape[3:], corr)) * itemsize
 
@@ -257,7 +266,9 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
     grid = scratch("blocked_dw-grid", o * qplane + 16, compute)[: o * qplane].reshape(o, qplane)
     grid[...] = 0
     split = any(r > 1 for r in corr.rhs_dilation)
-    if split:  # the padded planes, and each phase's part of them
+    direct = split and all(ld == 1 for ld in corr.lhs_dilation)  # phases straight from lhs
+    lows = tuple(lo for lo, _ in corr.padding)
+    if split and not direct:  # the padded planes, and each phase's part of them
         region = scratch("blocked_dw-padded", b * prod(padded), compute).reshape(b, *padded)
         moves = []
         for k, phase in enumerate(phases):
@@ -282,6 +293,10 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
         part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
         if not split:
             dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
+        elif direct:
+            for k, phase in enumerate(phases):
+                dst = planes[:, k].reshape(b, *q)
+                phase_into(part[0, :, 0], lows, padded, phase, corr.rhs_dilation, dst)
         else:
             dilate_and_pad_into(part, corr, region.reshape(1, b, 1, *padded))
             for dst, src in moves:

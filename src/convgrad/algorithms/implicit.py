@@ -35,6 +35,7 @@ from ._geometry import (
     flat_strides,
     padded_shape,
     padding_bounded,
+    phase_into,
     prod,
 )
 from ._workspace import kernel_share, laid_out, scratch
@@ -228,25 +229,6 @@ def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:
     return (c * len(phases) + o) * plane + split + (c * kw * plane if merge else 0)
 
 
-def _phase_into(lhs, corr: Correlation, padded, r, dst) -> None:
-    """dst (gn, n, C, *Q) = phase r of pad(lhs): position q holds padded sample
-    q*s + r (s: the window strides), lhs[q*s + r - lo] where that is a sample of lhs and
-    inside the padded extent, else zero; no lhs dilation."""
-    into, source = [], []
-    for size, extent, grid, x, s, (lo, _) in zip(
-        lhs.shape[3:], padded, dst.shape[3:], r, corr.window_strides, corr.padding
-    ):
-        q0 = max(0, -(-(lo - x) // s))  # first q whose sample q*s + x - lo is >= 0
-        q1 = min(grid, -(-(extent - x) // s), (size - 1 + lo - x) // s + 1)
-        q1 = max(q0, q1)
-        into.append(slice(q0, q1))
-        first = q0 * s + x - lo
-        source.append(slice(first, first + (q1 - q0 - 1) * s + 1 if q1 > q0 else first, s))
-    if any(sl.start > 0 or sl.stop < n for sl, n in zip(into, dst.shape[3:])):
-        dst[...] = 0
-    np.copyto(dst[(Ellipsis, *into)], lhs[(Ellipsis, *source)], casting="unsafe")
-
-
 def _split_from_padded(corr: Correlation) -> bool:
     """Whether the phases are copied from a padded, dilated copy of the lhs (strided and
     lhs-dilated); strided alone, each phase is copied straight from the lhs."""
@@ -295,8 +277,9 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge
     if not strided:
         dilate_and_pad_into(part, corr, laid[:, 0].swapaxes(1, 2))
     elif all(ld == 1 for ld in corr.lhs_dilation):  # each phase straight from the lhs
+        lows = tuple(lo for lo, _ in corr.padding)
         for k, r in enumerate(phases):
-            _phase_into(part, corr, padded, r, laid[:, k].swapaxes(1, 2))
+            phase_into(part, lows, padded, r, corr.window_strides, laid[:, k].swapaxes(1, 2))
     else:
         whole = scratch("implicit-split", gn * n * c * prod(padded), compute)
         whole = whole.reshape(gn, n, c, *padded)
