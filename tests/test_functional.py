@@ -209,6 +209,57 @@ def test_inputs_are_never_written(rng):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize(
+    "shape, pads",
+    [
+        ((2, 3, 5, 6), ((1, 2), (3, 0))),
+        ((3, 2, 7), ((2, 3),)),
+        ((1, 2, 4, 5, 6), ((1, 1), (2, 0), (0, 3))),
+    ],
+)
+def test_mode_padding_into_a_buffer_is_numpys(mode, shape, pads, rng):
+    """The padding modes written into a reused buffer (interior once, then each border row
+    from the row it repeats, axis by axis) give np.pad's array, corners included, over
+    whatever the buffer held."""
+    from convgrad._padding import pad
+
+    x = rng.standard_normal(shape)
+    width = [(0, 0)] * (x.ndim - len(pads)) + list(pads)
+    expected = np.pad(x, width, mode={"replicate": "edge", "circular": "wrap"}.get(mode, mode))
+    out = np.full(expected.shape, np.nan)
+    assert pad(x, pads, mode, out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_mode_padded_inputs_are_laid_out_in_parallel_and_never_shared(rng, monkeypatch):
+    """A mode-padded input goes into a reused buffer of the calling thread, cut over the
+    pool by images when large: two calls in a row each get their own exact result (the
+    second's padding does not reach the first's), on one thread and on the pool alike."""
+    from threadpoolctl import threadpool_limits
+
+    from convgrad import _runner
+
+    monkeypatch.setattr(_runner, "PARALLEL_PAD_BYTES", 1)  # the split even for this size
+    split = []
+    original = _runner.pad
+    monkeypatch.setattr(_runner, "pad", lambda a, *r: split.append(a.shape[0]) or original(a, *r))
+    x1, x2 = rng.standard_normal((2, 4, 4, 9, 8))
+    w = rng.standard_normal((3, 4, 3, 3))
+    opts = dict(padding=(2, 1), padding_mode="reflect")
+    first = cg.conv(x1, w, **opts)
+    second = cg.conv(x2, w, **opts)
+    assert_close(first, ref.conv(x1, w, **opts))
+    assert_close(second, ref.conv(x2, w, **opts))
+    assert not np.shares_memory(first, second)
+    if _runner._process.jobs.workers(4) > 1:  # a machine of more than one core
+        assert max(split) < 4  # the four images in parts
+    with threadpool_limits(1):
+        split.clear()
+        np.testing.assert_array_equal(cg.conv(x1, w, **opts), first)
+        assert split == [4]
+
+
 def test_rows_never_touched_get_zero_gradient(rng):
     """Stride 3 over 8 rows with a 3-tap kernel uses rows 0..5 only: rows 6, 7 get 0."""
     x = rng.standard_normal((1, 1, 8))

@@ -29,12 +29,29 @@ def source_index(position: int, size: int, mode: str) -> int:
     raise ValueError(f"unknown padding mode {mode!r}")
 
 
-def pad(x: np.ndarray, pads: Pairs, mode: str) -> np.ndarray:
-    """Pad the trailing ``len(pads)`` axes of x by (low, high) per axis in ``mode``."""
+def pad(x: np.ndarray, pads: Pairs, mode: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Pad the trailing ``len(pads)`` axes of x by (low, high) per axis in ``mode``, into
+    ``out`` (a buffer of the padded shape and x's dtype) where given: the interior copied
+    once, then each border row copied from the row it repeats, axis after axis (an axis's
+    rows span the padded extent of the axes before it, so corners come out as NumPy's)."""
     width = [(0, 0)] * (x.ndim - len(pads)) + [tuple(p) for p in pads]
     if mode == "zeros":
         return np.pad(x, width)
-    return np.pad(x, width, mode=_NUMPY_MODE[mode])
+    if out is None:
+        return np.pad(x, width, mode=_NUMPY_MODE[mode])
+    lead = x.ndim - len(pads)
+    sizes = x.shape[lead:]
+    interior = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, sizes))
+    out[(Ellipsis, *interior)] = x
+    for axis, ((lo, hi), size) in enumerate(zip(pads, sizes)):
+        # earlier axes: their whole padded extent; later ones: their interior only
+        index = [slice(None)] * axis + [None] + list(interior[axis + 1 :])
+        for position in [*range(-lo, 0), *range(size, size + hi)]:
+            index[axis] = position + lo
+            dst = tuple(index)
+            index[axis] = source_index(position, size, mode) + lo
+            out[(Ellipsis, *dst)] = out[(Ellipsis, *index)]
+    return out
 
 
 def pad_adjoint(grad: np.ndarray, pads: Pairs, mode: str) -> np.ndarray:
