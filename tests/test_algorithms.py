@@ -304,7 +304,7 @@ def test_implicit_dw_small_path_splits_outputs_into_ranges(groups, b, o, parts):
 
 
 @pytest.mark.parametrize("stack_below", [0, 1000])  # every phase per tap / stacked
-@pytest.mark.parametrize("most_bytes", [2**22, 3000])  # one block / many blocks of columns
+@pytest.mark.parametrize("most_bytes", [2**22, 6000])  # one block / many blocks of columns
 @pytest.mark.parametrize(
     "lhs_shape, rhs_shape, corr",
     [  # a transposed 4x4 stride 2 (four phases of four taps), groups 2, two images

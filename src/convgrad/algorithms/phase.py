@@ -239,7 +239,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
         for gi in range(gn):
             w_base = (g0 + gi) * taps * o * c
             spread = max(shifts) - min(shifts)
-            if _stacks(o, live) and len(live) * o * (spread + 1) * isz <= stack_bytes:
+            if _stacks(o, live) and len(live) * o * (spread + 33) * isz <= stack_bytes:
                 stacked = weights[w_base : w_base + taps * o * c].reshape(taps, o * c)
                 stacked = np.take(stacked, [t for t, _ in live], axis=0).reshape(-1)
                 at = (gi * c * row, gi * o * out_row)
