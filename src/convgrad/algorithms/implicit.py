@@ -13,10 +13,11 @@ is one BLAS call per (group, tap) reading a shifted view with a leading dimensio
 accumulating with beta = 1 (``_blas``). A channel's phases are laid out as rows of their
 own (row k*C + c holds phase k of channel c), so the taps that share a shift and read
 consecutive phases are one call contracting over their phases' rows: a stride-2 4x4
-kernel is 4 calls over 4*C rows instead of 16 over C. ``full`` lives on the phase grid; the output is
-its [:S_out] corner of each image. Columns off that corner read across image or phase
-borders and are discarded; no valid column ever does. Chunked over B (then groups), the
-chunks spread over one job per core (``_parallel``), each with single-threaded BLAS.
+kernel is 4 calls over 4*C rows instead of 16 over C. ``full`` lives on the phase grid;
+the output is its [:S_out] corner of each image. Columns off that corner read across
+image or phase borders and are discarded; no valid column ever does. Chunked over B
+(then groups), the chunks spread over one job per core (``_parallel``), each with
+single-threaded BLAS.
 """
 
 from __future__ import annotations
@@ -182,11 +183,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return gemm.run(lhs, rhs, corr, workspace_limit)
     workspace_limit = limit
     w = rhs.astype(compute, copy=False)
+    runs = [] if merge else [(k, run) for _, k, run in _runs(lhs.shape, rhs.shape, corr)]
     if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
         weights = laid_out("implicit-weights", w, compute).reshape(-1)
-    else:  # (G, O, taps*C), taps in the calls' order: a call's block is O x (its taps*C)
-        order = [t for _, _, run in _runs(lhs.shape, rhs.shape, corr) for t in run]
+    else:  # (G, O, taps*C), taps in the calls' order: a call's block is O x (taps*C)
+        order = [t for _, run in runs for t in run]
         w = w.reshape(g, o, c, taps).transpose(0, 1, 3, 2)
         laid = scratch("implicit-weights", w.size, compute).reshape(w.shape)
         if order == sorted(order):
@@ -213,7 +215,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         g, b, per_image, workspace_limit, 8 * 2**20, boxes
     )
     _parallel.run_jobs(
-        lambda units: _run_units(lhs, rhs, corr, weights, result, (g_chunk, b_chunk, merge), units),
+        lambda units: _run_units(lhs, rhs, corr, weights, result, (g_chunk, b_chunk, runs), units),
         jobs,
     )
     return result
@@ -243,22 +245,27 @@ def _strided(corr: Correlation) -> bool:
 def _run_units(lhs, rhs, corr: Correlation, weights, result, sizes, units):
     """Fill result[g0 : g0 + g_chunk, b0 : b0 + b_chunk] in the output box ``box`` for each
     (g0, b0, box) of ``units``, on this thread's own workspaces. weights: the flat
-    (merged, if merging) filter blocks."""
+    (merged, if merging) filter blocks; sizes: (g_chunk, b_chunk, the calls: (first phase,
+    taps) as the weights are laid out, none if merging)."""
     g, b = lhs.shape[:2]
-    g_chunk, b_chunk, merge = sizes
+    g_chunk, b_chunk, runs = sizes
     for g0, b0, box in units:
         images = (slice(g0, min(g, g0 + g_chunk)), slice(b0, min(b, b0 + b_chunk)))
         part, part_corr, target = unit_views(lhs, result, rhs.shape[3:], corr, images, box)
-        _run_part(part, rhs.shape, part_corr, weights, target, g0, merge)
+        _run_part(part, rhs.shape, part_corr, weights, target, g0, runs)
 
 
-def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge: bool):
+def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs: list):
     """target (gn, n, O, *S_out) = lhs (gn, n, C, *S) correlated with the filters of groups
-    g0 .. g0 + gn (``weights``), on this thread's own workspaces."""
+    g0 .. g0 + gn (``weights``), on this thread's own workspaces; ``runs``: the calls as
+    the weights are laid out ((first phase, taps); none: merging). A box's grid differs
+    from the whole call's, so its taps' shifts are its own; the taps of a call read the
+    same shift on any grid."""
     gn, n, c = lhs.shape[:3]
     o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
     compute = weights.dtype
+    merge = not runs
     padded, grid_shape, out_spatial, flat, phases, tap_list = _phase_geometry(
         lhs.shape, rhs_shape, corr
     )
@@ -311,10 +318,10 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, merge
                     full, gi * o * out_row, out_row,
                     o, width, c * kw, 0.0 if t == 0 else 1.0,
                 )  # fmt: skip
-    runs = [] if merge else _runs(lhs.shape, rhs_shape, corr)
     for gi in range(gn if not merge else 0):
         w_base, done = (g0 + gi) * o * taps * c, 0
-        for i, (shift, k, run) in enumerate(runs):
+        for i, (k, run) in enumerate(runs):
+            shift = tap_list[run[0]][1]
             _blas.gemm(
                 weights, w_base + done * c, taps * c,
                 flat_lhs, ((gi * nph + k) * c) * row + shift, row,

@@ -106,7 +106,8 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     block of stacked products."""
     g, b, c = lhs_shape[:3]
     _, grid, _ = _plan(lhs_shape, rhs_shape, corr)
-    return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize + STACK_BYTES
+    stacked = STACK_BYTES if compiled_variant(lhs_shape, rhs_shape, corr) else 0
+    return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize + stacked
 
 
 def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int, limit: int):
@@ -130,7 +131,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     moved /= _parallel.cores_for(g * b, cores)  # each job copies its own chunks
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
-    boxes = most_boxes(g * b, out, _image_flops(o, c, phases), _box_calls(phases))
+    boxes = most_boxes(g * b, out, _image_flops(o, c, phases), _box_calls(phases, o))
     rows = o * min(stacked) if stacked and len(stacked) == len(phases) else o
     return Counts(
         flops,
@@ -141,9 +142,10 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     )
 
 
-def _box_calls(phases) -> int:
-    """Calls one image's box makes: a BLAS call per live (phase, tap), copies per phase."""
-    return sum(len(live) + 4 for _, _, live in phases) + 10
+def _box_calls(phases, o: int) -> int:
+    """Calls one image's box makes: a BLAS call per live (phase, tap), or a stacked GEMM,
+    its filters' gather and its sums per phase; copies per phase."""
+    return sum((3 if _stacks(o, live) else len(live)) + 4 for _, _, live in phases) + 10
 
 
 def _image_flops(o: int, c: int, phases) -> float:
@@ -185,7 +187,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     flops = _image_flops(o, c, phases)
 
     def boxes(units):
-        calls = _box_calls(phases)
+        calls = _box_calls(phases, o)
         return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
 
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(
