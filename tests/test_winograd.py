@@ -140,6 +140,32 @@ def test_bands_of_every_size_match_the_definition(name, case):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("name", WINOGRAD)
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_an_inf_or_nan_in_any_band_sends_the_call_to_gemm(name, where, monkeypatch):
+    """The bands check the input they gather, in their jobs: a NaN and an inf in the first
+    or the last band of many (small limit) each reach only the outputs whose windows hold
+    them, as ``gemm`` gives them, and the call asks gemm exactly once."""
+    from convgrad.algorithms import gemm
+
+    lhs_shape, rhs_shape, corr = PATH_CASES[1]
+    rng = np.random.default_rng(9)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    at = (0, 0, 1, 0, 0) if where == "first" else (0, 0, 2, 12, 9)
+    lhs[at] = np.nan
+    lhs[(0, 0, 3, 6 if where == "first" else 11, 4)] = np.inf
+    calls = []
+    original = gemm.run
+    monkeypatch.setattr(gemm, "run", lambda *a: calls.append(1) or original(*a))
+    got = correlate(lhs, rhs, corr, algorithm=name, workspace_limit=8192)
+    expected = direct_correlation(lhs, rhs, corr)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = np.isfinite(expected)
+    assert (~finite).any() and finite.any()
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10, atol=1e-10)
+    assert calls == [1]
+
+
 def test_counts_are_the_tiles_gemms():
     """GEMM flops: 2 * alpha^d * O * C per tile, over every tile of every phase."""
     f4 = REGISTRY["winograd4"]

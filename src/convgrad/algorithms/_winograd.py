@@ -16,7 +16,8 @@ Exact in real arithmetic; in floating point the error grows with m (docs/winogra
 A dilated filter (rhs dilation D > 1) runs as stride-1 correlations on phases: output
 ``i = q*D + ph`` reads padded input ``(q + j)*D + ph``, so each phase ph < D correlates
 every D-th input sample with the undilated filter. Input with inf/NaN goes to ``gemm``
-(a tile transform would spread it across the tile).
+(a tile transform would spread it across the tile): each band checks the input it
+gathered, in its job, so no pass of its own over the input precedes the jobs.
 
 Work is cut into bands (tiles of one phase along the first spatial axis, of one image or
 several whole small images). A band's input is gathered channels-last, x expanded by
@@ -37,7 +38,7 @@ from .. import _process
 from .._rules import Correlation
 from . import _parallel
 from ._compiled import flat_view, read_only, unit_rows
-from ._dtypes import all_finite, compute_dtype, result_dtype
+from ._dtypes import compute_dtype, result_dtype
 from ._winograd_kernels import copy, transform
 from ._winograd_tiles import Tiles
 from ._workspace import kernel_share, scratch
@@ -217,10 +218,10 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
     geom = Geometry(lhs.shape, rhs.shape, corr, sizes)
     t, dims = geom.tiles, geom.dims
     taps = 3**dims
-    # the filters laid out (taps) and transformed (planes); a tile transform would spread
-    # inf/NaN; a large filter copy would take most of the limit
+    # the filters laid out (taps) and transformed (planes): a large filter copy would take
+    # most of the limit
     share = kernel_share(rhs.size * (taps + t.planes) // taps * compute.itemsize, limit)
-    if share is None or not all_finite(lhs):
+    if share is None:
         from . import gemm
 
         return gemm.run(lhs, rhs, corr, limit)
@@ -242,7 +243,12 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
         for unit in bands.units(gi, b0, min(b, b0 + images))
     ]
     jobs = _parallel.workers(len(units))
-    _parallel.run_jobs(lambda mine: bands.run(u, mine), [units[j::jobs] for j in range(jobs)])
+    mine = [units[j::jobs] for j in range(jobs)]
+    finite = _parallel.run_jobs(lambda part: bands.run(u, part), mine)
+    if not all(finite):  # an inf or NaN in the input: the bands' copies saw it
+        from . import gemm
+
+        return gemm.run(lhs, rhs, corr, limit)
     return result if result.dtype == dtype else result.astype(dtype)
 
 
@@ -336,13 +342,17 @@ class Bands:
         geo = [images, n[0], n[1], n[2] * channels, block, *extent[:2], *t.step, *t.alpha]
         return grid, np.array(prm, np.int64), geo, t1, t2
 
-    def to_planes(self, unit, planes, stride: int) -> None:
+    def to_planes(self, unit, planes, stride: int) -> bool:
         """The band's input, transformed, into ``planes`` (flat, planes ``stride`` apart,
-        the band's tiles from its start)."""
+        the band's tiles from its start); whether that input was finite (else the planes
+        are left as they are)."""
         c = self.lhs3.shape[2]
         p, prm, geo, t1, t2 = self._grids(unit, c, False, planes.dtype)
         copy()(self.src, p, self.src_strides, prm, True)
+        if not np.isfinite(p).all():  # in cache, in this job: no pass of its own before
+            return False
         transform()(p, planes, np.array([*geo, stride, 1], np.int64), *self.bt, t1, t2)
+        return True
 
     def from_planes(self, unit, planes, stride: int) -> None:
         """The band's outputs from ``planes`` (flat, planes ``stride`` apart, the band's
@@ -352,9 +362,10 @@ class Bands:
         transform()(y, planes, np.array([*geo, stride, 0], np.int64), *self.at, t1, t2)
         copy()(read_only(y), self.dst, self.dst_strides, prm, False)
 
-    def run(self, u, units) -> None:
+    def run(self, u, units) -> bool:
         """Each band of ``units`` whole: its planes, their GEMMs, its outputs, in this
-        thread's cache-sized workspaces; u (P, G, C, O)."""
+        thread's cache-sized workspaces; u (P, G, C, O). False as soon as a band's input
+        holds an inf or NaN (the call then goes to ``gemm``)."""
         t = self.geom.tiles
         c, o = self.lhs3.shape[2], self.result3.shape[2]
         most = self.images * math.prod(self.most)
@@ -365,10 +376,12 @@ class Bands:
         for unit in units:
             count = self.tile_count(unit)
             v, v_stride = _planes(v_buf, t.planes, count, c)
-            self.to_planes(unit, v_buf, v_stride)
+            if not self.to_planes(unit, v_buf, v_stride):
+                return False
             m, m_stride = _planes(m_buf, t.planes, count, o)
             np.matmul(v, u[:, unit[0]], out=m)
             self.from_planes(unit, m_buf, m_stride)
+        return True
 
 
 def _transformed_filters(name: str, t: Tiles, rhs: np.ndarray, compute) -> np.ndarray:
