@@ -62,7 +62,6 @@ ROWS = [
     ),
     ("blocked_dw", "cg.conv_weight_grad(xs, gs, ws.shape, stride=2, algorithm='blocked_dw')"),
     ("phase", "cg.conv_input_grad(gs, ws, xs.shape, stride=2, algorithm='phase')"),
-    ("scatter", "cg.conv_input_grad(gs, ws, xs.shape, stride=2, algorithm='scatter')"),
 ]
 
 PROBE = """

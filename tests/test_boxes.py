@@ -59,7 +59,7 @@ LAYERS = [
     ((1, 4, 6, 7, 6), (4, 4, 3, 3, 3), dict(padding=1)),
 ]
 # (winograd cuts its own bands: tests/test_winograd.py)
-SPLIT = ("gemm", "implicit", "phase", "scatter", "blocked_dw")
+SPLIT = ("gemm", "implicit", "phase", "blocked_dw")
 CASES = [
     (name, case)
     for case in pass_cases(LAYERS)
@@ -75,8 +75,6 @@ def _most_jobs(name: str, lhs_shape, rhs_shape, corr: Correlation) -> int:
     g, b = lhs_shape[:2]
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     rows = math.prod(out[: max(1, len(out) - 1)])
-    if name == "scatter":  # its jobs hold every group
-        return b * rows
     if name == "blocked_dw":  # (group, channel) pairs, and parts of the rows (b, t)
         return g * lhs_shape[2] * max(1, b * math.prod(out) // blocked_dw.MIN_ROWS)
     return g * b * rows
@@ -157,7 +155,6 @@ def test_the_benchmarks_dense_cells_form_as_many_jobs_as_pay(layer, pass_, name,
     "name,limit,fewer",
     [
         ("implicit", 800 * 2**10, True),
-        ("scatter", 1536 * 2**10, True),
         ("gemm", 1536 * 2**10, False),
     ],
 )
@@ -165,8 +162,8 @@ def test_boxes_in_flight_keep_within_the_workspace_limit(
     free_jobs, monkeypatch, name, limit, fewer
 ):
     """Each job's workspace times the jobs in flight stays within the limit: where the
-    boxes' halo rows (implicit's padded rows, scatter's products of the input rows a box
-    reads) would not fit, fewer boxes are formed than the 40 rows."""
+    boxes' halo rows (implicit's padded rows) would not fit, fewer boxes are formed than the
+    40 rows."""
     rng = np.random.default_rng(9)
     lhs = rng.standard_normal((1, 1, 16, 40, 40)).astype(np.float32)
     rhs = rng.standard_normal((1, 16, 16, 3, 3)).astype(np.float32)

@@ -150,7 +150,7 @@ _DOC_PARTS = {
         Keyword only. ``'auto'`` (the planner's cost model picks), ``'autotune'``
         (time the candidates once per shape and cache the fastest), or one algorithm by
         name: ``'gemm'``, ``'implicit'``, ``'implicit_dw'``, ``'blocked_dw'``,
-        ``'scatter'``, ``'phase'``, ``'direct'``, ``'winograd'``, ``'winograd4'``,
+        ``'phase'``, ``'direct'``, ``'winograd'``, ``'winograd4'``,
         ``'fft'`` (``'auto'`` is used for a pass the named one does not support).
     workspace_limit : int or None, default None
         Keyword only. Bytes of scratch memory one pass may use (large passes are chunked

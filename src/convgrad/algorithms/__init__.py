@@ -14,7 +14,6 @@ from . import (
     implicit,
     implicit_dw,
     phase,
-    scatter,
     winograd,
     winograd4,
 )
@@ -26,7 +25,6 @@ REGISTRY = {
         implicit,
         implicit_dw,
         blocked_dw,
-        scatter,
         phase,
         direct,
         winograd,

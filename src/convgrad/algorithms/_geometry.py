@@ -30,7 +30,7 @@ def padding_bounded(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     """Whether one padded, dilated lhs plane is at most twice the lhs plane plus its im2col
     columns (outputs x taps). Algorithms that lay that plane out whole refuse larger ones:
     a huge dilation with 'same' padding pads d*(k-1)/2 zeros per side, and a huge stride
-    or padding leaves most of the plane unread; ``gemm`` and ``scatter`` never build it."""
+    or padding leaves most of the plane unread; ``gemm`` never builds it."""
     plane = prod(padded_shape(lhs_shape[3:], corr))
     columns = prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:])) * prod(rhs_shape[3:])
     return plane <= 2 * (prod(lhs_shape[3:]) + columns)

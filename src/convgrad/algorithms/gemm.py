@@ -8,7 +8,7 @@ kernel with stride 1 and no padding needs no column matrix at all, and neither d
 kernel that covers the whole lhs (the weight gradient of such a layer): that is one
 matmul per lhs channel, summed.
 
-Inserted zeros (lhs_dilation > 1) are multiplied like any sample: ``scatter`` is the
+Inserted zeros (lhs_dilation > 1) are multiplied like any sample: ``phase`` is the
 algorithm that avoids them.
 """
 

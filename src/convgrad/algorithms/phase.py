@@ -33,7 +33,7 @@ from ._workspace import kernel_share, laid_out, scratch
 name = "phase"
 
 
-MAX_PHASE_TAPS = 2**14  # (phase, tap) pairs planned in Python; past it scatter is as good
+MAX_PHASE_TAPS = 2**14  # (phase, tap) pairs planned in Python; past it gemm runs the call
 STACK_BELOW = 32  # output channels under which a phase's taps are stacked into one GEMM
 STACK_ROWS = 512  # the most rows (taps x O) of a stacked GEMM
 STACK_BYTES = 4 * 2**20  # a stacked GEMM's products per block (measured: 4 MiB as fast as whole)
