@@ -238,10 +238,13 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
         tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
         width = (n - 1) * plane + tail
         shifts = [sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat)) for _, e in live]
+        # stacked where a block of at least 17 columns fits the products' share (each row
+        # spans the block, the taps' spread and up to 16 columns of padding)
+        spread = max(shifts) - min(shifts)
+        stacked_here = _stacks(o, live) and len(live) * o * (spread + 33) * isz <= stack_bytes
         for gi in range(gn):
             w_base = (g0 + gi) * taps * o * c
-            spread = max(shifts) - min(shifts)
-            if _stacks(o, live) and len(live) * o * (spread + 33) * isz <= stack_bytes:
+            if stacked_here:
                 stacked = weights[w_base : w_base + taps * o * c].reshape(taps, o * c)
                 stacked = np.take(stacked, [t for t, _ in live], axis=0).reshape(-1)
                 at = (gi * c * row, gi * o * out_row)
