@@ -47,7 +47,7 @@ from ._geometry import (
     phase_into,
     prod,
 )
-from ._workspace import scratch
+from ._workspace import scratch, unaliased
 
 name = "blocked_dw"
 MAX_OUTPUTS = 1024  # filter taps (T); beyond this it is not a weight gradient
@@ -282,10 +282,7 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
                 dst[...] = 0
             moves.append((dst[(slice(None), *(slice(0, n) for n in src.shape[1:]))], src))
     on_samples = tuple(slice(0, k) for k in kernel)
-    # rows of columns off multiples of 1 KiB apart: with a power-of-two stride, copying
-    # into them and BLAS packing them hit the same cache sets (4K aliasing; measured: 1 run
-    # in 6 took 35 instead of 14 ms, depending on where the buffers landed)
-    stride = block + (16 if (block * compute.itemsize) % 1024 == 0 else 0)
+    stride = unaliased(block, compute.itemsize)  # rows of columns
     columns = scratch("blocked_dw-columns", m * stride, compute)
     flat_planes = planes.reshape(-1)
     copy_runs = _copy_runs()

@@ -39,7 +39,7 @@ from ._geometry import (
     phase_into,
     prod,
 )
-from ._workspace import kernel_share, laid_out, scratch
+from ._workspace import kernel_share, laid_out, scratch, unaliased
 
 name = "implicit"
 
@@ -277,8 +277,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
     crop = tuple(slice(0, m) for m in out_spatial)
     part = lhs.astype(compute, copy=False)
     span = n * plane  # one row: a phase of a channel over n images
-    # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
-    row = span + (16 if (span * isz) % 1024 == 0 else 0)
+    row = unaliased(span, isz)
     flat_lhs = scratch("implicit-lhs", gn * nph * c * row, compute)
     laid = flat_lhs.reshape(gn, nph, c, row)[..., :span].reshape(gn, nph, c, n, *grid_shape)
     if not strided:
@@ -304,7 +303,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
         rest = taps // kw
         rest_shifts = [shift for _, shift in tap_list[::kw]]  # C order, as the weights
         m_len = span - (kw - 1) * rdw
-        m_row = m_len + (16 if (m_len * isz) % 1024 == 0 else 0)
+        m_row = unaliased(m_len, isz)
         merged = scratch("implicit-merge", gn * c * kw * m_row, compute)
         src = np.lib.stride_tricks.as_strided(
             flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)

@@ -31,7 +31,7 @@ from . import _blas, _parallel
 from ._compiled import JIT_OPTIONS, as_3d, flat_view, launch, lazy_kernel, loop_params, unit_rows
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import dilate_and_pad_into, flat_strides, padded_shape, padding_bounded, prod
-from ._workspace import scratch
+from ._workspace import scratch, unaliased
 
 name = "implicit_dw"
 MAX_OUTPUTS = 1024  # one BLAS call per output position
@@ -339,8 +339,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
             gn = min(g, g0 + g_chunk) - g0
             for c0 in range(0, c, c_chunk):
                 m = min(c, c0 + c_chunk) - c0
-                # row stride off multiples of 1 KiB (cache-set aliasing in BLAS packing)
-                row = m * plane + (16 if (m * plane * isz) % 1024 == 0 else 0)
+                row = unaliased(m * plane, isz)
                 flat_lhs = lhs_buffer[: gn * b * row]
                 dilate_and_pad_into(
                     lhs[g0 : g0 + gn, :, c0 : c0 + m].astype(compute, copy=False),

@@ -28,7 +28,7 @@ from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import flat_strides, prod
-from ._workspace import kernel_share, laid_out, scratch
+from ._workspace import kernel_share, laid_out, scratch, unaliased
 
 name = "phase"
 
@@ -225,7 +225,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     isz = compute.itemsize
     inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
     span = n * plane
-    row = span + (16 if (span * isz) % 1024 == 0 else 0)
+    row = unaliased(span, isz)
     flat_lhs = scratch("phase-lhs", gn * c * row, compute)
     laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
     laid[...] = 0
@@ -279,8 +279,7 @@ def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> N
     rows = len(shifts) * o
     isz = full.itemsize
     block = min(width, max(1, most_bytes // (rows * isz) - spread - 16))
-    # rows of products off multiples of 1 KiB apart (4K aliasing: see blocked_dw)
-    z_row = block + spread + (16 if ((block + spread) * isz) % 1024 == 0 else 0)
+    z_row = unaliased(block + spread, isz)  # rows of products
     products = scratch("phase-stacked", rows * z_row, full.dtype)
     shifted_sum = _shifted_sum()
     for p0 in range(0, width, block):
