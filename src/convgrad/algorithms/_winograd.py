@@ -243,7 +243,10 @@ def run(sizes: dict, name: str, lhs: np.ndarray, rhs: np.ndarray, corr: Correlat
         for unit in bands.units(gi, b0, min(b, b0 + images))
     ]
     jobs = _parallel.workers(len(units))
-    mine = [units[j::jobs] for j in range(jobs)]
+    # each job a contiguous run of bands: jobs striding over the bands wrote the phases of
+    # one row side by side (a dilated layer: every other output), sharing cache lines
+    # (dilated 3x3 forward on two threads: 7.5 -> 6.9 ms, its scatter 2x -> 1x one thread's)
+    mine = [units[lo:hi] for lo, hi in _process.split_range(len(units), jobs)]
     finite = _parallel.run_jobs(lambda part: bands.run(u, part), mine)
     if not all(finite):  # an inf or NaN in the input: the bands' copies saw it
         from . import gemm
