@@ -136,3 +136,93 @@ def test_under_a_callers_blas_limit_of_one_every_job_runs_on_the_calling_thread(
     with threadpool_limits(limits=1, user_api="blas"):
         names = set(_process.jobs.run(where, [0, 1, 2, 3], blas=False))
     assert names == {threading.current_thread()}
+
+
+# ------------------------------------------------------------------ passes side by side
+
+
+def test_calls_side_by_side_each_keep_their_share_and_the_callers_context():
+    """Each call runs on a thread of its own with its share of the threads for its jobs,
+    in a copy of the caller's context (a scoped workspace limit, an open recording), BLAS
+    single-threaded meanwhile; results in order, BLAS restored after."""
+    before = _blas_threads()
+    started = [threading.Event(), threading.Event()]
+
+    def call(k):
+        def body():
+            started[k].set()
+            together = started[1 - k].wait(5)  # both running at once
+            convgrad._plan.record(f"call{k}")
+            return (
+                threading.current_thread().name,
+                _process.jobs.workers(64),
+                convgrad.get_workspace_limit(),
+                _blas_threads(),
+                together,
+            )
+
+        return body
+
+    with convgrad.set_workspace_limit(3 * 2**20), convgrad._plan.recording() as names:
+        got = _process.jobs.side_by_side([call(0), call(1)], (1, 3))
+    assert _blas_threads() == before
+    assert sorted(names) == ["call0", "call1"]
+    assert [workers for _, workers, *_ in got] == [1, 3]
+    assert all(limit == 3 * 2**20 for _, _, limit, _, _ in got)
+    if _process.CORES > 1:
+        assert all(together for *_, together in got)
+        assert got[0][0] != got[1][0]
+        assert all(threads == [1] * len(before) for _, _, _, threads, _ in got)
+
+
+def test_a_failing_call_side_by_side_raises_after_the_other_ends():
+    """The error reaches the caller once a call that started has ended (one not started
+    yet is not run), and the pool serves the next call."""
+    started, ended = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        threading.Event().wait(0.05)
+        ended.set()
+        return 1
+
+    def failing():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        _process.jobs.side_by_side([failing, slow], (1, 1))
+    assert ended.is_set() == started.is_set()
+    assert _process.jobs.side_by_side([slow, lambda: 2], (1, 1)) == [1, 2]
+    assert _process.jobs.workers(64) == min(64, _process.CORES, _process.blas_threads())
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_backward_passes_side_by_side_match_the_reference(monkeypatch, transposed):
+    """Where the planner puts a backward's two passes side by side, each on its share of
+    the threads and half the workspace limit, the gradients are the definition's."""
+    from convgrad import _plan, reference
+
+    shares_asked = []
+
+    def always(passes, itemsize, threads=None, limit=None):
+        shares_asked.append(limit)
+        return (1, max(1, _process.CORES - 1))
+
+    monkeypatch.setattr(_plan, "side_by_side", always)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 6, 9, 10))
+    opts = dict(stride=2, padding=1, groups=2)
+    if transposed:  # the adjoint of conv(gy, w): its dx is conv's, its dw conv's dw
+        w = rng.standard_normal((6, 2, 4, 4))
+        gy = rng.standard_normal(reference.conv_transpose(x, w, **opts).shape)
+        got = convgrad.conv_transpose_backward(gy, x, w, **opts)
+        want = (reference.conv(gy, w, **opts), reference.conv_grads(gy, w, x, **opts)[1])
+    else:
+        w = rng.standard_normal((4, 3, 3, 3))
+        gy = rng.standard_normal(reference.conv(x, w, **opts).shape)
+        with convgrad.set_workspace_limit(2**20):
+            got = convgrad.conv_backward(gy, x, w, **opts)
+        want = reference.conv_grads(x, w, gy, **opts)[:2]
+        assert shares_asked == [2**20]
+    for g, r in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)

@@ -170,3 +170,40 @@ def test_the_cost_model_takes_the_thread_count():
             _plan.choose(*shapes, threads=threads)
             == min(_plan.estimates(*shapes, threads=threads).items(), key=lambda kv: kv[1])[0]
         )
+
+
+def _backward_passes(monkeypatch, run):
+    """The (lhs_shape, rhs_shape, corr, algorithm) of the two passes ``run`` asks
+    ``_plan.side_by_side`` about (run one after the other here)."""
+    asked = []
+    monkeypatch.setattr(_plan, "side_by_side", lambda passes, *a, **k: asked.append(passes))
+    run()
+    monkeypatch.undo()
+    return asked[-1]
+
+
+def test_passes_go_side_by_side_where_one_cannot_use_the_threads(monkeypatch):
+    """Never on one thread; a 3-D transposed layer of two images, whose weight gradient
+    forms a few jobs, side by side on 16 threads, the threads shared out; a depthwise
+    layer (compiled loops that scale) and a 3x3 layer whose passes each fill both threads
+    and differ 2x in length, one after the other on two."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 32, 8, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 4, 4, 4)).astype(np.float32)
+    gy = np.zeros((2, 16, 16, 28, 28), np.float32)
+    small = _backward_passes(
+        monkeypatch, lambda: convgrad.conv_transpose_backward(gy, x, w, stride=2, padding=1)
+    )
+    assert _plan.side_by_side(small, 4, threads=1) is None
+    shares = _plan.side_by_side(small, 4, threads=16)
+    assert shares is not None and sum(shares) == 16 and min(shares) >= 1
+    xd = np.zeros((8, 144, 56, 56), np.float32)
+    wd = np.zeros((144, 1, 3, 3), np.float32)
+    depthwise = _backward_passes(
+        monkeypatch, lambda: convgrad.conv_backward(xd, xd, wd, padding=1, groups=144)
+    )
+    assert _plan.side_by_side(depthwise, 4, threads=2) is None
+    xs = np.zeros((8, 64, 56, 56), np.float32)
+    ws = np.zeros((64, 64, 3, 3), np.float32)
+    dense = _backward_passes(monkeypatch, lambda: convgrad.conv_backward(xs, xs, ws, padding=1))
+    assert _plan.side_by_side(dense, 4, threads=2) is None

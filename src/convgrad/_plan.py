@@ -42,6 +42,11 @@ MACHINE = {
     "TRANSFORM_FLOPS": 90e9,  # compiled Winograd tile transforms (sums of long vectors), flop/s
     "BYTES_PER_S": 12e9,  # copies / elementwise passes (reads + writes both counted), bytes/s
     "CALL_S": 5e-6,  # fixed cost of one numpy or BLAS call
+    # what each thread past the first adds to a pass's speed, as a share of one thread's
+    # (bench_threads, 1 -> 2 threads): 1.5-1.85x for BLAS-bound passes, 1.85-2.0x for
+    # the compiled loops of depthwise and grouped layers
+    "THREAD_GAIN": 0.75,
+    "LOOP_THREAD_GAIN": 0.95,
 }
 
 
@@ -216,6 +221,59 @@ def choose(
     limit = get_workspace_limit() if limit is None else int(limit)
     key = (tuple(lhs_shape), tuple(rhs_shape), corr, int(itemsize), threads, limit, avoid)
     return _choose(*key)
+
+
+# the least estimated speedup two passes side by side must bring: two passes at once
+# contend for the caches and memory as one pass's jobs do (on two cores the 3-D and 2-D
+# transposed, strided and stem backwards gained 2-8 %; a reflect-padded 3x3 lost 3 % and
+# a 1x1 layer's two equal GEMM passes 1-3 %: two threads share out fine there)
+SIDE_BY_SIDE_GAIN = 1.15
+
+
+def side_by_side(passes, itemsize: int, threads: int | None = None, limit: int | None = None):
+    """Thread shares to run ``passes`` (two (lhs_shape, rhs_shape, corr, algorithm): the
+    two passes of a backward) at once, each on its share of ``threads`` (default: those in
+    force) and half of ``limit``; None where one after the other, each on every thread,
+    is estimated as fast. Side by side pays where a pass cannot use every thread: fewer
+    jobs than threads (a small layer on many cores), or threads that add less than one
+    thread's speed each (MACHINE's THREAD_GAIN), with passes of similar lengths."""
+    threads = threads_in_force() if threads is None else int(threads)
+    limit = get_workspace_limit() if limit is None else int(limit)
+    if threads < 2 or len(passes) != 2:
+        return None
+    key = tuple((tuple(a), tuple(b), corr, alg) for a, b, corr, alg in passes)
+    return _side_by_side(key, int(itemsize), threads, limit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _side_by_side(passes: tuple, itemsize: int, threads: int, limit: int):
+    def on(share: int, part_limit: int):  # each pass's estimated seconds on ``share`` threads
+        return [_pass_seconds(p, itemsize, share, part_limit) for p in passes]
+
+    one_after_other = sum(on(threads, limit))
+    best, shares = None, None
+    for first in {threads // 2, max(1, threads // 4), threads - max(1, threads // 4)}:
+        a, b = on(first, limit // 2)[0], on(threads - first, limit // 2)[1]
+        if best is None or max(a, b) < best:
+            best, shares = max(a, b), (first, threads - first)
+    return shares if best * SIDE_BY_SIDE_GAIN < one_after_other else None
+
+
+def _pass_seconds(one_pass, itemsize: int, threads: int, limit: int) -> float:
+    """Estimated seconds of one pass on ``threads`` threads, each past the first adding
+    THREAD_GAIN (LOOP_THREAD_GAIN for compiled loops) of one thread's speed."""
+    lhs_shape, rhs_shape, corr, algorithm = one_pass
+    names = candidates(lhs_shape, rhs_shape, corr)
+    if algorithm not in names:
+        algorithm = choose(lhs_shape, rhs_shape, corr, itemsize, threads, limit=limit)
+    impl = REGISTRY[algorithm]
+    alone = impl.counts(lhs_shape, rhs_shape, corr, itemsize, cores=1, limit=limit)
+    jobs = impl.counts(lhs_shape, rhs_shape, corr, itemsize, cores=threads, limit=limit).jobs
+    calls = alone.calls * MACHINE["CALL_S"]
+    one = seconds(alone, threads=1) - calls  # the work on one thread
+    loops = alone.loop_flops / MACHINE["LOOP_FLOPS"] * MACHINE_THREADS
+    gain = MACHINE["LOOP_THREAD_GAIN"] if loops > one / 2 else MACHINE["THREAD_GAIN"]
+    return one / (1 + gain * (max(1, min(threads, jobs)) - 1)) + calls
 
 
 def signature(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, limit: int) -> tuple:

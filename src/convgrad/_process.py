@@ -231,12 +231,39 @@ class JobPool:
         """Threads worth using for ``jobs`` independent jobs: at most one per core, and no
         more than the BLAS threads the caller allows (so a caller's
         ``threadpool_limits(1)``, e.g. a dask worker's, keeps convgrad on its thread);
-        one inside ``serial``."""
+        one inside ``serial``; at most its share in a pass run ``side_by_side``."""
         if self._simulated is not None:
             return max(1, min(jobs, self._simulated[0]))
-        if jobs <= 1 or CORES <= 1 or self.in_pool() or getattr(self._local, "serial", False):
+        share = getattr(self._local, "share", None)
+        if jobs <= 1 or CORES <= 1 or getattr(self._local, "serial", False):
+            return 1
+        if share is not None:  # a pass side by side with another (``side_by_side``)
+            return max(1, min(jobs, share))
+        if self.in_pool():
             return 1
         return max(1, min(jobs, CORES, blas_threads()))
+
+    def side_by_side(self, calls: Sequence[Callable[[], object]], shares: Sequence[int]) -> list:
+        """``[call() for call in calls]``, the calls at once: each on a thread of its own
+        (the first on the caller's) with ``shares[i]`` threads for its own jobs, in a copy
+        of the caller's context (its workspace limit, recordings, build waits). BLAS has
+        one thread meanwhile. A call whose thread starts late runs after the others on
+        the caller's thread, still with its share."""
+        context = contextvars.copy_context()
+
+        def call_with_share(index: int):
+            previous = getattr(self._local, "share", None)
+            self._local.share = shares[index]
+            try:
+                return context.copy().run(calls[index])
+            finally:
+                self._local.share = previous
+
+        threads = self.workers(len(calls))
+        if threads <= 1 or self._simulated is not None:
+            return [call_with_share(i) for i in range(len(calls))]
+        with self._blas:
+            return self._on_threads(threads, call_with_share, range(len(calls)))
 
     @contextlib.contextmanager
     def serial(self, on: bool = True):
@@ -277,18 +304,22 @@ class JobPool:
         if threads <= 1 or self._simulated is not None:
             return [job(a) for a in args]
         with self._blas if blas else contextlib.nullcontext():
-            batch = _Batch(job, args)
-            tasks = self._tasks()
-            for _ in range(threads - 1):
-                tasks.put(batch)
-            try:
-                batch.work()
-            finally:
-                batch.drain()  # none left to start, even after an interrupt
-                batch.idle.wait()  # the helpers that joined are done before BLAS is back
-            if batch.error is not None:
-                raise batch.error
-            return batch.results
+            return self._on_threads(threads, job, args)
+
+    def _on_threads(self, threads: int, job: Callable, args: Sequence) -> list:
+        """``run``'s jobs on the caller and ``threads - 1`` pool threads."""
+        batch = _Batch(job, args)
+        tasks = self._tasks()
+        for _ in range(threads - 1):
+            tasks.put(batch)
+        try:
+            batch.work()
+        finally:
+            batch.drain()  # none left to start, even after an interrupt
+            batch.idle.wait()  # the helpers that joined are done before BLAS is back
+        if batch.error is not None:
+            raise batch.error
+        return batch.results
 
     def after_fork_in_child(self):
         """A forked child has none of the parent's threads: it starts a pool of its own

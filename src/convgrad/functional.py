@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _rules, _validate
+from . import _plan, _process, _rules, _validate
 from ._options import Options
 from ._runner import run
 from ._spec import ConvSpec
@@ -110,11 +110,13 @@ def _computed(call: Any, *arrays: Any) -> list[Any]:
     return [None if a is None else a.astype(call.compute, copy=False) for a in arrays]
 
 
-def _run(step: _rules.Step, call: _validate.Call, **arrays: NDArray[Any]) -> NDArray[Any]:
+def _run(
+    step: _rules.Step, call: _validate.Call, limit: int | None = None, **arrays: NDArray[Any]
+) -> NDArray[Any]:
     """``step``'s result (batched) from the call's arrays by name (x and grad_output as
-    given, batched here), run with the call's algorithm and workspace limit."""
+    given, batched here), run with the call's algorithm and workspace limit (or ``limit``)."""
     arrays = {name: a if name == "weight" else _batched(a, call.spec) for name, a in arrays.items()}
-    return run(step, arrays, call.options.algorithm, call.options.workspace_limit)
+    return run(step, arrays, call.options.algorithm, limit or call.options.workspace_limit)
 
 
 def _gradients(
@@ -659,6 +661,19 @@ def _backward(
 ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """(grad_input, grad_weight, grad_bias or None) of a validated backward call."""
     grad_y, x, weight, bias = _computed(call, *call.arrays)
-    grad_x = _run(input_step, call, grad_output=grad_y, weight=weight)
-    grad_w = _run(weight_step, call, x=x, grad_output=grad_y)
+    passes = [
+        lambda limit=None: _run(input_step, call, limit, grad_output=grad_y, weight=weight),
+        lambda limit=None: _run(weight_step, call, limit, x=x, grad_output=grad_y),
+    ]
+    limit = call.options.workspace_limit or _plan.get_workspace_limit()
+    steps = [
+        (s.lhs_shape, s.rhs_shape, s.corr, call.options.algorithm)
+        for s in (input_step, weight_step)
+    ]
+    shares = _plan.side_by_side(steps, call.compute.itemsize, limit=limit)
+    if shares is None:
+        grad_x, grad_w = (p() for p in passes)
+    else:  # each on its share of the threads, and half the workspace limit
+        half = max(1, limit // 2)
+        grad_x, grad_w = _process.jobs.side_by_side([lambda p=p: p(half) for p in passes], shares)
     return _gradients(call, grad_x, grad_w, _batched(grad_y, call.spec), bias)
