@@ -9,6 +9,7 @@ steps of ``_rules`` (one per pass) with the runner (``_runner``) on the primitiv
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -661,10 +662,13 @@ def _backward(
 ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """(grad_input, grad_weight, grad_bias or None) of a validated backward call."""
     grad_y, x, weight, bias = _computed(call, *call.arrays)
-    passes = [
-        lambda limit=None: _run(input_step, call, limit, grad_output=grad_y, weight=weight),
-        lambda limit=None: _run(weight_step, call, limit, x=x, grad_output=grad_y),
-    ]
+
+    def input_grad(limit: int | None = None) -> NDArray[Any]:
+        return _run(input_step, call, limit, grad_output=grad_y, weight=weight)
+
+    def weight_grad(limit: int | None = None) -> NDArray[Any]:
+        return _run(weight_step, call, limit, x=x, grad_output=grad_y)
+
     limit = call.options.workspace_limit or _plan.get_workspace_limit()
     steps = [
         (s.lhs_shape, s.rhs_shape, s.corr, call.options.algorithm)
@@ -672,8 +676,9 @@ def _backward(
     ]
     shares = _plan.side_by_side(steps, call.compute.itemsize, limit=limit)
     if shares is None:
-        grad_x, grad_w = (p() for p in passes)
+        grad_x, grad_w = input_grad(), weight_grad()
     else:  # each on its share of the threads, and half the workspace limit
         half = max(1, limit // 2)
-        grad_x, grad_w = _process.jobs.side_by_side([lambda p=p: p(half) for p in passes], shares)
+        passes = [functools.partial(input_grad, half), functools.partial(weight_grad, half)]
+        grad_x, grad_w = _process.jobs.side_by_side(passes, shares)
     return _gradients(call, grad_x, grad_w, _batched(grad_y, call.spec), bias)
