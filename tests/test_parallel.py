@@ -226,3 +226,46 @@ def test_backward_passes_side_by_side_match_the_reference(monkeypatch, transpose
         assert shares_asked == [2**20]
     for g, r in zip(got[:2], want[:2]):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+class _StubbornBlas:
+    """A BLAS thread control that ignores a raise while ``busy`` is set, as OpenBLAS 0.3.31
+    did while another thread was inside one of its calls."""
+
+    def __init__(self, threads: int):
+        self.num_threads, self.busy = threads, threading.Event()
+
+    def set_num_threads(self, threads: int) -> None:
+        if not (threads > self.num_threads and self.busy.is_set()):
+            self.num_threads = threads
+
+
+def test_a_restore_that_blas_ignores_is_retried_until_it_takes(monkeypatch):
+    """A restore that did not take stays pending: counted as in force (the jobs' thread
+    count, the next call's save) and tried again until it takes; the retrying thread
+    then ends."""
+    import types
+
+    stub = _StubbornBlas(4)
+    monkeypatch.setattr(
+        _process, "blas_controllers", lambda: types.SimpleNamespace(lib_controllers=[stub])
+    )
+    with _process.blas:
+        assert stub.num_threads == 1
+        stub.busy.set()
+    assert stub.num_threads == 1  # ignored
+    assert _process.blas.pending() == {stub: 4}
+    assert _process.blas_threads() == 4
+    with _process.blas:  # a call meanwhile saves the pending count, not the one thread
+        assert stub.num_threads == 1
+    assert _process.blas.pending() == {stub: 4}
+    stub.busy.clear()
+    for _ in range(500):
+        if stub.num_threads == 4 and not any(
+            t.name == "convgrad_blas_restore" for t in threading.enumerate()
+        ):
+            break
+        threading.Event().wait(0.01)
+    assert stub.num_threads == 4
+    assert not _process.blas.pending()
+    assert not any(t.name == "convgrad_blas_restore" for t in threading.enumerate())

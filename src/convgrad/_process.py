@@ -12,8 +12,9 @@ object                        what it holds (bound)                       lifeti
                               jobs of one call side by side                to exit; a forked
                                                                            child builds its own
 ``blas``                      the BLAS thread counts saved while any       while a call's jobs
-                              call's jobs run (BLAS then has one thread,   run
-                              process-wide: threadpoolctl)
+                              call's jobs run (BLAS then has one thread,   run, and until a
+                              process-wide: threadpoolctl), and a restore  restore BLAS
+                              BLAS ignored, until it takes                 ignored takes
 ``workspaces``                reused work buffers, per thread, at most     until evicted (LRU)
                               ``KEEP_BYTES`` for all threads together      or the thread ends
 ``workspace_limit``           the default workspace limit (256 MiB), and   process; ``with``
@@ -46,6 +47,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -77,14 +79,30 @@ def blas_controllers():
 
 
 def blas_threads() -> int:
-    """The fewest threads any loaded BLAS allows now (a caller's ``threadpool_limits``)."""
-    return min((lib.num_threads for lib in blas_controllers().lib_controllers), default=CORES)
+    """The fewest threads any loaded BLAS allows now (a caller's ``threadpool_limits``), a
+    restore still pending counted as done (``BlasLimit``)."""
+    pending = blas.pending()
+    return min(
+        (pending.get(lib, lib.num_threads) for lib in blas_controllers().lib_controllers),
+        default=CORES,
+    )
+
+
+RESTORE_RETRY_S = (1e-4, 0.05)  # the first and the longest wait between tries of a restore
 
 
 class BlasLimit:
     """BLAS limited to one thread while any call's jobs run; the first call to enter saves
     the thread counts, the last to leave restores them (a limit another thread set
-    meanwhile is undone then). Calls each library's own setter (about 5 us a call)."""
+    meanwhile is undone then). Calls each library's own setter (about 5 us a call).
+
+    OpenBLAS ignores a raise of its thread count while another thread is inside one of its
+    calls (0.3.31: ``openblas_set_num_threads(2)`` had no effect during another thread's
+    single-threaded sgemm, and the process kept one BLAS thread for good). So a restore is
+    read back; one that did not take is pending: a short-lived thread tries it again, at
+    waits growing from 0.1 to 50 ms, until it takes or a call enters (whose exit restores
+    it), and meanwhile the pending counts are the ones in force (``blas_threads``, and
+    what the next call saves)."""
 
     def __init__(self):
         self._reset()
@@ -93,16 +111,25 @@ class BlasLimit:
         self._lock = threading.Lock()
         self._users = 0
         self._saved: list = []  # (controller, thread count) to restore
+        self._pending: list = []  # (controller, thread count) a restore has not set yet
+        self._retrying = False
 
     @property
     def users(self) -> int:
         """Calls inside now."""
         return self._users
 
+    def pending(self) -> dict:
+        """{controller: thread count} of a restore not taken yet."""
+        return dict(self._pending)
+
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._saved = [(c, c.num_threads) for c in blas_controllers().lib_controllers]
+                pending, self._pending = dict(self._pending), []
+                self._saved = [
+                    (c, pending.get(c, c.num_threads)) for c in blas_controllers().lib_controllers
+                ]
                 for controller, threads in self._saved:
                     if threads != 1:
                         controller.set_num_threads(1)
@@ -116,17 +143,42 @@ class BlasLimit:
 
     def _restore(self):
         saved, self._saved = self._saved, []
-        for controller, threads in saved:
-            if threads != 1:
-                controller.set_num_threads(threads)
+        self._pending = _set_counts([(c, n) for c, n in saved if n != 1])
+        if self._pending and not self._retrying:
+            self._retrying = True
+            threading.Thread(target=self._retry, name="convgrad_blas_restore", daemon=True).start()
+
+    def _retry(self):
+        wait = RESTORE_RETRY_S[0]
+        while True:
+            time.sleep(wait)
+            with self._lock:
+                if self._users == 0:
+                    self._pending = _set_counts(self._pending)
+                if self._users or not self._pending:  # done, or a call's exit will do it
+                    self._retrying = False
+                    return
+            wait = min(2 * wait, RESTORE_RETRY_S[1])
 
     def after_fork_in_child(self):
         """A child counts no running call; a limit the parent held at the fork is lifted."""
-        self._lock, self._users = threading.Lock(), 0
+        self._lock, self._users, self._retrying = threading.Lock(), 0, False
+        self._saved = self._saved + [p for p in self._pending if p not in self._saved]
+        self._pending = []
         try:
             self._restore()
         except Exception:  # noqa: BLE001 - best effort in a fresh child
             pass
+
+
+def _set_counts(counts: list) -> list:
+    """Set each (controller, thread count); those that did not take (read back)."""
+    missed = []
+    for controller, threads in counts:
+        controller.set_num_threads(threads)
+        if controller.num_threads != threads:
+            missed.append((controller, threads))
+    return missed
 
 
 # ----------------------------------------------------------------------------- jobs
