@@ -20,8 +20,7 @@ def backend(request, monkeypatch):
         monkeypatch.setattr(
             _blas,
             "_FUNCS",
-            {"s": ("fortran", _blas._scipy_blas("s"), None),
-             "d": ("fortran", _blas._scipy_blas("d"), None)},
+            {"f": ("fortran", _blas._scipy_blas("s")), "d": ("fortran", _blas._scipy_blas("d"))},
         )  # fmt: skip
     return request.param
 
@@ -41,9 +40,25 @@ def test_gemm_offsets_ld_beta_and_transpose(backend, dtype):
     _blas.gemm(a, 0, 6, b, 2, 8, c, 3, 9, m, n, k, 0.0, trans_b=True)
     want = _view(a, 0, m, k, 6) @ _view(b, 2, n, k, 8).T
     np.testing.assert_allclose(_view(c, 3, m, n, 9), want, atol=tol)
+    # prepared buffers: the same call, the same result
+    ba, bb, bc = _blas.buffer(a), _blas.buffer(b), _blas.buffer(c)
+    _blas.gemm(ba, 11, 13, bb, 5, 17, bc, 3, 9, m, n, k, 0.0)
+    np.testing.assert_allclose(
+        _view(c, 3, m, n, 9), _view(a, 11, m, k, 13) @ _view(b, 5, k, n, 17), atol=tol
+    )
 
 
 def test_gemm_refuses_out_of_bounds_access():
     a, b, c = np.zeros(10), np.zeros(10), np.zeros(10)
+    with pytest.raises(IndexError, match="out of bounds"):
+        _blas.gemm(_blas.buffer(a), 5, 3, b, 0, 3, _blas.buffer(c), 0, 3, 2, 3, 3, 0.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        _blas.buffer(np.zeros((4, 4))[:, ::2])
+    with pytest.raises(ValueError, match="one dtype"):
+        _blas.gemm(a, 0, 3, b.astype(np.float32), 0, 3, c, 0, 3, 1, 3, 3, 0.0)
+    read_only = np.zeros(10)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _blas.gemm(a, 0, 3, b, 0, 3, read_only, 0, 3, 1, 3, 3, 0.0)
     with pytest.raises(IndexError, match="out of bounds"):
         _blas.gemm(a, 5, 3, b, 0, 3, c, 0, 3, 2, 3, 3, 0.0)

@@ -6,11 +6,14 @@ feed the GEMM without any copy and products accumulate in place.
 computes, in row-major terms, ``C[m, n] = A[m, k] @ B[k, n] (+ beta C)`` where each matrix
 lives in a flat contiguous array at an element offset with a row stride (``B`` read as
 ``B[n, k]`` transposed when ``trans_b``). Every access is bounds-checked before the call.
+``a``, ``b`` and ``c`` may be ``buffer(array)``: an array's size and address read once,
+for the many calls of a loop (a call then costs about 2 us of Python, not 6).
 """
 
 from __future__ import annotations
 
 import ctypes
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,30 +77,62 @@ def _scipy_blas(prefix: str):
     return proto(address)
 
 
-def _func(dtype: np.dtype):
-    prefix = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}[np.dtype(dtype)]
-    if prefix not in _FUNCS:
+class Buffer(NamedTuple):
+    """A flat contiguous array as ``gemm`` reads it: its size, address and dtype, read once."""
+
+    array: np.ndarray
+    size: int
+    address: int
+    itemsize: int
+    char: str
+
+
+def buffer(array: np.ndarray) -> Buffer:
+    """``array`` (C-contiguous) prepared for many ``gemm`` calls."""
+    if not array.flags.c_contiguous:
+        raise ValueError("BLAS operand: not a contiguous buffer")
+    return Buffer(array, array.size, array.ctypes.data, array.itemsize, array.dtype.char)
+
+
+def _func(char: str):
+    """(kind, function) of ?gemm for a dtype's char: cblas with its argument types set
+    (ctypes converts plain ints and floats), or SciPy's Fortran one."""
+    got = _FUNCS.get(char)
+    if got is None:
+        prefix = {"f": "s", "d": "d"}[char]
         found = _numpy_cblas(prefix)
-        _FUNCS[prefix] = ("cblas", *found) if found else ("fortran", _scipy_blas(prefix), None)
-    return _FUNCS[prefix]
+        if found:
+            func, i = found
+            scalar = ctypes.c_float if prefix == "s" else ctypes.c_double
+            enum, ptr = ctypes.c_int, ctypes.c_void_p
+            func.argtypes = [enum, enum, enum, i, i, i, scalar, ptr, i, ptr, i, scalar, ptr, i]
+            got = ("cblas", func)
+        else:
+            got = ("fortran", _scipy_blas(prefix))
+        _FUNCS[char] = got
+    return got
 
 
 def supported(dtype) -> bool:
     return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _check(array: np.ndarray, offset: int, rows: int, cols: int, ld: int, label: str) -> None:
-    if not (array.flags.c_contiguous and cols <= ld):
-        raise ValueError(f"BLAS operand {label}: not a contiguous buffer or ld < cols")
+def _check(size: int, offset: int, rows: int, cols: int, ld: int, label: str) -> None:
+    if cols > ld:
+        raise ValueError(f"BLAS operand {label}: ld {ld} < its {cols} columns")
     last = offset + (rows - 1) * ld + cols - 1
-    if offset < 0 or last >= array.size:
-        raise IndexError(f"BLAS operand {label} out of bounds: {offset}..{last} of {array.size}")
+    if offset < 0 or last >= size:
+        raise IndexError(f"BLAS operand {label} out of bounds: {offset}..{last} of {size}")
 
 
 def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False):
-    """Row-major C[m, n] = A[m, k] @ op(B) + beta * C on flat contiguous buffers."""
+    """Row-major C[m, n] = A[m, k] @ op(B) + beta * C on flat contiguous buffers (arrays,
+    or ``buffer``s of them)."""
     if m <= 0 or n <= 0:
         return
+    a = a if type(a) is Buffer else buffer(a)
+    b = b if type(b) is Buffer else buffer(b)
+    c = c if type(c) is Buffer else buffer(c)
     # a single row may have any stride; BLAS still wants ld >= its row length
     lda = max(lda, k) if m == 1 else lda
     ldc = max(ldc, n) if m == 1 else ldc
@@ -105,39 +140,22 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
         ldb = max(ldb, k) if n == 1 else ldb
     else:
         ldb = max(ldb, n) if k == 1 else ldb
-    dtype = c.dtype
-    assert a.dtype == dtype and b.dtype == dtype and c.flags.writeable
-    _check(a, a_off, m, k, lda, "A")
+    if not (a.char == b.char == c.char and c.array.flags.writeable):
+        raise ValueError("BLAS operands: one dtype, and a writeable C")
+    _check(a.size, a_off, m, k, lda, "A")
     if trans_b:
-        _check(b, b_off, n, k, ldb, "B")
+        _check(b.size, b_off, n, k, ldb, "B")
     else:
-        _check(b, b_off, k, n, ldb, "B")
-    _check(c, c_off, m, n, ldc, "C")
-    scalar = np.ctypeslib.as_ctypes_type(dtype)
-    isz = dtype.itemsize
-    kind, func, int_type = _func(dtype)
-    pa = ctypes.c_void_p(a.ctypes.data + a_off * isz)
-    pb = ctypes.c_void_p(b.ctypes.data + b_off * isz)
-    pc = ctypes.c_void_p(c.ctypes.data + c_off * isz)
+        _check(b.size, b_off, k, n, ldb, "B")
+    _check(c.size, c_off, m, n, ldc, "C")
+    kind, func = _func(c.char)
+    isz = c.itemsize
+    pa, pb, pc = a.address + a_off * isz, b.address + b_off * isz, c.address + c_off * isz
     if kind == "cblas":
-        i = int_type
-        func(
-            ROW_MAJOR,
-            NO_TRANS,
-            TRANS if trans_b else NO_TRANS,
-            i(m),
-            i(n),
-            i(k),
-            scalar(1.0),
-            pa,
-            i(lda),
-            pb,
-            i(ldb),
-            scalar(beta),
-            pc,
-            i(ldc),
-        )
+        trans = TRANS if trans_b else NO_TRANS
+        func(ROW_MAJOR, NO_TRANS, trans, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
         return
+    scalar = ctypes.c_float if c.char == "f" else ctypes.c_double
     one, beta_ = scalar(1.0), scalar(beta)
     # column-major: C^T[n, m] = op(B)^T[n, k] @ A^T[k, m]
     func(
@@ -147,11 +165,11 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
         ctypes.byref(ctypes.c_int(m)),
         ctypes.byref(ctypes.c_int(k)),
         ctypes.byref(one),
-        pb,
+        ctypes.c_void_p(pb),
         ctypes.byref(ctypes.c_int(ldb)),
-        pa,
+        ctypes.c_void_p(pa),
         ctypes.byref(ctypes.c_int(lda)),
         ctypes.byref(beta_),
-        pc,
+        ctypes.c_void_p(pc),
         ctypes.byref(ctypes.c_int(ldc)),
     )

@@ -298,6 +298,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
             dst[(Ellipsis, *fill)] = src
     out_row = n * plane + 16
     full = scratch("implicit-full", gn * o * out_row, compute)
+    w_buf, full_buf = _blas.buffer(weights), _blas.buffer(full)  # read once for every call
     width = (n - 1) * plane + tail  # columns computed per group
     if merge:
         rest = taps // kw
@@ -309,22 +310,24 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
             flat_lhs, (gn, c, kw, m_len), (c * row * isz, row * isz, rdw * isz, isz)
         )
         np.copyto(merged.reshape(gn, c, kw, m_row)[..., :m_len], src)
+        merged_buf = _blas.buffer(merged)
         for gi in range(gn):
             for t, shift in enumerate(rest_shifts):
                 _blas.gemm(
-                    weights, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
-                    merged, gi * c * kw * m_row + shift, m_row,
-                    full, gi * o * out_row, out_row,
+                    w_buf, ((g0 + gi) * rest + t) * o * c * kw, c * kw,
+                    merged_buf, gi * c * kw * m_row + shift, m_row,
+                    full_buf, gi * o * out_row, out_row,
                     o, width, c * kw, 0.0 if t == 0 else 1.0,
                 )  # fmt: skip
+    lhs_buf = _blas.buffer(flat_lhs)
     for gi in range(gn if not merge else 0):
         w_base, done = (g0 + gi) * o * taps * c, 0
         for i, (k, run) in enumerate(runs):
             shift = tap_list[run[0]][1]
             _blas.gemm(
-                weights, w_base + done * c, taps * c,
-                flat_lhs, ((gi * nph + k) * c) * row + shift, row,
-                full, gi * o * out_row, out_row,
+                w_buf, w_base + done * c, taps * c,
+                lhs_buf, ((gi * nph + k) * c) * row + shift, row,
+                full_buf, gi * o * out_row, out_row,
                 o, width, len(run) * c, 0.0 if i == 0 else 1.0,
             )  # fmt: skip
             done += len(run)

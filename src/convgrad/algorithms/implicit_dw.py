@@ -233,6 +233,7 @@ def _products(operands, gn, g0, npos, first_c, positions):
     """The BLAS products of output positions ``range(*positions)`` for groups g0..g0+gn,
     block by block of the contraction (each block in cache for all the positions)."""
     flat_lhs, grid, acc, shifts, b, o, row, depth, block = operands
+    flat_lhs, grid, acc = (_blas.buffer(a) for a in (flat_lhs, grid, acc))  # read once
     for gi in range(gn):
         for k0 in range(0, depth, block):
             kn = min(block, depth - k0)

@@ -232,6 +232,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     laid[(Ellipsis, *inner)] = lhs.swapaxes(1, 2)
     out_row = span + 16
     full = scratch("phase-full", gn * o * out_row, compute)
+    w_buf, lhs_buf, full_buf = (_blas.buffer(a) for a in (weights, flat_lhs, full))
     for r, counts_, live in phases:
         if not live:
             continue
@@ -253,9 +254,9 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
                 continue
             for k, (t, _) in enumerate(live):
                 _blas.gemm(
-                    weights, w_base + t * o * c, c,
-                    flat_lhs, gi * c * row + shifts[k], row,
-                    full, gi * o * out_row, out_row,
+                    w_buf, w_base + t * o * c, c,
+                    lhs_buf, gi * c * row + shifts[k], row,
+                    full_buf, gi * o * out_row, out_row,
                     o, width, c, 0.0 if k == 0 else 1.0,
                 )  # fmt: skip
         grid = full.reshape(gn, o, out_row)[..., :span].reshape(gn, o, n, *grid_shape)
@@ -282,12 +283,13 @@ def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> N
     z_row = unaliased(block + spread, isz)  # rows of products
     products = scratch("phase-stacked", rows * z_row, full.dtype)
     shifted_sum = _shifted_sum()
+    stacked_buf, lhs_buf, products_buf = (_blas.buffer(a) for a in (stacked, flat_lhs, products))
     for p0 in range(0, width, block):
         n = min(block, width - p0)
         _blas.gemm(
-            stacked, 0, c,
-            flat_lhs, at[0] + low + p0, row,
-            products, 0, z_row,
+            stacked_buf, 0, c,
+            lhs_buf, at[0] + low + p0, row,
+            products_buf, 0, z_row,
             rows, n + spread, c, 0.0,
         )  # fmt: skip
         shifted_sum(products, z_row, o, offsets, full, at[1] + p0, out_row, n)
