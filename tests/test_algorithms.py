@@ -303,6 +303,49 @@ def test_implicit_dw_small_path_splits_outputs_into_ranges(groups, b, o, parts):
     np.testing.assert_allclose(got32, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("in_place", [True, False])
+@pytest.mark.parametrize(
+    "lhs_shape, rhs_shape, corr",
+    [  # 3 x 2 taps (M = 7 * 6 = 42 rows: 7 blocks), 6 outputs (a block of 4 and 2 more)
+        (
+            (1, 7, 2, 14, 40),
+            (1, 6, 2, 12, 39),
+            Correlation((1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1)),
+        ),
+        # rhs dilation 2 (a strided layer's: phases), groups 2, padding: 4 x 5 taps, so
+        # M = 100 rows (4 past the blocks), 5 outputs (1 past them)
+        (
+            (2, 5, 3, 21, 30),
+            (2, 5, 3, 10, 14),
+            Correlation((1, 1), ((1, 0), (0, 1)), (1, 1), (2, 2)),
+        ),
+    ],  # fmt: skip
+)
+def test_blocked_dw_reads_rows_in_place_or_copies_them_alike(
+    monkeypatch, in_place, lhs_shape, rhs_shape, corr
+):
+    """blocked_dw's products read in place (register blocks of 6 rows by 4 columns, the
+    rows and columns past them one at a time, over several depth blocks) or from copied
+    columns through BLAS, in float64 and float32, against the float64 definition; the
+    compiled variant says which."""
+    from convgrad.algorithms import blocked_dw
+
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_COLUMNS", 1000 if in_place else 0)
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_DEPTH", 1)
+    monkeypatch.setattr(blocked_dw, "DEPTH_BLOCK", 100)  # several blocks of the depth
+    assert blocked_dw.compiled_variant(lhs_shape, rhs_shape, corr) == (
+        "dots" if in_place else "copy_runs"
+    )
+    rng = np.random.default_rng(sum(lhs_shape))
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    got = blocked_dw.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    got32 = blocked_dw.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("stack_below", [0, 1000])  # every phase per tap / stacked
 @pytest.mark.parametrize("most_bytes", [2**22, 6000])  # one block / many blocks of columns
 @pytest.mark.parametrize(
