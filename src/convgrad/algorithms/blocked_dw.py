@@ -102,26 +102,24 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     grid = prod(q)
     split = _split_bytes(lhs_shape, corr, itemsize)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    blocks = g * c * -(-grid // BLOCK)
+    in_place = _reads_in_place(o, _depth(rhs_shape, q))
     columns = g * c * m * grid * itemsize
     # the columns are copied within the cache (about twice the rate of a copy through
     # memory) and read by BLAS from there; measured: while all the columns would fit in
     # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls. Read in place,
     # there are none
     columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
-    if _reads_in_place(o, _depth(rhs_shape, q)):
-        columns, blocks = 0, g * c // 4  # one compiled call per pair
+    columns = 0 if in_place else columns
     planes = g * c * 2 * ((b * len(phases) + o) * grid * itemsize + split)
     # jobs: (group, channel) pairs, and parts of the rows (b, t) where the pairs are fewer
     # than the cores
-    phased = any(r > 1 for r in corr.rhs_dilation)
-    calls = _pair_calls(grid, len(phases), phased)
+    calls = _pair_calls(grid, len(phases), any(r > 1 for r in corr.rhs_dilation), in_place)
     jobs = g * c * _row_parts(g * c, g * c, m, 2.0 * g * c * m * o * grid, calls, 1 << 30)
     return Counts(
         2.0 * g * c * m * o * grid,
         min(m, o, BLOCK),
         bytes=(planes + columns) / _parallel.cores_for(g * c, cores),  # each job copies its own
-        calls=4 * blocks + (6 + 2 * len(phases) if phased else 6) * g * c + 10,
+        calls=g * c * calls + 10,
         jobs=jobs,
     )
 
@@ -323,7 +321,8 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         from . import gemm  # one channel's planes do not fit: gemm chunks further
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
-    calls = _pair_calls(qplane, phases, any(r > 1 for r in corr.rhs_dilation))
+    in_place = _reads_in_place(o, _depth(rhs.shape, q))
+    calls = _pair_calls(qplane, phases, any(r > 1 for r in corr.rhs_dilation), in_place)
     parts = _row_parts(g * c, jobs, m, 2.0 * g * c * m * o * qplane, calls)
     while parts > 1 and jobs * parts * fixed(-(-m // parts)) > workspace_limit:
         parts -= 1
@@ -361,9 +360,11 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     return result.reshape(g, b, o, *out_spatial)
 
 
-def _pair_calls(grid: int, phases: int, split: bool) -> int:
-    """Calls one (group, channel) pair makes: a few per block of columns, its layouts."""
-    return 4 * -(-grid // BLOCK) + 6 + (2 * phases if split else 0)
+def _pair_calls(grid: int, phases: int, split: bool, in_place: bool) -> int:
+    """Calls one (group, channel) pair makes: a few per block of columns (one compiled
+    call where the rows are read in place), its layouts."""
+    products = 1 if in_place else 4 * -(-grid // BLOCK)
+    return products + 6 + (2 * phases if split else 0)
 
 
 def _row_parts(pairs: int, jobs: int, m: int, flops: float, calls: int, threads=None) -> int:
