@@ -461,6 +461,8 @@ x = np.ones((2, 4, 9, 9), np.float32)
 cg.conv(x, np.ones((4, 1, 3, 3), np.float32), padding=1, groups=4, algorithm="direct")
 cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="implicit_dw")
 cg.conv_weight_grad(x, x, (4, 1, 3, 3), padding=1, groups=4, algorithm="blocked_dw")
+big = np.ones((1, 8, 40, 40), np.float32)  # products read in place (blocked_dw's dots)
+cg.conv_weight_grad(big, big, (8, 8, 3, 3), padding=1, algorithm="blocked_dw")
 """
 
 
