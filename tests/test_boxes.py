@@ -82,9 +82,11 @@ def _most_jobs(name: str, lhs_shape, rhs_shape, corr: Correlation) -> int:
 
 @pytest.fixture
 def free_jobs(monkeypatch):
-    """Jobs bounded by the work's shape alone: a box worth any work, a call's Python free."""
+    """Jobs bounded by the work's shape alone: a box (or a part of blocked_dw's rows) worth
+    any work, a call's Python free."""
     monkeypatch.setattr(_boxes, "PARALLEL_FLOPS", 1.0)
     monkeypatch.setattr(_boxes, "CALL_FLOPS", 1e-9)
+    monkeypatch.setattr(blocked_dw, "PART_FLOPS", 1.0)
 
 
 @pytest.mark.parametrize("name,case", CASES, ids=[f"{n}-{c[0]}" for n, c in CASES])
