@@ -224,9 +224,9 @@ def choose(
 
 
 # the least estimated speedup two passes side by side must bring: two passes at once
-# contend for the caches and memory as one pass's jobs do (on two cores the 3-D and 2-D
-# transposed, strided and stem backwards gained 2-8 %; a reflect-padded 3x3 lost 3 % and
-# a 1x1 layer's two equal GEMM passes 1-3 %: two threads share out fine there)
+# contend for the caches and memory as one pass's jobs do (forced side by side on two
+# cores, the transposed, strided and stem backwards gained 2-9 %, a 1x1 layer's two
+# equal GEMM passes lost 1-3 %: two threads share those out fine)
 SIDE_BY_SIDE_GAIN = 1.15
 
 
