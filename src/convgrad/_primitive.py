@@ -14,6 +14,8 @@ computes the correlation exactly instead (``algorithms.exact``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _plan, _process
@@ -74,11 +76,16 @@ def _correlate(lhs, rhs, corr: Correlation, algorithm: str, limit: int) -> np.nd
             return _exact_if_needed(algorithm, lhs, rhs, corr, limit, result)
     elif algorithm == "auto":
         algorithm = _ready_choice(lhs, rhs, corr, limit)
-    impl = REGISTRY[algorithm]
-    if not impl.supports(lhs.shape, rhs.shape, corr):
+    if not _supported(algorithm, lhs.shape, rhs.shape, corr):
         raise ValueError(f"algorithm {algorithm!r} does not support this correlation: {corr}")
     _plan.record(algorithm)
     return _exact_if_needed(algorithm, lhs, rhs, corr, limit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _supported(algorithm: str, lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    """``REGISTRY[algorithm].supports(...)``, memoised (a pure function of the shapes)."""
+    return REGISTRY[algorithm].supports(lhs_shape, rhs_shape, corr)
 
 
 def _build_key(algorithm: str, lhs, rhs, corr: Correlation, dtype: np.dtype):

@@ -16,6 +16,8 @@ channels is free. The loop is compiled by numba (once per dtype, cached on disk)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._process import CORES
@@ -59,6 +61,7 @@ def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str:
     return "pairs" if rhs_shape[1] > 1 else "single"
 
 
+@functools.lru_cache(maxsize=256)  # every call asks (a few us of Python each time)
 def _band(
     lhs_shape, rhs_shape, corr: Correlation, itemsize: int, limit=None, threads: int = CORES
 ) -> tuple[int, int]:
