@@ -224,10 +224,11 @@ def choose(
 
 
 # the least estimated speedup two passes side by side must bring: two passes at once
-# contend for the caches and memory as one pass's jobs do (forced side by side on two
-# cores, the transposed, strided and stem backwards gained 2-9 %, a 1x1 layer's two
-# equal GEMM passes lost 1-3 %: two threads share those out fine)
-SIDE_BY_SIDE_GAIN = 1.15
+# contend for the caches and memory as one pass's jobs do. Fitted on two cores, where the
+# estimates put the 1-D and 2-D transposed backwards at 1.140 (measured side by side:
+# 12-15 % and 7 % faster), a 1x1 layer's at 1.144 (1-3 % slower) and the dense 3x3,
+# depthwise and grouped ones at 0.91-1.05 (6-24 % slower)
+SIDE_BY_SIDE_GAIN = 1.13
 
 
 def side_by_side(passes, itemsize: int, threads: int | None = None, limit: int | None = None):
