@@ -234,6 +234,22 @@ def test_non_finite_values_reach_only_their_windows(name, where):
     """An inf or NaN in either operand reaches exactly the outputs whose windows meet it on
     a sample (padding and inserted zeros are not multiplied): the exact definition's cells,
     NaN where it has NaN and inf of the same sign where it has inf."""
+    _check_non_finite(name, where)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", NON_FINITE)
+def test_blocked_dw_read_in_place_keeps_non_finite_values_to_their_windows(monkeypatch, where):
+    """The same with blocked_dw's products read in place on every case (its compiled sums
+    reassociate, so inf and NaN must still come out where the definition has them)."""
+    from convgrad.algorithms import blocked_dw
+
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_DEPTH", 1)
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_COLUMNS", 1 << 30)
+    _check_non_finite("blocked_dw", where)
+
+
+def _check_non_finite(name: str, where: str) -> None:
     lhs_value, rhs_value = NON_FINITE[where]
     for _, lhs_shape, rhs_shape, corr in CASES:
         if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
