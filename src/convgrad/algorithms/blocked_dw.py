@@ -158,7 +158,6 @@ def _reads_in_place(o: int, depth: int) -> bool:
     return o <= IN_PLACE_COLUMNS and depth >= IN_PLACE_DEPTH
 
 
-ROWS, COLS = 6, 4  # a register block of the products: 24 accumulators, 10 loads a step
 DEPTH_BLOCK = 1024  # grid positions per pass: a block's 6 rows and the grid's in L1/L2
 
 
@@ -166,8 +165,8 @@ DEPTH_BLOCK = 1024  # grid positions per pass: a block's 6 rows and the grid's i
 def _dots(numba):
     """Compiled ``acc[r, j] += sum_k src[starts[r] + k] * grid[j, k]`` for k < depth: the
     products of the rows (b, t), each a contiguous run of the planes, with the rhs grid,
-    read where they lie (no column copy). Blocks of ROWS x COLS products accumulate in
-    registers over DEPTH_BLOCK positions (the sums vectorised along k: reassociation and
+    read where they lie (no column copy). Blocks of 6 rows by 4 columns of products (24
+    accumulators, 10 loads a step) accumulate in registers over DEPTH_BLOCK positions (the sums vectorised along k: reassociation and
     FMA contraction only, so inf and NaN propagate as in any order); the rows and
     columns past the blocks take one row or one column at a time. Serial (jobs run it
     side by side). Measured on one thread, 480 x 64 products over 3200 positions: 172-208
@@ -315,20 +314,20 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         from . import gemm  # one channel's planes do not fit: gemm chunks further
 
         return gemm.run(lhs, rhs, corr, workspace_limit)
-    in_place = _reads_in_place(o, _depth(rhs.shape, q))
+    depth = _depth(rhs.shape, q)  # the rhs grid's span
+    in_place = _reads_in_place(o, depth)
     calls = _pair_calls(qplane, phases, any(r > 1 for r in corr.rhs_dilation), in_place)
     parts = _row_parts(g * c, jobs, m, 2.0 * g * c * m * o * qplane, calls)
     while parts > 1 and jobs * parts * fixed(-(-m // parts)) > workspace_limit:
         parts -= 1
     rows = split_range(m, parts)
     most = max(r1 - r0 for r0, r1 in rows)
-    depth = _depth(rhs.shape, q)  # the rhs grid's span
     share = workspace_limit // (jobs * parts) - fixed(most)
     block = max(1, min(depth, BLOCK, share // (most * isz)))
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
     tap_starts = np.array([phase * qplane + shift for phase, shift in taps], dtype=np.int64)
     starts = (np.arange(b, dtype=np.int64)[:, None] * (phases * qplane) + tap_starts).ravel()
-    shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, compute)
+    shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, in_place, compute)
     pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
     units = [(r0, r1, pairs[j::jobs]) for r0, r1 in rows for j in range(jobs)]
 
@@ -385,13 +384,14 @@ class _Shape(NamedTuple):
     padded: tuple
     depth: int  # grid positions each tap's run covers
     block: int  # grid positions per block of columns
+    in_place: bool  # the products read the rows in place (``_reads_in_place``)
     compute: np.dtype
 
 
 def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np.ndarray:
     """acc (G, B*T, O): the products of the (group, lhs channel) ``pairs``, on this
     thread's own workspaces."""
-    g, b, o, kernel, q, phases, padded, depth, block, compute = shape
+    g, b, o, kernel, q, phases, padded, depth, block, in_place, compute = shape
     qplane, m = prod(q), starts.shape[0]
     size = b * len(phases) * qplane
     planes = scratch("blocked_dw-planes", size + 16, compute)[:size]
@@ -415,7 +415,7 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
     on_samples = tuple(slice(0, k) for k in kernel)
     flat_planes = planes.reshape(-1)
     acc = np.zeros((g, m, o), dtype=compute)
-    if _reads_in_place(o, depth):
+    if in_place:
         dots, zero = _dots(), compute.type(0)
     else:  # blocks of copied columns, BLAS
         stride = unaliased(block, compute.itemsize)  # rows of columns
@@ -435,7 +435,7 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
             for dst, src in moves:
                 np.copyto(dst, src)
         grid.reshape(o, *q)[(slice(None), *on_samples)] = rhs[gi, :, ci]
-        if _reads_in_place(o, depth):
+        if in_place:
             dots(flat_planes, starts, grid, depth, acc[gi], zero, DEPTH_BLOCK)
             continue
         for k0 in range(0, depth, block):
