@@ -399,6 +399,54 @@ def test_phase_stacked_taps_match_the_definition(
     np.testing.assert_allclose(got32, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
+def _phase_sweep():
+    """Lhs-dilated correlations (transposed layers) whose phases read on both sides of
+    the samples: strides 2-3, kernels 1-5, uneven, large and negative padding, rhs
+    dilation, three images (so reads past a row wrap into the next image's)."""
+    cases = []
+    for nd, ld, k, lo, hi, rd in [
+        (1, 2, 4, 2, 2, 1), (1, 3, 5, 4, 1, 1), (1, 2, 3, 0, 3, 2), (1, 2, 1, 0, 0, 1),
+        (2, 2, 4, 2, 2, 1), (2, 2, 3, 1, 2, 1), (2, 3, 4, 3, 0, 1), (2, 2, 5, 6, 4, 1),
+        (2, 2, 3, -1, 2, 2), (3, 2, 4, 2, 2, 1), (3, 2, 3, 2, 1, 1),
+    ]:  # fmt: skip
+        spatial = (5, 4, 6)[3 - nd :]
+        corr = Correlation((1,) * nd, ((lo, hi),) * nd, (ld,) * nd, (rd,) * nd)
+        cases.append(((1, 3, 2, *spatial), (1, 3, 2, *(k,) * nd), corr))
+    return cases
+
+
+@pytest.mark.parametrize("lhs_shape, rhs_shape, corr", _phase_sweep())
+@pytest.mark.parametrize("stack_below", [0, 1000])
+def test_phase_padding_shared_between_rows_matches_the_definition(
+    monkeypatch, lhs_shape, rhs_shape, corr, stack_below
+):
+    """A row's high padding is the next row's low padding in phase's flat layout: every
+    read past a row lands on zeros, past the last image on the zeroed overhang. Workspaces
+    are handed out full of NaN, so a read of anything not laid out shows."""
+    from convgrad.algorithms import phase
+
+    def poisoned(slot, size, dtype):
+        return np.full(size, np.nan, dtype=dtype)
+
+    monkeypatch.setattr(phase, "scratch", poisoned)
+    monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
+    rng = np.random.default_rng(sum(lhs_shape) + sum(rhs_shape))
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    got = phase.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def test_phase_grid_shares_padding():
+    """The 3-D transposed benchmark layer (8 x 14 x 14, kernel 4, stride 2, padding 1) lays
+    out 9 x 15 x 15 per image, not 10 x 16 x 16: a fifth fewer products."""
+    from convgrad.algorithms import phase
+
+    corr = Correlation((1,) * 3, ((2, 2),) * 3, (2,) * 3, (1,) * 3)
+    _, grid, _ = phase._plan((1, 2, 32, 8, 14, 14), (1, 16, 32, 4, 4, 4), corr)
+    assert grid == (9, 15, 15)
+
+
 @pytest.mark.parametrize(
     "kernel, stride, calls",
     [((4, 4), (2, 2), 4), ((3, 3), (2, 2), 5), ((4, 4, 4), (2, 2, 2), 8), ((7,), (3,), 3)],

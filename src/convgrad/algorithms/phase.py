@@ -85,8 +85,26 @@ def _memoised_plan(lhs_shape, rhs_shape, corr: Correlation):
                     lo_pad[d] = max(lo_pad[d], -ev)
                     hi_pad[d] = max(hi_pad[d], ev + m - size)
         phases.append((r, counts, live))
-    grid = tuple(s + a + b for s, a, b in zip(lhs_shape[3:], lo_pad, hi_pad))
+    # a dim's low and high padding share their zeros: a read past a row's end wraps to
+    # the next row's start, which is low padding (reads past the last image: ``overhang``)
+    most = [max((c[d] for _, c, _ in phases), default=0) for d in range(len(kernel))]
+    grid = tuple(max(s + max(a, b), m) for s, a, b, m in zip(lhs_shape[3:], lo_pad, hi_pad, most))
     return tuple(lo_pad), grid, phases
+
+
+@functools.lru_cache(maxsize=256)
+def _overhang(lhs_shape, rhs_shape, corr: Correlation) -> int:
+    """Zeros a flat padded lhs needs past its last image's grid: the most any phase's tap
+    reads beyond it (the high padding the last row would have had). Memoised."""
+    lo_pad, grid, phases = _plan(lhs_shape, rhs_shape, corr)
+    flat, plane = flat_strides(grid), prod(grid)
+    most = 0
+    for _, counts_, live in phases:
+        tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
+        for _, e in live:
+            shift = sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat))
+            most = max(most, shift + tail - plane)
+    return most
 
 
 def _stacks(o: int, live: list) -> bool:
@@ -225,10 +243,12 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     isz = compute.itemsize
     inner = tuple(slice(a, a + s) for a, s in zip(lo_pad, lhs.shape[3:]))
     span = n * plane
-    row = unaliased(span, isz)
+    overhang = _overhang(lhs.shape, rhs_shape, corr)
+    row = unaliased(span + overhang, isz)
     flat_lhs = scratch("phase-lhs", gn * c * row, compute)
     laid = flat_lhs.reshape(gn, c, row)[..., :span].reshape(gn, c, n, *grid_shape)
     laid[...] = 0
+    flat_lhs.reshape(gn, c, row)[..., span : span + overhang] = 0
     laid[(Ellipsis, *inner)] = lhs.swapaxes(1, 2)
     out_row = span + 16
     full = scratch("phase-full", gn * o * out_row, compute)
