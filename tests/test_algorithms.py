@@ -422,17 +422,21 @@ def test_phase_padding_shared_between_rows_matches_the_definition(
 ):
     """A row's high padding is the next row's low padding in phase's flat layout: every
     read past a row lands on zeros, past the last image on the zeroed overhang. Workspaces
-    are handed out full of NaN, so a read of anything not laid out shows."""
+    (and the result) are handed out full of NaN, so a read of anything not laid out, or
+    an output not written, shows."""
     from convgrad.algorithms import phase
 
     def poisoned(slot, size, dtype):
         return np.full(size, np.nan, dtype=dtype)
 
-    monkeypatch.setattr(phase, "scratch", poisoned)
-    monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
     rng = np.random.default_rng(sum(lhs_shape) + sum(rhs_shape))
     lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
     expected = direct_correlation(lhs, rhs, corr)
+    empty = np.empty
+    monkeypatch.setattr(phase, "scratch", poisoned)
+    monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
+    # the result too: every output, a phase no tap meets included, is written
+    monkeypatch.setattr(np, "empty", lambda *a, **k: np.full_like(empty(*a, **k), np.nan))
     got = phase.run(lhs, rhs, corr, 2**28)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 

@@ -193,7 +193,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     weights = laid_out(
         "phase-weights", np.moveaxis(rhs.reshape(g, o, c, taps), 3, 1), compute
     ).reshape(-1)
-    result = np.zeros((g, b, o, *out_spatial), dtype=dtype)
+    result = np.empty((g, b, o, *out_spatial), dtype=dtype)  # the jobs fill every phase
     isz = compute.itemsize
 
     def box_bytes(box_shape):  # one image's box: its flat padded lhs and product grid
@@ -230,9 +230,9 @@ def _run_units(lhs, rhs_shape, corr: Correlation, weights, result, sizes, units)
 
 
 def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack_bytes: int):
-    """Add to target (gn, n, O, *S_out), zeros, lhs (gn, n, C, *S) correlated with the
-    filters of groups g0 .. g0 + gn, on this thread's own workspaces (``stack_bytes``:
-    for the stacked taps' products)."""
+    """Fill target (gn, n, O, *S_out), every phase of it, with lhs (gn, n, C, *S)
+    correlated with the filters of groups g0 .. g0 + gn, on this thread's own workspaces
+    (``stack_bytes``: for the stacked taps' products)."""
     gn, n, c = lhs.shape[:3]
     o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
@@ -254,7 +254,8 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     full = scratch("phase-full", gn * o * out_row, compute)
     w_buf, lhs_buf, full_buf = (_blas.buffer(a) for a in (weights, flat_lhs, full))
     for r, counts_, live in phases:
-        if not live:
+        if not live:  # no tap meets a sample: the phase's outputs are zeros
+            target[(Ellipsis, *(slice(x, None, ld) for x, ld in zip(r, corr.lhs_dilation)))] = 0
             continue
         tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
         width = (n - 1) * plane + tail
