@@ -335,12 +335,27 @@ def test_extreme_options_cost_bounded_memory_and_match_the_reference(warm, confi
     assert max(peak_y, peak_g) <= LIMIT + 8 * arrays + 2**20, (peak_y, peak_g, arrays)
 
 
+def test_all_finite_reads_a_flipped_transposed_filter_view_in_memory_order():
+    """A dX pass's filters are a flipped, transposed view of the caller's: the finiteness
+    check reads them as the contiguous array they are (a 0-d array stays as it is)."""
+    from convgrad.algorithms._dtypes import all_finite, memory_order
+
+    w = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    view = w[None].transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    ordered = memory_order(view)
+    assert ordered.flags.c_contiguous and np.shares_memory(ordered, w)
+    assert sorted(ordered.ravel()) == sorted(view.ravel())
+    assert memory_order(np.array(1.0)).shape == () and all_finite(np.array(1.0))
+    w[1, 2, 3, 4] = np.nan
+    assert not all_finite(view) and all_finite(view[..., 1:, :])
+
+
 @pytest.mark.parametrize("shape", [(5000,), (700, 3), (2, 3, 40, 41), (1, 3000), (3, 1, 2000)])
 def test_all_finite_answers_in_small_blocks(shape):
     from convgrad.algorithms._dtypes import all_finite
 
     a = np.zeros(shape)
-    views = (a, a.swapaxes(0, -1), a[..., ::-1])
+    views = (a, a.swapaxes(0, -1), a[..., ::-1], a.T[::-1])
     assert all(all_finite(v, block=64) for v in views)
     for index in (0, a.size // 2, a.size - 1):
         for value in (np.nan, np.inf, -np.inf):
