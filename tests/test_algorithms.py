@@ -362,6 +362,62 @@ def test_blocked_dw_reads_rows_in_place_or_copies_them_alike(
     np.testing.assert_allclose(got32, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
+def _unsplit_dw_sweep():
+    """Weight-gradient correlations with no rhs dilation (blocked_dw's unsplit planes):
+    1-D to 3-D, uneven, large and negative padding, window strides (a dilated layer's),
+    lhs dilation, three images (runs read past a row into the next image's)."""
+    cases = []
+    for nd, lo, hi, ws, ld in [
+        (1, 2, 1, 1, 1), (1, 0, 3, 2, 1), (2, 1, 1, 1, 1), (2, 2, 0, 1, 1), (2, 3, 3, 2, 1),
+        (2, -1, 2, 1, 1), (2, 1, 2, 1, 2), (3, 1, 1, 1, 1), (3, 0, 2, 1, 1),
+    ]:  # fmt: skip
+        spatial = (5, 7, 9)[3 - nd :]
+        corr = Correlation((ws,) * nd, ((lo, hi),) * nd, (ld,) * nd, (1,) * nd)
+        taps = (2, 3, 2)[3 - nd :]
+        padded = [(s - 1) * ld + 1 + lo + hi for s in spatial]
+        kernel = tuple(p - (t - 1) * ws for p, t in zip(padded, taps))
+        cases.append(((1, 3, 2, *spatial), (1, 4, 2, *kernel), corr))
+    return cases
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+@pytest.mark.parametrize("lhs_shape, rhs_shape, corr", _unsplit_dw_sweep())
+def test_blocked_dw_rows_share_padding_and_read_only_what_is_laid_out(
+    monkeypatch, in_place, lhs_shape, rhs_shape, corr
+):
+    """blocked_dw's unsplit planes: a row's high padding is the next row's low padding,
+    reads past the last image land on zeroed overhang. Workspaces are handed out full of
+    NaN and gemm (the fallback for non-finite sums) is off, so a read of anything not
+    laid out fails."""
+    from convgrad.algorithms import blocked_dw, gemm
+
+    def poisoned(slot, size, dtype):
+        return np.full(size, np.nan, dtype=dtype)
+
+    def no_fallback(*args):
+        raise AssertionError("blocked_dw fell back to gemm")
+
+    rng = np.random.default_rng(sum(lhs_shape) + sum(rhs_shape))
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    expected = direct_correlation(lhs, rhs, corr)
+    monkeypatch.setattr(blocked_dw, "scratch", poisoned)
+    monkeypatch.setattr(gemm, "run", no_fallback)
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_COLUMNS", 1000 if in_place else 0)
+    monkeypatch.setattr(blocked_dw, "IN_PLACE_DEPTH", 1)
+    got = blocked_dw.run(lhs, rhs, corr, 2**28)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def test_blocked_dw_grid_shares_padding():
+    """The 3-D benchmark layer's weight gradient (16 x 28 x 28, padding 1) lays out
+    17 x 29 x 29 planes, not 18 x 30 x 30: its runs cover 7 % fewer grid positions."""
+    from convgrad.algorithms import blocked_dw
+
+    corr = Correlation((1,) * 3, ((1, 1),) * 3, (1,) * 3, (1,) * 3)
+    q, _, _ = blocked_dw._phases((1, 32, 2, 16, 28, 28), (1, 32, 2, 16, 28, 28), corr)
+    assert q == (17, 29, 29)
+
+
 @pytest.mark.parametrize("stack_below", [0, 1000])  # every phase per tap / stacked
 @pytest.mark.parametrize("most_bytes", [2**22, 6000])  # one block / many blocks of columns
 @pytest.mark.parametrize(

@@ -270,6 +270,8 @@ def _phases(lhs_shape, rhs_shape, corr: Correlation):
 def _memoised_phases(lhs_shape, rhs_shape, corr: Correlation):
     padded = padded_shape(lhs_shape[3:], corr)
     grid = tuple(-(-p // r) for p, r in zip(padded, corr.rhs_dilation))
+    if all(r == 1 for r in corr.rhs_dilation):  # unsplit: rows share their padding
+        grid = _shared_grid(lhs_shape, rhs_shape, corr)
     flat = flat_strides(grid)
     index: dict = {}
     taps = []
@@ -281,6 +283,28 @@ def _memoised_phases(lhs_shape, rhs_shape, corr: Correlation):
         shift = sum(x // r * f for x, r, f in zip(at, corr.rhs_dilation, flat))
         taps.append((index.setdefault(phase, len(index)), shift))
     return grid, tuple(index), tuple(taps)
+
+
+def _shared_grid(lhs_shape, rhs_shape, corr: Correlation) -> tuple[int, ...]:
+    """The unsplit planes' grid: a row's high padding is the next row's low padding (a
+    read past a row's end wraps to the next row's start, which is low padding; past the
+    last image, the zeros of ``_overhang``), so each dim holds its samples, its larger
+    padding, and the rhs (the 3-D benchmark layer's 18 x 30 x 30 planes: 17 x 29 x 29).
+    Dims with negative padding keep the whole padded extent."""
+    padded = padded_shape(lhs_shape[3:], corr)
+    grid = []
+    for p, s, ld, (lo, hi), k in zip(
+        padded, lhs_shape[3:], corr.lhs_dilation, corr.padding, rhs_shape[3:]
+    ):
+        shared = (s - 1) * ld + 1 + max(lo, hi)
+        grid.append(max(shared, k) if lo >= 0 and hi >= 0 and s > 0 else p)
+    return tuple(grid)
+
+
+def _overhang(q, taps, depth: int) -> int:
+    """Zeros the planes need past the last image's grid: the furthest any tap's run reads
+    beyond it (the high padding the shared grid's last row leaves out)."""
+    return max(0, max((shift for _, shift in taps), default=0) + depth - prod(q))
 
 
 def _split_bytes(lhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -333,7 +357,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     # row (b, t) of a block of columns is the run of planes[b, phase_t] from shift_t + k0
     tap_starts = np.array([phase * qplane + shift for phase, shift in taps], dtype=np.int64)
     starts = (np.arange(b, dtype=np.int64)[:, None] * (phases * qplane) + tap_starts).ravel()
-    shape = _Shape(g, b, o, kernel, q, phase_list, padded, depth, block, in_place, compute)
+    overhang = _overhang(q, taps, depth)
+    shape = _Shape(
+        g, b, o, kernel, q, phase_list, padded, depth, block, in_place, compute, overhang
+    )
     pairs = [(gi, ci) for gi in range(g) for ci in range(c)]
     units = [(r0, r1, pairs[j::jobs]) for r0, r1 in rows for j in range(jobs)]
 
@@ -392,16 +419,18 @@ class _Shape(NamedTuple):
     block: int  # grid positions per block of columns
     in_place: bool  # the products read the rows in place (``_reads_in_place``)
     compute: np.dtype
+    overhang: int  # zeros past the last image's planes (``_overhang``)
 
 
 def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np.ndarray:
     """acc (G, B*T, O): the products of the (group, lhs channel) ``pairs``, on this
     thread's own workspaces."""
-    g, b, o, kernel, q, phases, padded, depth, block, in_place, compute = shape
+    g, b, o, kernel, q, phases, padded, depth, block, in_place, compute, overhang = shape
     qplane, m = prod(q), starts.shape[0]
     size = b * len(phases) * qplane
-    planes = scratch("blocked_dw-planes", size + 16, compute)[:size]
-    planes = planes.reshape(b, len(phases), qplane)
+    flat_planes = scratch("blocked_dw-planes", size + overhang + 16, compute)[: size + overhang]
+    flat_planes[size:] = 0
+    planes = flat_planes[:size].reshape(b, len(phases), qplane)
     grid = scratch("blocked_dw-grid", o * qplane + 16, compute)[: o * qplane].reshape(o, qplane)
     grid[...] = 0
     split = any(r > 1 for r in corr.rhs_dilation)
@@ -419,7 +448,6 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
                 dst[...] = 0
             moves.append((dst[(slice(None), *(slice(0, n) for n in src.shape[1:]))], src))
     on_samples = tuple(slice(0, k) for k in kernel)
-    flat_planes = planes.reshape(-1)
     acc = np.zeros((g, m, o), dtype=compute)
     if in_place:
         dots, zero = _dots(), compute.type(0)
@@ -431,7 +459,7 @@ def _accumulate(lhs, rhs, corr: Correlation, shape: _Shape, starts, pairs) -> np
     for gi, ci in pairs:
         part = lhs[gi : gi + 1, :, ci : ci + 1].astype(compute, copy=False)
         if not split:
-            dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *padded))
+            dilate_and_pad_into(part, corr, planes.reshape(1, b, 1, *q))
         elif direct:
             for k, phase in enumerate(phases):
                 dst = planes[:, k].reshape(b, *q)
