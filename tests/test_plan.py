@@ -27,6 +27,37 @@ def test_cost_model_prefers_no_inserted_zeros_for_strided_input_grad():
     assert _plan.choose((1, 8, 128, 14, 14), (1, 128, 128, 3, 3), corr, 4) == "phase"
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, options, expected",
+    [  # many input and output channels: blocked_dw's (B*T, O) sums per image outweigh
+        # gemm's column copy (measured on two threads: 3x3-14 gemm 5.8-6.2 ms, blocked_dw
+        # 6.1-7.1; dilated gemm 10.6-11.6, blocked_dw 11.6-12.1)
+        ((8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "gemm"),
+        ((4, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2), "gemm"),
+        # few channels, long runs: blocked_dw reads them in place (conv3d 3.8-4.3 ms, gemm
+        # 10.7-13.7; 3x3-56 4.9-5.4, gemm 9.1-9.6)
+        ((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1), "blocked_dw"),
+        ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "blocked_dw"),
+    ],
+)
+def test_weight_gradients_go_where_they_were_measured_fastest(x_shape, w_shape, options, expected):
+    """The benchmark's dense weight gradients, planned for two threads."""
+    from convgrad._rules import weight_grad
+    from convgrad._runner import operand
+    from convgrad._spec import conv_spec
+
+    spec = conv_spec(x_shape, w_shape, **options)
+    step = weight_grad(spec)
+    arrays = {
+        "x": np.empty(x_shape, np.float32),
+        "grad_output": np.empty((x_shape[0], w_shape[0], *spec.out_spatial), np.float32),
+    }
+    lhs = operand(step, step.lhs, arrays[step.lhs.source])
+    rhs = operand(step, step.rhs, arrays[step.rhs.source])
+    est = _plan.estimates(lhs.shape, rhs.shape, step.corr, 4, threads=2, limit=2**28)
+    assert min(est, key=est.get) == expected
+
+
 def test_counts_take_the_cores_and_the_limit_as_inputs(monkeypatch):
     """Every algorithm's counts() depends on the machine only through its ``cores`` and
     ``limit`` arguments: the same with the process's core count replaced everywhere, and

@@ -101,11 +101,11 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     g, b, c = lhs_shape[:3]
     o = rhs_shape[1]
     q, phases, _ = _phases(lhs_shape, rhs_shape, corr)
-    grid = prod(q)
+    grid, depth = prod(q), _depth(rhs_shape, q)  # each run: the depth, not the whole grid
     split = _split_bytes(lhs_shape, corr, itemsize)
     m = b * prod(corr.output_spatial(lhs_shape[3:], rhs_shape[3:]))
-    in_place = _reads_in_place(o, _depth(rhs_shape, q))
-    columns = g * c * m * grid * itemsize
+    in_place = _reads_in_place(o, depth)
+    columns = g * c * m * depth * itemsize
     # the columns are copied within the cache (about twice the rate of a copy through
     # memory) and read by BLAS from there; measured: while all the columns would fit in
     # SMALL_COLUMNS bytes anyway, blocking buys nothing and only adds calls. Read in place,
@@ -113,14 +113,19 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     columns = columns // 2 if columns > SMALL_COLUMNS else 2 * columns
     columns = 0 if in_place else columns
     planes = g * c * 2 * ((b * len(phases) + o) * grid * itemsize + split)
+    # each pair's (B*T, O) products are added into its job's sums: written by BLAS, then
+    # read and the sums read and written (read and written in place by the compiled dots)
+    sums = g * c * (2 if in_place else 4) * m * o * itemsize
     # jobs: (group, channel) pairs, and parts of the rows (b, t) where the pairs are fewer
     # than the cores
     calls = _pair_calls(grid, len(phases), any(r > 1 for r in corr.rhs_dilation), in_place)
-    jobs = g * c * _row_parts(g * c, g * c, m, 2.0 * g * c * m * o * grid, calls, 1 << 30)
+    jobs = g * c * _row_parts(g * c, g * c, m, 2.0 * g * c * m * o * depth, calls, 1 << 30)
     return Counts(
-        2.0 * g * c * m * o * grid,
+        2.0 * g * c * m * o * depth,
         min(m, o, BLOCK),
-        bytes=(planes + columns) / _parallel.cores_for(g * c, cores),  # each job copies its own
+        # each job its own; then, on the caller, the jobs' sums added, checked, copied out
+        bytes=(planes + columns + sums) / _parallel.cores_for(g * c, cores)
+        + (min(cores, g * c) + 2) * 2 * g * m * o * itemsize,
         calls=g * c * calls + 10,
         jobs=jobs,
     )
