@@ -225,10 +225,11 @@ def choose(
 
 # the least estimated speedup two passes side by side must bring: two passes at once
 # contend for the caches and memory as one pass's jobs do. Fitted on two cores, where the
-# estimates put the 1-D and 2-D transposed backwards at 1.140 (measured side by side:
-# 12-15 % and 7 % faster), a 1x1 layer's at 1.144 (1-3 % slower) and the dense 3x3,
-# depthwise and grouped ones at 0.91-1.05 (6-24 % slower)
-SIDE_BY_SIDE_GAIN = 1.13
+# estimates put the 1-D and 2-D transposed backwards at 1.12 (measured side by side:
+# 12-15 % and 7 % faster; conv1d's at 1.14: 4-10 % faster), a 1x1 layer's at 1.14 (1-3 %
+# slower), the strided and dense 3x3 ones at 1.01-1.06 (9-12 % slower for 3x3-56) and the
+# depthwise and grouped ones at 0.91-0.95 (6-24 % slower)
+SIDE_BY_SIDE_GAIN = 1.10
 
 
 def side_by_side(passes, itemsize: int, threads: int | None = None, limit: int | None = None):
