@@ -249,13 +249,11 @@ def side_by_side(passes, itemsize: int, threads: int | None = None, limit: int |
 
 @functools.lru_cache(maxsize=1024)
 def _side_by_side(passes: tuple, itemsize: int, threads: int, limit: int):
-    def on(share: int, part_limit: int):  # each pass's estimated seconds on ``share`` threads
-        return [_pass_seconds(p, itemsize, share, part_limit) for p in passes]
-
-    one_after_other = sum(on(threads, limit))
+    one_after_other = sum(_pass_seconds(p, itemsize, threads, limit) for p in passes)
     best, shares = None, None
     for first in {threads // 2, max(1, threads // 4), threads - max(1, threads // 4)}:
-        a, b = on(first, limit // 2)[0], on(threads - first, limit // 2)[1]
+        a = _pass_seconds(passes[0], itemsize, first, limit // 2)
+        b = _pass_seconds(passes[1], itemsize, threads - first, limit // 2)
         if best is None or max(a, b) < best:
             best, shares = max(a, b), (first, threads - first)
     return shares if best * SIDE_BY_SIDE_GAIN < one_after_other else None
