@@ -273,10 +273,11 @@ def _phases(lhs_shape, rhs_shape, corr: Correlation):
 
 @functools.lru_cache(maxsize=256)
 def _memoised_phases(lhs_shape, rhs_shape, corr: Correlation):
-    padded = padded_shape(lhs_shape[3:], corr)
-    grid = tuple(-(-p // r) for p, r in zip(padded, corr.rhs_dilation))
     if all(r == 1 for r in corr.rhs_dilation):  # unsplit: rows share their padding
         grid = _shared_grid(lhs_shape, rhs_shape, corr)
+    else:
+        padded = padded_shape(lhs_shape[3:], corr)
+        grid = tuple(-(-p // r) for p, r in zip(padded, corr.rhs_dilation))
     flat = flat_strides(grid)
     index: dict = {}
     taps = []
