@@ -1,4 +1,4 @@
-"""The raw BLAS wrapper: offsets, leading dimensions, beta and trans_b against NumPy, on
+"""The raw BLAS wrapper: offsets, leading dimensions, beta, trans_a and trans_b against NumPy, on
 both back ends (NumPy's own OpenBLAS via CBLAS, SciPy's Fortran capsule), and bounds."""
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def test_gemm_offsets_ld_beta_and_transpose(backend, dtype):
     np.testing.assert_allclose(_view(c, 3, m, n, 9), want, atol=tol)
     _blas.gemm(a, 0, 6, b, 2, 8, c, 3, 9, m, n, k, 0.0, trans_b=True)
     want = _view(a, 0, m, k, 6) @ _view(b, 2, n, k, 8).T
+    np.testing.assert_allclose(_view(c, 3, m, n, 9), want, atol=tol)
+    before = _view(c, 3, m, n, 9).copy()  # A read transposed: A[k, m], beta 1
+    _blas.gemm(a, 7, 10, b, 2, 8, c, 3, 9, m, n, k, 1.0, trans_a=True)
+    want = _view(a, 7, k, m, 10).T @ _view(b, 2, k, n, 8) + before
+    np.testing.assert_allclose(_view(c, 3, m, n, 9), want, atol=tol)
+    _blas.gemm(a, 1, 6, b, 0, 5, c, 3, 9, m, n, k, 0.0, trans_a=True, trans_b=True)
+    want = _view(a, 1, k, m, 6).T @ _view(b, 0, n, k, 5).T
     np.testing.assert_allclose(_view(c, 3, m, n, 9), want, atol=tol)
     # prepared buffers: the same call, the same result
     ba, bb, bc = _blas.buffer(a), _blas.buffer(b), _blas.buffer(c)

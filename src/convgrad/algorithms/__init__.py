@@ -16,6 +16,7 @@ from . import (
     phase,
     winograd,
     winograd4,
+    winograd_dw,
 )
 
 REGISTRY = {
@@ -29,6 +30,7 @@ REGISTRY = {
         direct,
         winograd,
         winograd4,
+        winograd_dw,
         fft,
     )
 }

@@ -2,10 +2,11 @@
 leading dimensions and ``beta`` that ``np.matmul`` cannot express, so shifted views of one padded buffer
 feed the GEMM without any copy and products accumulate in place.
 
-``gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False)``
-computes, in row-major terms, ``C[m, n] = A[m, k] @ B[k, n] (+ beta C)`` where each matrix
-lives in a flat contiguous array at an element offset with a row stride (``B`` read as
-``B[n, k]`` transposed when ``trans_b``). Every access is bounds-checked before the call.
+``gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False,
+trans_a=False)`` computes, in row-major terms, ``C[m, n] = A[m, k] @ B[k, n] (+ beta C)``
+where each matrix lives in a flat contiguous array at an element offset with a row
+stride (``B`` read as ``B[n, k]`` transposed when ``trans_b``, ``A`` as ``A[k, m]`` when
+``trans_a``). Every access is bounds-checked before the call.
 ``a``, ``b`` and ``c`` may be ``buffer(array)``: an array's size and address read once,
 for the many calls of a loop (a call then costs about 2 us of Python, not 6).
 """
@@ -125,8 +126,8 @@ def _check(size: int, offset: int, rows: int, cols: int, ld: int, label: str) ->
         raise IndexError(f"BLAS operand {label} out of bounds: {offset}..{last} of {size}")
 
 
-def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False):
-    """Row-major C[m, n] = A[m, k] @ op(B) + beta * C on flat contiguous buffers (arrays,
+def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=False, trans_a=False):
+    """Row-major C[m, n] = op(A) @ op(B) + beta * C on flat contiguous buffers (arrays,
     or ``buffer``s of them)."""
     if m <= 0 or n <= 0:
         return
@@ -134,7 +135,10 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
     b = b if type(b) is Buffer else buffer(b)
     c = c if type(c) is Buffer else buffer(c)
     # a single row may have any stride; BLAS still wants ld >= its row length
-    lda = max(lda, k) if m == 1 else lda
+    if trans_a:
+        lda = max(lda, m) if k == 1 else lda
+    else:
+        lda = max(lda, k) if m == 1 else lda
     ldc = max(ldc, n) if m == 1 else ldc
     if trans_b:
         ldb = max(ldb, k) if n == 1 else ldb
@@ -142,7 +146,10 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
         ldb = max(ldb, n) if k == 1 else ldb
     if not (a.char == b.char == c.char and c.array.flags.writeable):
         raise ValueError("BLAS operands: one dtype, and a writeable C")
-    _check(a.size, a_off, m, k, lda, "A")
+    if trans_a:
+        _check(a.size, a_off, k, m, lda, "A")
+    else:
+        _check(a.size, a_off, m, k, lda, "A")
     if trans_b:
         _check(b.size, b_off, n, k, ldb, "B")
     else:
@@ -153,14 +160,15 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
     pa, pb, pc = a.address + a_off * isz, b.address + b_off * isz, c.address + c_off * isz
     if kind == "cblas":
         trans = TRANS if trans_b else NO_TRANS
-        func(ROW_MAJOR, NO_TRANS, trans, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+        trans_a_ = TRANS if trans_a else NO_TRANS
+        func(ROW_MAJOR, trans_a_, trans, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
         return
     scalar = ctypes.c_float if c.char == "f" else ctypes.c_double
     one, beta_ = scalar(1.0), scalar(beta)
     # column-major: C^T[n, m] = op(B)^T[n, k] @ A^T[k, m]
     func(
         b"T" if trans_b else b"N",
-        b"N",
+        b"T" if trans_a else b"N",
         ctypes.byref(ctypes.c_int(n)),
         ctypes.byref(ctypes.c_int(m)),
         ctypes.byref(ctypes.c_int(k)),
