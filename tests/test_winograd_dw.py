@@ -154,3 +154,28 @@ def test_workspace_limit_below_one_row_goes_to_gemm(monkeypatch):
     got = correlate(lhs, rhs, corr, algorithm="winograd_dw", workspace_limit=64)
     np.testing.assert_allclose(got, direct_correlation(lhs, rhs, corr), rtol=1e-10, atol=1e-10)
     assert calls == [1]
+
+
+def test_jobs_fill_the_cores_up_to_the_rows_and_their_sums_share():
+    """Under simulate(16) and simulate(64) the rows (channel, phase, chunk row) form one
+    job per core where they are enough, and counts() says so; each job's sums count
+    against SUMS_SHARE of the limit, which caps them; the results match one thread's."""
+    from conftest import assert_close
+
+    lhs, rhs, corr = _operands((2, 8, 30, 30), (8, 8, 3, 3), dict(padding=1), np.float32)
+    expected = direct_correlation(lhs, rhs, corr)
+    with _process.jobs.simulate(1):
+        one = correlate(lhs, rhs, corr, algorithm="winograd_dw")
+    rows = 2 * 15  # images x chunk rows (30 outputs: 15 chunks of two)
+    for cores, limit in ((16, 2**28), (64, 2**28), (64, 2**20)):
+        est = winograd_dw.counts(lhs.shape, rhs.shape, corr, 4, cores=cores, limit=limit)
+        cap = min(cores, rows)
+        if limit == 2**20:  # 16 points x 8 x 8 sums of 4 bytes each, and their planes
+            assert est.jobs < cap
+        else:
+            assert est.jobs == cap
+        with _process.jobs.simulate(cores) as busy:
+            got = correlate(lhs, rhs, corr, algorithm="winograd_dw", workspace_limit=limit)
+        assert busy[0] == est.jobs
+        assert_close(got, one, np.float32)
+        assert_close(got, expected, np.float32)

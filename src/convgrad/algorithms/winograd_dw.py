@@ -45,6 +45,7 @@ MIXES_TAPS = True  # the transforms mix every tap of a tile (see _primitive.only
 OUTPUTS = 3  # outputs per axis: the weight gradient of a 3-tap filter
 MAX_PHASES = 64  # phases of the window stride (the layer's dilation) per call
 BLOCK_BYTES = 8 * 2**20  # a job's block of V and U (GEMMs read it from cache)
+SUMS_SHARE = 0.25  # of the workspace limit, for the jobs' sums at most (see _jobs)
 TILE_PASSES = 6  # passes over the tiles the cost model counts (see counts)
 MIN_DEPTH = 256  # contraction columns per block where the limit allows (shorter: slow GEMMs)
 
@@ -213,14 +214,27 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
 
 
 def _fixed_bytes(geom: _Geometry, lhs_shape, rhs_shape, itemsize: int, jobs: int) -> int:
-    """Bytes besides the blocks: each job's sums (G, points, O, B) and laid-out plane and
-    tile row, and the caller's slots of the jobs' results (jobs, G, O*B, 3^d)."""
+    """Bytes besides the blocks: the jobs' sums (jobs, G, points, O, B) and laid-out planes
+    and tile rows, and the output transform's totals of one group (points, O*B)."""
     g, b = lhs_shape[:2]
     o = rhs_shape[1]
     span = (geom.chunks[1] - 1) * geom.step[1] + 4
     lines = (geom.chunks[0] - 1) * geom.step[0] + 4
     per_job = g * geom.points * o * b + (lines + 4) * span * max(b, o)
-    return (jobs * per_job + jobs * g * o * b * OUTPUTS ** (len(lhs_shape) - 3)) * itemsize
+    return (jobs * per_job + geom.points * o * b) * itemsize
+
+
+def _jobs(geom: _Geometry, lhs_shape, rhs_shape, itemsize: int, cores: int, limit: int) -> int:
+    """Jobs (ranges of rows): one per core, as many as the rows, and as many as keep their
+    sums within SUMS_SHARE of the limit (each job's (G, points, O, B) sums are added by
+    the output transform: 16 jobs of a 256-channel layer's 4 MiB each under the default
+    limit)."""
+    jobs = max(1, min(cores, geom.rows))
+    while (
+        jobs > 1 and _fixed_bytes(geom, lhs_shape, rhs_shape, itemsize, jobs) > limit * SUMS_SHARE
+    ):
+        jobs -= 1
+    return jobs
 
 
 def _block_bytes(geom: _Geometry, b: int, o: int, itemsize: int, rows: int) -> int:
@@ -244,7 +258,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     geom = _Geometry(lhs_shape, rhs_shape, corr)
     g, b = lhs_shape[:2]
     o = rhs_shape[1]
-    jobs = min(cores, geom.rows)
+    jobs = _jobs(geom, lhs_shape, rhs_shape, itemsize, cores, limit)
     depth = geom.depth
     gemm = 2.0 * g * geom.points * b * o * depth
     # the tiles: each side's transformed values, written by the compiled loop, then read
@@ -277,9 +291,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return gemm.run(lhs, rhs, corr, workspace_limit)
     geom = _Geometry(lhs.shape, rhs.shape, corr)
     isz = compute.itemsize
-    jobs = _parallel.workers(geom.rows)
-    while jobs > 1 and _fixed_bytes(geom, lhs.shape, rhs.shape, isz, jobs) > workspace_limit:
-        jobs -= 1
+    jobs = _jobs(geom, lhs.shape, rhs.shape, isz, _parallel.workers(geom.rows), workspace_limit)
     fixed = _fixed_bytes(geom, lhs.shape, rhs.shape, isz, jobs)
     share = (workspace_limit - fixed) // jobs
     block = min(geom.rows, _block_rows(geom, b, o, isz, min(BLOCK_BYTES, share)))
@@ -296,11 +308,16 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     ranges = split_range(geom.rows, jobs)
     width = geom.chunks[1]
 
-    def job(index, rows):
-        r_start, r_stop = rows
-        acc = scratch("winograd_dw-sums", g * geom.points * o * b, compute)
-        vu = scratch("winograd_dw-tiles", geom.points * (b + o) * block * width, compute)
-        v, u = vu[: geom.points * b * block * width], vu[geom.points * b * block * width :]
+    points, outputs = geom.points, np.kron(geom.at[0], geom.at[1]).astype(compute)
+    # the jobs' sums (G, points, O, B) each, in the caller's workspace
+    sums = scratch("winograd_dw-sums", jobs * g * points * o * b, compute)
+    sums = sums.reshape(jobs, g, points, o * b)
+
+    def accumulate(index: int) -> None:  # the points' GEMMs over this job's rows
+        r_start, r_stop = ranges[index]
+        acc = _blas.buffer(sums[index].reshape(-1))
+        vu = scratch("winograd_dw-tiles", points * (b + o) * block * width, compute)
+        v, u = vu[: points * b * block * width], vu[points * b * block * width :]
         for gi in range(g):
             for r0 in range(r_start, r_stop, block):
                 r1 = min(r_stop, r0 + block)
@@ -309,37 +326,35 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
                     flat, strides = flat_view(read_only(_squeezed(array[gi], nd)), False)
                     span = (width - 1) * 2 + mx.shape[1]
                     tmp = np.empty((my.shape[0], span, rows_n), compute)
-                    plane = np.empty(
-                        ((geom.chunks[0] - 1) * geom.step[0] + my.shape[1], span, rows_n), compute
-                    )
+                    lines = (geom.chunks[0] - 1) * geom.step[0] + my.shape[1]
+                    plane = np.empty((lines, span, rows_n), compute)
                     kernel(flat, strides, params, r0, r1, my, mx,
-                           dst[: geom.points * rows_n * depth], tmp, plane)  # fmt: skip
-                for pt in range(geom.points):  # sums[pt] (O, B) += U[pt]^T @ V[pt]
+                           dst[: points * rows_n * depth], tmp, plane)  # fmt: skip
+                for pt in range(points):  # sums[pt] (O, B) += U[pt]^T @ V[pt]
                     _blas.gemm(
                         u, pt * o * depth, o, v, pt * b * depth, b,
-                        acc, (gi * geom.points + pt) * o * b, b,
+                        acc, (gi * points + pt) * o * b, b,
                         o, b, depth, 0.0 if r0 == r_start else 1.0, trans_a=True,
                     )  # fmt: skip
-        # this job's share of out[g, o, b, (ty, tx)]: the sum over the points (ey, ex) of
-        # A^T_y[ty, ey] A^T_x[tx, ex] acc[g, (ey, ex), o, b], one GEMM per group, in the
-        # weight's (O, B) order, into its slot of the caller's workspace
-        for gi in range(g):
-            sums = acc[gi * geom.points * o * b : (gi + 1) * geom.points * o * b]
-            with np.errstate(all="ignore"):  # inf/NaN go to gemm below, silently
-                np.matmul(sums.reshape(geom.points, o * b).T, outputs.T, out=parts[index, gi])
 
-    outputs = np.kron(geom.at[0], geom.at[1]).astype(compute)  # (3^nd, points)
-    parts = scratch("winograd_dw-parts", len(ranges) * g * o * b * outputs.shape[0], compute)
-    parts = parts.reshape(len(ranges), g, o * b, outputs.shape[0])
-    _parallel.run_jobs(lambda unit: job(*unit), list(enumerate(ranges)))
-    out = np.empty(parts.shape[1:], dtype=compute)
-    with np.errstate(all="ignore"):
-        if len(ranges) == 1:
-            np.copyto(out, parts[0])
-        else:
-            np.add(parts[0], parts[1], out=out)
-        for part in parts[2:]:  # in job order, whatever finished first
-            out += part
+    out = np.empty((g, o * b, outputs.shape[0]), dtype=compute)
+
+    def transform(columns: tuple[int, int]) -> None:
+        """out[g, (o, b), (ty, tx)] for the columns (o, b) given: the jobs' sums added in
+        job order, then A^T_y[ty, ey] A^T_x[tx, ex] summed over the points (ey, ex), one
+        GEMM per group, in the weight's (O, B) order."""
+        c0, c1 = columns
+        total = scratch("winograd_dw-total", points * (c1 - c0), compute)
+        total = total.reshape(points, c1 - c0)
+        with np.errstate(all="ignore"):  # an inf or NaN goes to gemm below, silently
+            for gi in range(g):
+                np.copyto(total, sums[0, gi, :, c0:c1])
+                for j in range(1, jobs):
+                    total += sums[j, gi, :, c0:c1]
+                np.matmul(total.T, outputs.T, out=out[gi, c0:c1])
+
+    _parallel.run_jobs(accumulate, range(jobs))
+    _parallel.run_jobs(transform, split_range(o * b, _parallel.workers(o * b // 256 + 1)))
     if not np.isfinite(out).all():  # an inf or NaN spread across tiles: redo by gemm
         return gemm.run(lhs, rhs, corr, workspace_limit)
     out = out.reshape(g, o, b, *(OUTPUTS,) * nd).astype(dtype, copy=False)
