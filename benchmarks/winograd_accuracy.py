@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/winograd_accuracy.py          # markdown table
     PYTHONPATH=src python benchmarks/winograd_accuracy.py --seeds 5
+    PYTHONPATH=src python benchmarks/winograd_accuracy.py --weights   # weight gradients
 
 Forward passes of 3-tap (3x3, 3x3x3) layers with 'same' padding on standard normal
 float32 data: the benchmark shapes and larger channel counts. The error is the largest
@@ -10,7 +11,9 @@ algorithm) divided by max(1, its largest magnitude): the measure of the library'
 float32 tolerance (2e-5). Each cell is the worst over ``--seeds`` seeds. ``gemm`` in
 float32 is the baseline (plain dot products); ``winograd`` and ``winograd4`` run their
 registered tiles; the last column runs the next larger tile, which no algorithm uses:
-F(6, 3) in 1-D, F(6x6, 3x3) in 2-D, F(4x4x4, 3x3x3) in 3-D.
+F(6, 3) in 1-D, F(6x6, 3x3) in 2-D, F(4x4x4, 3x3x3) in 3-D. ``--weights``: the same
+layers' weight gradients (1-D and 2-D) by ``gemm``, ``blocked_dw`` and ``winograd_dw``
+(F(3, 2) per axis), against ``gemm``'s in float64.
 """
 
 from __future__ import annotations
@@ -53,21 +56,40 @@ def error(x, w, algorithm: str) -> float:
     return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
 
 
+WEIGHT_ALGORITHMS = ("gemm", "blocked_dw", "winograd_dw")
+
+
+def weight_error(x, dy, w_shape, algorithm: str) -> float:
+    """The same measure for the weight gradient of x with output gradient dy."""
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    expected = cg.conv_weight_grad(x64, dy64, w_shape, padding=1, algorithm="gemm")
+    got = cg.conv_weight_grad(x, dy, w_shape, padding=1, algorithm=algorithm)
+    return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--weights", action="store_true", help="weight gradients instead")
     args = parser.parse_args(argv)
-    print("| layer | " + " | ".join(f"`{a}`" for a in ALGORITHMS) + " |")
-    print("|---|" + "---:|" * len(ALGORITHMS))
+    algorithms = WEIGHT_ALGORITHMS if args.weights else ALGORITHMS
+    print("| layer | " + " | ".join(f"`{a}`" for a in algorithms) + " |")
+    print("|---|" + "---:|" * len(algorithms))
     for label, x_shape, w_shape in SHAPES:
-        worst = dict.fromkeys(ALGORITHMS, 0.0)
+        if args.weights and len(x_shape) > 4:
+            continue  # winograd_dw: 1-D and 2-D
+        worst = dict.fromkeys(algorithms, 0.0)
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             x = rng.standard_normal(x_shape, dtype=np.float32)
             w = rng.standard_normal(w_shape, dtype=np.float32)
-            for a in ALGORITHMS:
-                worst[a] = max(worst[a], error(x, w, a))
-        print(f"| {label} | " + " | ".join(f"{worst[a]:.1e}" for a in ALGORITHMS) + " |")
+            for a in algorithms:
+                if args.weights:
+                    dy = rng.standard_normal((x_shape[0], w_shape[0], *x_shape[2:]), np.float32)
+                    worst[a] = max(worst[a], weight_error(x, dy, w_shape, a))
+                else:
+                    worst[a] = max(worst[a], error(x, w, a))
+        print(f"| {label} | " + " | ".join(f"{worst[a]:.1e}" for a in algorithms) + " |")
     return 0
 
 

@@ -154,7 +154,7 @@ _DOC_PARTS = {
         (time the candidates once per shape and cache the fastest), or one algorithm by
         name: ``'gemm'``, ``'implicit'``, ``'implicit_dw'``, ``'blocked_dw'``,
         ``'phase'``, ``'direct'``, ``'winograd'``, ``'winograd4'``,
-        ``'fft'`` (``'auto'`` is used for a pass the named one does not support).
+        ``'winograd_dw'``, ``'fft'`` (``'auto'`` is used for a pass the named one does not support).
     workspace_limit : int or None, default None
         Keyword only. Bytes of scratch memory one pass may use (large passes are chunked
         to fit); None takes the limit in force (:func:`get_workspace_limit`).""",
