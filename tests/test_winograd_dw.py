@@ -10,6 +10,7 @@ import pytest
 
 from convgrad import _plan, _process, _rules
 from convgrad._primitive import correlate
+from convgrad._rules import Correlation
 from convgrad._spec import conv_spec
 from convgrad.algorithms import gemm, winograd_dw
 from convgrad.algorithms._winograd_tiles import cook_toom
@@ -179,3 +180,26 @@ def test_jobs_fill_the_cores_up_to_the_rows_and_their_sums_share():
         assert busy[0] == est.jobs
         assert_close(got, one, np.float32)
         assert_close(got, expected, np.float32)
+
+
+RAW = [  # raw correlations with 3 outputs per axis: cropping, uneven strides
+    ((1, 2, 3, 9, 8), (1, 4, 3, 6, 5), Correlation((1, 1), ((-1, 0), (0, -1)), (1, 1), (1, 1))),
+    ((1, 2, 3, 11, 13), (1, 4, 3, 6, 9), Correlation((3, 2), ((-1, 3), (2, -2)), (1, 1), (1, 1))),
+    ((2, 3, 2, 20), (2, 2, 2, 12), Correlation((4,), ((0, 0),), (1,), (1,))),
+    ((1, 2, 2, 4, 4), (1, 3, 2, 2, 2), Correlation((1, 1), ((0, 0), (0, 0)), (1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("case", RAW, ids=[str(c[1]) for c in RAW])
+def test_cropping_and_uneven_window_strides_match_the_definition(case):
+    lhs_shape, rhs_shape, corr = case
+    assert winograd_dw.supports(lhs_shape, rhs_shape, corr)
+    rng = np.random.default_rng(11)
+    lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
+    lhs.flags.writeable = rhs.flags.writeable = False
+    expected = direct_correlation(lhs, rhs, corr)
+    got = correlate(lhs, rhs, corr, algorithm="winograd_dw")
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    got16 = correlate(lhs.astype(np.float16), rhs.astype(np.float16), corr, algorithm="winograd_dw")
+    assert got16.dtype == np.float16
+    np.testing.assert_allclose(got16, expected, atol=5e-3 * max(1, np.abs(expected).max()))
