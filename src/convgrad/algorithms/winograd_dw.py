@@ -14,15 +14,17 @@ rhs[ws*u + p], out[t] = sum_p sum_u P_p[u + t] rhs_p[u]. Cut u into chunks u = 2
     out = A^T [ sum_{c, p, q} (G rhs_p[2q : 2q + 2]) * (B^T P_p[2q : 2q + 4]) ]
 
 (tensor products in 2-D): 16 multiplications per 2x2 chunk instead of 36, 2.25x fewer.
-The sum over (c, p, q) is one GEMM per point, U[pt] (O x T) @ V[pt]^T (T x B), T the
-(c, p, q) chunks. The points are F(2, 3)'s (0, 1, -1 and infinity, from
-``_winograd_tiles.cook_toom``), and so is the float32 error (docs/winograd.md).
+The sum over (c, p, q) is one GEMM per point, U[pt]^T (O x T) @ V[pt] (T x B), T the
+(c, p, q) chunks (both laid out (T, channels)). The points are F(2, 3)'s (0, 1, -1 and
+infinity, from ``_winograd_tiles.cook_toom``), and so is the float32 error
+(docs/winograd.md).
 
 The chunks' rows (c, p, q_y) are split into one range per job; each job transforms
 blocks of its rows (a compiled loop: ``_tiles``) into V and U in its workspace and adds
-their GEMMs into its own (points, O, B) sums, single-threaded. The caller adds the sums
-and applies A^T. An inf or NaN in either operand would spread across tiles: where the
-result is not finite, ``gemm`` computes the correlation instead.
+their GEMMs into its own (points, O, B) sums, single-threaded. A second round of jobs,
+by columns (o, b), adds the jobs' sums in job order and applies A^T, writing the result
+in the weight's (O, B) order. An inf or NaN in either operand would spread across
+tiles: where the result is not finite, ``gemm`` computes the correlation instead.
 """
 
 from __future__ import annotations
