@@ -153,8 +153,8 @@ _DOC_PARTS = {
         Keyword only. ``'auto'`` (the planner's cost model picks), ``'autotune'``
         (time the candidates once per shape and cache the fastest), or one algorithm by
         name: ``'gemm'``, ``'implicit'``, ``'implicit_dw'``, ``'blocked_dw'``,
-        ``'phase'``, ``'direct'``, ``'winograd'``, ``'winograd4'``,
-        ``'winograd_dw'``, ``'fft'`` (``'auto'`` is used for a pass the named one does not support).
+        ``'phase'``, ``'direct'``, ``'winograd'``, ``'winograd4'``, ``'winograd_dw'``,
+        ``'fft'`` (``'auto'`` is used for a pass the named one does not support).
     workspace_limit : int or None, default None
         Keyword only. Bytes of scratch memory one pass may use (large passes are chunked
         to fit); None takes the limit in force (:func:`get_workspace_limit`).""",

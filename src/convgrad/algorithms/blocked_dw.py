@@ -177,9 +177,9 @@ def _dots(numba):
     accumulators, 10 loads a step) accumulate in registers over DEPTH_BLOCK positions
     (the sums vectorised along k: reassociation and FMA contraction only, so inf and NaN
     propagate as in any order); the rows and columns past the blocks take one row or one
-    column at a time. Serial (jobs run it
-    side by side). Measured on one thread, 480 x 64 products over 3200 positions: 172-208
-    GFLOP/s against OpenBLAS's 198-211 on the copied columns."""
+    column at a time. Serial (jobs run it side by side). Measured on one thread, 480 x 64
+    products over 3200 positions: 172-208 GFLOP/s against OpenBLAS's 198-211 on the
+    copied columns."""
 
     # one kernel, no helper functions: a kernel closing over another jitted function gets
     # a disk-cache key of its own in every process (and recompiles there)

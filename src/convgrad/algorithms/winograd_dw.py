@@ -205,8 +205,8 @@ def _tiles(numba):
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
-    """One job's sums, planes and block of V and U, and the caller's slots of the jobs'
-    results (one job)."""
+    """Bytes of one job (its sums, planes and block of V and U) and of the output
+    transform's totals."""
     geom = _Geometry(lhs_shape, rhs_shape, corr)
     b, o = lhs_shape[1], rhs_shape[1]
     block = min(geom.rows, _block_rows(geom, b, o, itemsize, BLOCK_BYTES))
