@@ -165,8 +165,8 @@ def _reads_in_place(o: int, depth: int) -> bool:
 
 DEPTH_BLOCK = 4096  # grid positions per pass: each block of 24 sums reduced across its
 # vector lanes once per pass (A/B on two threads against 1024: 3x3-56, reflect, conv3d,
-# conv1d and origin dW 4-7 % faster; stem dW 1-3 % and transposed3d dW 2 % slower, their
-# block's 6 rows then outgrowing L1 over 16 column blocks)
+# conv1d and origin dW 4-7 % faster; stem dW and transposed3d dW within 3 %, either way
+# from run to run)
 
 
 @lazy_kernel
