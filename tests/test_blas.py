@@ -1,5 +1,6 @@
-"""The raw BLAS wrapper: offsets, leading dimensions, beta, trans_a and trans_b against NumPy, on
-both back ends (NumPy's own OpenBLAS via CBLAS, SciPy's Fortran capsule), and bounds."""
+"""The raw BLAS wrapper: offsets, leading dimensions, beta, trans_a and trans_b against
+NumPy, on both back ends (NumPy's own OpenBLAS via CBLAS, SciPy's Fortran capsule), and
+bounds."""
 
 from __future__ import annotations
 
