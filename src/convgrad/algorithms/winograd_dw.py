@@ -310,6 +310,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     ranges = split_range(geom.rows, jobs)
     width = geom.chunks[1]
 
+    def span(mx) -> int:  # x samples a tile row reads, per phase
+        return (width - 1) * geom.step[1] + mx.shape[1]
+
+    def lines(my) -> int:  # y samples the chunk rows of a plane read, per phase
+        return (geom.chunks[0] - 1) * geom.step[0] + my.shape[1]
+
     points, outputs = geom.points, np.kron(geom.at[0], geom.at[1]).astype(compute)
     # the jobs' sums (G, points, O, B) each, in the caller's workspace
     sums = scratch("winograd_dw-sums", jobs * g * points * o * b, compute)
@@ -320,21 +326,29 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         acc = _blas.buffer(sums[index].reshape(-1))
         vu = scratch("winograd_dw-tiles", points * (b + o) * block * width, compute)
         v, u = vu[: points * b * block * width], vu[points * b * block * width :]
+        v_buf, u_buf = _blas.buffer(v), _blas.buffer(u)  # read once for every call
+        # each side's laid-out plane and y-transformed tile row, for all its blocks
+        row_buffers = [
+            (
+                np.empty((my.shape[0], span(mx), rows_n), compute),
+                np.empty((lines(my), span(mx), rows_n), compute),
+            )
+            for _, _, (my, mx), rows_n in sides
+        ]
         for gi in range(g):
+            flats = [flat_view(read_only(_squeezed(array[gi], nd)), False) for array, *_ in sides]
             for r0 in range(r_start, r_stop, block):
                 r1 = min(r_stop, r0 + block)
                 depth = (r1 - r0) * width
-                for (array, params, (my, mx), rows_n), dst in zip(sides, (v, u)):
-                    flat, strides = flat_view(read_only(_squeezed(array[gi], nd)), False)
-                    span = (width - 1) * 2 + mx.shape[1]
-                    tmp = np.empty((my.shape[0], span, rows_n), compute)
-                    lines = (geom.chunks[0] - 1) * geom.step[0] + my.shape[1]
-                    plane = np.empty((lines, span, rows_n), compute)
+                for side, dst, (flat, strides), (tmp, plane) in zip(
+                    sides, (v, u), flats, row_buffers
+                ):
+                    _, params, (my, mx), rows_n = side
                     kernel(flat, strides, params, r0, r1, my, mx,
                            dst[: points * rows_n * depth], tmp, plane)  # fmt: skip
                 for pt in range(points):  # sums[pt] (O, B) += U[pt]^T @ V[pt]
                     _blas.gemm(
-                        u, pt * o * depth, o, v, pt * b * depth, b,
+                        u_buf, pt * o * depth, o, v_buf, pt * b * depth, b,
                         acc, (gi * points + pt) * o * b, b,
                         o, b, depth, 0.0 if r0 == r_start else 1.0, trans_a=True,
                     )  # fmt: skip
