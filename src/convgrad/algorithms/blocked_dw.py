@@ -357,7 +357,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     depth = _depth(rhs.shape, q)  # the rhs grid's span
     in_place = _reads_in_place(o, depth)
     calls = _pair_calls(qplane, phases, any(r > 1 for r in corr.rhs_dilation), in_place)
-    parts = _row_parts(g * c, jobs, m, 2.0 * g * c * m * o * qplane, calls)
+    parts = _row_parts(g * c, jobs, m, 2.0 * g * c * m * o * depth, calls)  # as counts()
     while parts > 1 and jobs * parts * fixed(-(-m // parts)) > workspace_limit:
         parts -= 1
     rows = split_range(m, parts)
