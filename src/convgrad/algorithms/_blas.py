@@ -134,34 +134,24 @@ def gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta, trans_b=Fal
     a = a if type(a) is Buffer else buffer(a)
     b = b if type(b) is Buffer else buffer(b)
     c = c if type(c) is Buffer else buffer(c)
-    # a single row may have any stride; BLAS still wants ld >= its row length
-    if trans_a:
-        lda = max(lda, m) if k == 1 else lda
-    else:
-        lda = max(lda, k) if m == 1 else lda
+    # each operand as stored: (rows, columns); a single row may have any stride, BLAS
+    # still wants ld >= its row length
+    rows_a, cols_a = (k, m) if trans_a else (m, k)
+    rows_b, cols_b = (n, k) if trans_b else (k, n)
+    lda = max(lda, cols_a) if rows_a == 1 else lda
+    ldb = max(ldb, cols_b) if rows_b == 1 else ldb
     ldc = max(ldc, n) if m == 1 else ldc
-    if trans_b:
-        ldb = max(ldb, k) if n == 1 else ldb
-    else:
-        ldb = max(ldb, n) if k == 1 else ldb
     if not (a.char == b.char == c.char and c.array.flags.writeable):
         raise ValueError("BLAS operands: one dtype, and a writeable C")
-    if trans_a:
-        _check(a.size, a_off, k, m, lda, "A")
-    else:
-        _check(a.size, a_off, m, k, lda, "A")
-    if trans_b:
-        _check(b.size, b_off, n, k, ldb, "B")
-    else:
-        _check(b.size, b_off, k, n, ldb, "B")
+    _check(a.size, a_off, rows_a, cols_a, lda, "A")
+    _check(b.size, b_off, rows_b, cols_b, ldb, "B")
     _check(c.size, c_off, m, n, ldc, "C")
     kind, func = _func(c.char)
     isz = c.itemsize
     pa, pb, pc = a.address + a_off * isz, b.address + b_off * isz, c.address + c_off * isz
     if kind == "cblas":
-        trans = TRANS if trans_b else NO_TRANS
-        trans_a_ = TRANS if trans_a else NO_TRANS
-        func(ROW_MAJOR, trans_a_, trans, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+        op_a, op_b = (TRANS if t else NO_TRANS for t in (trans_a, trans_b))
+        func(ROW_MAJOR, op_a, op_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
         return
     scalar = ctypes.c_float if c.char == "f" else ctypes.c_double
     one, beta_ = scalar(1.0), scalar(beta)
