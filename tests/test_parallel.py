@@ -269,3 +269,28 @@ def test_a_restore_that_blas_ignores_is_retried_until_it_takes(monkeypatch):
     assert stub.num_threads == 4
     assert not _process.blas.pending()
     assert not any(t.name == "convgrad_blas_restore" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3, 16])
+def test_a_pointwise_weight_gradient_sums_its_images_in_jobs(monkeypatch, jobs):
+    """A 1x1 layer's weight gradient splits its images between jobs, each summing into a
+    partial of its own (added in job order): the float64 definition, whatever the jobs,
+    with groups; with more jobs than images the channels are split too."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 6, 7, 9)).astype(np.float32)
+    gy = rng.standard_normal((5, 4, 7, 9)).astype(np.float32)
+    expected = np.einsum("ngol,ngcl->goc", *(
+        a.reshape(5, 2, -1, 63).astype(np.float64) for a in (gy, x)
+    )).reshape(4, 3, 1, 1)  # fmt: skip
+    monkeypatch.setattr(_process.jobs, "workers", lambda n: max(1, min(n, jobs)))
+    monkeypatch.setattr(_process, "SERIAL_WORK", 0.0)
+    monkeypatch.setattr(_parallel, "PARALLEL_FLOPS", 0.0)
+    seen = []
+    real = _parallel.run_jobs
+    monkeypatch.setattr(
+        _parallel, "run_jobs", lambda job, args: seen.append(len(args)) or real(job, args)
+    )
+    got = convgrad.conv_weight_grad(x, gy, (4, 3, 1, 1), groups=2, algorithm="gemm")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    images = min(jobs, 5)
+    assert seen == [images * min(3, jobs // images)]
