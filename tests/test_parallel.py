@@ -271,11 +271,12 @@ def test_a_restore_that_blas_ignores_is_retried_until_it_takes(monkeypatch):
     assert not any(t.name == "convgrad_blas_restore" for t in threading.enumerate())
 
 
-@pytest.mark.parametrize("jobs", [1, 2, 3, 16])
-def test_a_pointwise_weight_gradient_sums_its_images_in_jobs(monkeypatch, jobs):
-    """A 1x1 layer's weight gradient splits its images between jobs, each summing into a
-    partial of its own (added in job order): the float64 definition, whatever the jobs,
-    with groups; with more jobs than images the channels are split too."""
+@pytest.mark.parametrize("jobs,limit", [(1, None), (2, None), (3, None), (16, None), (16, 1)])
+def test_a_pointwise_weight_gradient_sums_its_images_in_jobs(monkeypatch, jobs, limit):
+    """A 1x1 layer's weight gradient splits its images between jobs, each range of them
+    summing into a partial of its own (added in order): the float64 definition, whatever
+    the jobs, with groups; with more jobs than images the channels are split too, and
+    under a workspace limit too small for two partials only the channels are."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 6, 7, 9)).astype(np.float32)
     gy = rng.standard_normal((5, 4, 7, 9)).astype(np.float32)
@@ -290,7 +291,12 @@ def test_a_pointwise_weight_gradient_sums_its_images_in_jobs(monkeypatch, jobs):
     monkeypatch.setattr(
         _parallel, "run_jobs", lambda job, args: seen.append(len(args)) or real(job, args)
     )
-    got = convgrad.conv_weight_grad(x, gy, (4, 3, 1, 1), groups=2, algorithm="gemm")
+    got = convgrad.conv_weight_grad(
+        x, gy, (4, 3, 1, 1), groups=2, algorithm="gemm", workspace_limit=limit
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-    images = min(jobs, 5)
-    assert seen == [images * min(3, jobs // images)]
+    if jobs <= 2:  # the groups are enough
+        assert seen == [jobs]
+    else:
+        images = 1 if limit else min(jobs, 5)
+        assert seen == [images * min(3, jobs // images)]
