@@ -404,7 +404,10 @@ def _transformed_filters(name: str, t: Tiles, rhs: np.ndarray, compute) -> np.nd
     view = (np.flip(rhs, flips) if flips else rhs).reshape(g, o, c, taps).transpose(0, 2, 1, 3)
     in_place = rhs.dtype == compute and view.flags.c_contiguous
     laid = view if in_place else scratch(f"{name}-taps", view.size, compute).reshape(view.shape)
-    u = scratch(f"{name}-u", t.planes * g * c * o, compute).reshape(t.planes, g, c, o)
+    # points apart by a stride off multiples of 4 KiB, as the planes of V and M: with
+    # aligned points the product's rows (one per point) alias (3x3-14: 0.45 vs 0.26 ms)
+    u_buffer = scratch(f"{name}-u", t.planes * (g * c * o + 32), compute)
+    u = _planes(u_buffer, t.planes, g * c, o)[0].reshape(t.planes, g, c, o)
 
     def part(box) -> None:
         gi, c0, c1 = box
