@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 import convgrad as cg
 from conftest import assert_close
-from convgrad import _process
 from convgrad import reference as ref
 from convgrad._primitive import correlate
 from convgrad._rules import Correlation
@@ -105,30 +104,22 @@ def _extreme_cases():
 
 def _peak(call):
     """(call(), peak bytes traced during it), after one warm-up call (compiled loops are
-    built or loaded on first use)."""
+    built or loaded on first use), with no workspace kept from earlier calls: every
+    buffer the call uses is counted, whatever ran before (``_measured``)."""
     call()
-    tracemalloc.start()
-    try:
-        result = call()
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return _measured(call)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", tuple(REGISTRY))
 @pytest.mark.parametrize("case", _extreme_cases(), ids=lambda c: c[0])
-def test_huge_strides_and_dilations_cost_memory_bounded_by_work_and_output(name, case, monkeypatch):
-    """Measured with no workspace kept between calls (as when other threads hold the
-    budget): every buffer a call uses is allocated inside it, whatever ran before."""
+def test_huge_strides_and_dilations_cost_memory_bounded_by_work_and_output(name, case):
     _, lhs_shape, rhs_shape, corr = case
     if not REGISTRY[name].supports(lhs_shape, rhs_shape, corr):
         return
     rng = np.random.default_rng(4)
     lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
     expected = direct_correlation(lhs, rhs, corr)
-    monkeypatch.setattr(_process.workspaces, "keep_bytes", 0)
-    _process.workspaces.clear()
     got, peak = _peak(lambda: correlate(lhs, rhs, corr, algorithm=name))
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
     # the work's bound: the output, its im2col columns (C x taps per output) twice (the
