@@ -5,7 +5,9 @@
     PYTHONPATH=src python benchmarks/bench_threads.py --jobs-table  # docs/parallelism.md's
 
 Per cell: the median time with BLAS (and so convgrad's job count) limited to each thread
-count by threadpoolctl, the speedup from the first to the last count, and the number of
+count by threadpoolctl, the speedup from the first to the last count, PyTorch's own speedup
+on the same cell and thread counts (``torch.set_num_threads``, timed the same way in the
+same run: what this machine lets a runtime of native threads reach), and the number of
 jobs the same code forms on machines of 8, 16 and 64 cores (``_process.jobs.simulate``:
 the jobs are formed as there and run here one after another), since this machine cannot
 show them. Samples of the thread counts are interleaved, each after --warmup seconds of
@@ -72,6 +74,18 @@ def jobs_table(cases, torch, F, tgrad, cg) -> list[str]:
     return rows
 
 
+def torch_speedup(torch, torch_fn, counts, args) -> float:
+    """PyTorch's median time on ``counts[0]`` threads over that on ``counts[-1]``, samples
+    interleaved and taken as convgrad's are (each after --warmup seconds of the call)."""
+    times = {t: [] for t in counts}
+    torch_fn()
+    for _ in range(args.repeats):
+        for t in counts:
+            torch.set_num_threads(t)
+            times[t].append(sample(torch_fn, args.warmup))
+    return statistics.median(times[counts[0]]) / statistics.median(times[counts[-1]])
+
+
 def dask_comparison(threads: int, repeats: int) -> None:
     try:
         import dask
@@ -113,6 +127,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=0.15, help="seconds")
     parser.add_argument("--no-dask", action="store_true", help="skip the dask comparison")
     parser.add_argument(
+        "--no-torch", action="store_true", help="skip PyTorch's own speedup per cell"
+    )
+    parser.add_argument(
         "--jobs-table",
         action="store_true",
         help="print only docs/parallelism.md's table of job counts (no timing)",
@@ -141,10 +158,12 @@ def main(argv=None) -> int:
     print(blas_note())
     cols = "".join(f"{f'{t} thr ms':>10}" for t in counts)
     sim = "".join(f"{f'jobs@{c}':>8}" for c in SIMULATED_CORES)
-    print(f"{'case':<12}{'pass':<7}{cols}{'speedup':>9}{sim}  algorithm")
-    speedups = []
+    peer = "" if args.no_torch else f"{'torch':>7}"
+    print(f"{'case':<12}{'pass':<7}{cols}{'speedup':>9}{peer}{sim}  algorithm")
+    speedups, torch_speedups = [], []
+    torch_threads = torch.get_num_threads()
     for case in cases:
-        for pass_, (fn, *_rest) in make_calls(case, torch, F, tgrad, cg).items():
+        for pass_, (fn, torch_fn, *_rest) in make_calls(case, torch, F, tgrad, cg).items():
             if passes and pass_ not in passes:
                 continue
             fn()
@@ -156,13 +175,18 @@ def main(argv=None) -> int:
             med = {t: statistics.median(v) for t, v in times.items()}
             speedup = med[counts[0]] / med[counts[-1]]
             speedups.append((case.name, pass_, speedup, med[counts[-1]]))
+            if not args.no_torch:
+                torch_speedups.append(torch_speedup(torch, torch_fn, counts, args))
+                torch.set_num_threads(torch_threads)
             with _plan.recording() as chosen:
                 fn()
             sims = "".join(f"{n:>8}" for n in job_counts(fn))
             print(
                 f"{case.name:<12}{pass_:<7}"
                 + "".join(f"{med[t] * 1e3:10.2f}" for t in counts)
-                + f"{speedup:9.2f}{sims}  {'+'.join(sorted(set(chosen)))}",
+                + f"{speedup:9.2f}"
+                + ("" if args.no_torch else f"{torch_speedups[-1]:7.2f}")
+                + f"{sims}  {'+'.join(sorted(set(chosen)))}",
                 flush=True,
             )
     if speedups:
@@ -170,6 +194,9 @@ def main(argv=None) -> int:
         worst = min(speedups, key=lambda r: r[2])
         slow = [r for r in speedups if r[2] < 1.3 and r[3] >= 1e-3]
         print(f"\ngeometric-mean speedup {counts[0]} -> {counts[-1]} threads: {geo:.2f}")
+        if torch_speedups:
+            peer_geo = math.exp(sum(math.log(s) for s in torch_speedups) / len(torch_speedups))
+            print(f"PyTorch's own, same cells and run: {peer_geo:.2f}")
         print(f"lowest: {worst[0]} {worst[1]} {worst[2]:.2f}")
         print(
             "cells of 1 ms or more below 1.3x: "
