@@ -20,6 +20,7 @@ THE MACHINE MUST BE QUIET: run nothing else alongside.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -74,16 +75,26 @@ def jobs_table(cases, torch, F, tgrad, cg) -> list[str]:
     return rows
 
 
-def torch_speedup(torch, torch_fn, counts, args) -> float:
-    """PyTorch's median time on ``counts[0]`` threads over that on ``counts[-1]``, samples
-    interleaved and taken as convgrad's are (each after --warmup seconds of the call)."""
+def medians(fn, counts, args, on_threads) -> dict[int, float]:
+    """{thread count: fn's median seconds}, samples of the counts interleaved, each after
+    --warmup seconds of fn; ``on_threads(t)``: a context in which fn runs on t threads."""
     times = {t: [] for t in counts}
-    torch_fn()
     for _ in range(args.repeats):
         for t in counts:
-            torch.set_num_threads(t)
-            times[t].append(sample(torch_fn, args.warmup))
-    return statistics.median(times[counts[0]]) / statistics.median(times[counts[-1]])
+            with on_threads(t):
+                times[t].append(sample(fn, args.warmup))
+    return {t: statistics.median(v) for t, v in times.items()}
+
+
+@contextlib.contextmanager
+def torch_threads(torch, threads: int):
+    """PyTorch on ``threads`` threads inside the block, its own count restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def dask_comparison(threads: int, repeats: int) -> None:
@@ -158,26 +169,21 @@ def main(argv=None) -> int:
     print(blas_note())
     cols = "".join(f"{f'{t} thr ms':>10}" for t in counts)
     sim = "".join(f"{f'jobs@{c}':>8}" for c in SIMULATED_CORES)
-    peer = "" if args.no_torch else f"{'torch':>7}"
-    print(f"{'case':<12}{'pass':<7}{cols}{'speedup':>9}{peer}{sim}  algorithm")
+    peer_col = "" if args.no_torch else f"{'torch':>7}"
+    print(f"{'case':<12}{'pass':<7}{cols}{'speedup':>9}{peer_col}{sim}  algorithm")
     speedups, torch_speedups = [], []
-    torch_threads = torch.get_num_threads()
     for case in cases:
         for pass_, (fn, torch_fn, *_rest) in make_calls(case, torch, F, tgrad, cg).items():
             if passes and pass_ not in passes:
                 continue
             fn()
-            times = {t: [] for t in counts}
-            for _ in range(args.repeats):
-                for t in counts:
-                    with threadpool_limits(t):
-                        times[t].append(sample(fn, args.warmup))
-            med = {t: statistics.median(v) for t, v in times.items()}
+            med = medians(fn, counts, args, threadpool_limits)
             speedup = med[counts[0]] / med[counts[-1]]
             speedups.append((case.name, pass_, speedup, med[counts[-1]]))
             if not args.no_torch:
-                torch_speedups.append(torch_speedup(torch, torch_fn, counts, args))
-                torch.set_num_threads(torch_threads)
+                torch_fn()
+                peer = medians(torch_fn, counts, args, lambda t: torch_threads(torch, t))
+                torch_speedups.append(peer[counts[0]] / peer[counts[-1]])
             with _plan.recording() as chosen:
                 fn()
             sims = "".join(f"{n:>8}" for n in job_counts(fn))
