@@ -418,6 +418,7 @@ def test_blocked_dw_grid_shares_padding():
     assert q == (17, 29, 29)
 
 
+@pytest.mark.parametrize("compiled", [True, False])  # the job compiled / its Python loop
 @pytest.mark.parametrize("stack_below", [0, 1000])  # every phase per tap / stacked
 @pytest.mark.parametrize("most_bytes", [2**22, 6000])  # one block / many blocks of columns
 @pytest.mark.parametrize(
@@ -433,24 +434,34 @@ def test_blocked_dw_grid_shares_padding():
     ],  # fmt: skip
 )
 def test_phase_stacked_taps_match_the_definition(
-    monkeypatch, stack_below, most_bytes, lhs_shape, rhs_shape, corr
+    monkeypatch, compiled, stack_below, most_bytes, lhs_shape, rhs_shape, corr
 ):
     """A phase's taps as one stacked GEMM and the shifted sum of its products (in blocks
     of columns when its products outgrow their share) give the definition's result, as
-    the per-tap GEMMs do."""
-    from convgrad.algorithms import phase
+    the per-tap GEMMs do, in a compiled job and in its Python loop."""
+    from convgrad.algorithms import compiled_jobs, phase
 
+    if compiled and not compiled_jobs.available():
+        pytest.skip("no int64 cblas in NumPy's BLAS")
+    monkeypatch.setattr(compiled_jobs, "ENABLED", compiled)
     monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
     monkeypatch.setattr(phase, "STACK_BYTES", most_bytes)
     stacked = []
-    original = phase._stacked_taps
-    monkeypatch.setattr(phase, "_stacked_taps", lambda *a: stacked.append(1) or original(*a))
+    if compiled:  # the job's plan: a stacked block's columns per phase (0: per tap)
+        plan = phase._job_plan
+        monkeypatch.setattr(
+            phase, "_job_plan", lambda *a: stacked.extend(plan(*a)[0][:, 11] > 0) or plan(*a)
+        )
+    else:
+        original = phase._stacked_taps
+        monkeypatch.setattr(phase, "_stacked_taps", lambda *a: stacked.append(1) or original(*a))
     rng = np.random.default_rng(7)
     lhs, rhs = rng.standard_normal(lhs_shape), rng.standard_normal(rhs_shape)
     expected = direct_correlation(lhs, rhs, corr)
     got = phase.run(lhs, rhs, corr, 2**28)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
-    assert bool(stacked) == (stack_below > 0)
+    assert stacked or not compiled  # the compiled job planned every phase
+    assert any(stacked) == (stack_below > 0)
     got32 = phase.run(lhs.astype(np.float32), rhs.astype(np.float32), corr, 2**28)
     np.testing.assert_allclose(got32, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
@@ -507,22 +518,34 @@ def test_phase_grid_shares_padding():
     assert grid == (9, 15, 15)
 
 
+@pytest.mark.parametrize("compiled", [True, False])  # the job compiled / its Python loop
 @pytest.mark.parametrize(
     "kernel, stride, calls",
     [((4, 4), (2, 2), 4), ((3, 3), (2, 2), 5), ((4, 4, 4), (2, 2, 2), 8), ((7,), (3,), 3)],
 )
 def test_implicit_merges_the_taps_of_a_shift_over_consecutive_phases(
-    monkeypatch, kernel, stride, calls
+    monkeypatch, compiled, kernel, stride, calls
 ):
     """A strided correlation's taps that share a shift and read consecutive phases are one
     BLAS call per group: a 4x4 kernel on stride 2 four calls over 4*C rows, a 3x3 five
     (its phases (0, 0) and (1, 0) are not consecutive at one shift); the results are the
     definition's."""
-    from convgrad.algorithms import _blas, implicit
+    from convgrad.algorithms import _blas, compiled_jobs, implicit
 
+    if compiled and not compiled_jobs.available():
+        pytest.skip("no int64 cblas in NumPy's BLAS")
+    monkeypatch.setattr(compiled_jobs, "ENABLED", compiled)
     counted = []
-    original = _blas.gemm
-    monkeypatch.setattr(_blas, "gemm", lambda *a, **k: counted.append(1) or original(*a, **k))
+    if compiled:  # the job's table of calls, run for each group of its part (a[0][0])
+        table = implicit._job_calls
+        monkeypatch.setattr(
+            implicit,
+            "_job_calls",
+            lambda *a: counted.extend([1] * a[0][0] * len(table(*a)[0])) or table(*a),
+        )
+    else:
+        original = _blas.gemm
+        monkeypatch.setattr(_blas, "gemm", lambda *a, **k: counted.append(1) or original(*a, **k))
     nd = len(kernel)
     corr = Correlation(stride, ((1, 2),) * nd, (1,) * nd, (1,) * nd)
     rng = np.random.default_rng(len(kernel) * 10 + kernel[0])

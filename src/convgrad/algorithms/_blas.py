@@ -114,6 +114,16 @@ def _func(char: str):
     return got
 
 
+def gemm_address(dtype) -> int | None:
+    """The address of NumPy's OpenBLAS ``cblas_?gemm`` with int64 sizes for ``dtype``
+    (float32 or float64), for compiled callers (``_gemm_jobs``); None where that BLAS
+    was not found or takes 32-bit sizes (the callers then run their Python loops)."""
+    kind, func = _func(np.dtype(dtype).char)
+    if kind != "cblas" or func.argtypes[3] is not ctypes.c_int64:
+        return None
+    return ctypes.cast(func, ctypes.c_void_p).value
+
+
 def supported(dtype) -> bool:
     return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -28,7 +28,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas, _parallel
+from . import _blas, _parallel, compiled_jobs
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import (
@@ -51,6 +51,12 @@ SHORT_DEPTH = 4  # a contraction of K counts as a GEMM dimension of 4*K (see cou
 
 def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
     return prod(rhs_shape[3:]) <= MAX_TAPS and padding_bounded(lhs_shape, rhs_shape, corr)
+
+
+def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
+    """The compiled kernel a call runs (see ``_primitive``): the whole job
+    (``_gemm_jobs``), where BLAS allows it."""
+    return "job" if compiled_jobs.available() else None
 
 
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
@@ -261,6 +267,10 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
     the weights are laid out ((first phase, taps); none: merging). A box's grid differs
     from the whole call's, so its taps' shifts are its own; the taps of a call read the
     same shift on any grid."""
+    job = compiled_jobs.kernels(weights.dtype, target.dtype)
+    if job is not None and lhs.size and target.size:
+        _run_part_compiled(job, lhs, rhs_shape, corr, weights, target, g0, runs)
+        return
     gn, n, c = lhs.shape[:3]
     o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
@@ -337,3 +347,67 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
         grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
         casting="unsafe",
     )
+
+
+def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, g0, runs):
+    """``_run_part`` as one compiled call (``_gemm_jobs.implicit_job``): the same layout,
+    row shifts, GEMMs and crop, without the GIL."""
+    gn, n, c = lhs.shape[:3]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
+    compute, isz = weights.dtype, weights.itemsize
+    padded, grid_shape, out_spatial, flat, phases, _ = _phase_geometry(lhs.shape, rhs_shape, corr)
+    span, nph = n * prod(grid_shape), len(phases)
+    row = unaliased(span, isz)
+    out_row = span + 16
+    flat_lhs = scratch("implicit-lhs", gn * nph * c * row, compute)
+    full = scratch("implicit-full", gn * o * out_row, compute)
+    runs_key = tuple((k, tuple(run)) for k, run in runs)
+    calls, strides, merge = _job_calls(lhs.shape, rhs_shape, corr, runs_key, isz)
+    merged = flat_lhs  # unused where there is no merge
+    if merge[0]:
+        merged = scratch("implicit-merge", gn * c * merge[0] * merge[3], compute)
+    vector = compiled_jobs.vector
+    src, ss = compiled_jobs.source(lhs, compute)
+    tgt, ts = compiled_jobs.target(target)
+    fill = (0,) * (3 - len(kernel))
+    status = job.implicit_job(
+        compiled_jobs.address(compute), src, ss,
+        vector(lhs.shape[3:], 1), vector(grid_shape, 1),
+        compiled_jobs.read_only_int64([(*fill, *r) for r in phases]),
+        vector(corr.window_strides, 1), vector((lo for lo, _ in corr.padding), 0),
+        vector(corr.lhs_dilation, 1), vector(padded, 1),
+        gn, c, n, flat_lhs, row, merged, merge, weights, g0, calls, strides, o, full, out_row,
+        (n - 1) * prod(grid_shape) + _tail(out_spatial, flat), vector(out_spatial, 1), tgt, ts,
+    )  # fmt: skip
+    compiled_jobs.check(status, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _job_calls(lhs_shape, rhs_shape, corr: Correlation, runs: tuple, isz: int):
+    """(calls, strides, merge) of ``_gemm_jobs.implicit_job`` for a part of ``lhs_shape``:
+    per GEMM (rows of calls) its filters' offset in a group, their row stride, its B
+    offset in a group and its contraction; the filters' and B's group strides and B's
+    row stride; merge: (kw, rhs dilation, shifted rows' length and stride), zeros where
+    ``runs`` are given (no merge). Memoised, read-only."""
+    n, c = lhs_shape[1:3]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
+    _, grid_shape, _, _, phases, tap_list = _phase_geometry(lhs_shape, rhs_shape, corr)
+    span, taps, kw, rdw = n * prod(grid_shape), prod(kernel), kernel[-1], corr.rhs_dilation[-1]
+    as_array = compiled_jobs.read_only_int64
+    if not runs:  # merged: a GEMM per tap of the outer dims, over the rows' kw shifts
+        m_len = span - (kw - 1) * rdw
+        m_row = unaliased(m_len, isz)
+        rest = taps // kw
+        calls = [
+            (t * o * c * kw, c * kw, shift, c * kw) for t, (_, shift) in enumerate(tap_list[::kw])
+        ]
+        strides = (rest * o * c * kw, c * kw * m_row, m_row)
+        return as_array(calls), as_array(strides), as_array((kw, rdw, m_len, m_row))
+    row = unaliased(span, isz)
+    calls, done = [], 0
+    for k, run in runs:
+        shift = tap_list[run[0]][1]
+        calls.append((done * c, taps * c, k * c * row + shift, len(run) * c))
+        done += len(run)
+    strides = (o * taps * c, len(phases) * c * row, row)
+    return as_array(calls), as_array(strides), as_array((0, 0, 0, 0))

@@ -23,7 +23,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas, _parallel
+from . import _blas, _parallel, compiled_jobs
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
@@ -113,10 +113,19 @@ def _stacks(o: int, live: list) -> bool:
 
 
 def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
-    """The compiled kernel a call runs (see ``_primitive``): the stacked taps' sums."""
+    """The compiled kernel a call runs (see ``_primitive``): the whole job
+    (``_gemm_jobs``), else the stacked taps' sums."""
+    if compiled_jobs.available():
+        return "job"
     _, _, phases = _plan(lhs_shape, rhs_shape, corr)
     stacked = any(_stacks(rhs_shape[1], live) for _, _, live in phases)
     return "shifted_sum" if stacked else None
+
+
+def _stacking(lhs_shape, rhs_shape, corr: Correlation) -> bool:
+    """Whether some phase's taps are stacked (a block of products per job)."""
+    _, _, phases = _plan(lhs_shape, rhs_shape, corr)
+    return any(_stacks(rhs_shape[1], live) for _, _, live in phases)
 
 
 def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> int:
@@ -124,7 +133,7 @@ def workspace_bytes(lhs_shape, rhs_shape, corr: Correlation, itemsize: int) -> i
     block of stacked products."""
     g, b, c = lhs_shape[:3]
     _, grid, _ = _plan(lhs_shape, rhs_shape, corr)
-    stacked = STACK_BYTES if compiled_variant(lhs_shape, rhs_shape, corr) else 0
+    stacked = STACK_BYTES if _stacking(lhs_shape, rhs_shape, corr) else 0
     return g * b * (c + rhs_shape[1]) * prod(grid) * itemsize + stacked
 
 
@@ -186,7 +195,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return gemm.run(lhs, rhs, corr, workspace_limit)
     # each job's block of stacked products: a share of the limit, the rest for the boxes
     jobs_at_most = _parallel.workers(g * b * out_spatial[0])
-    stacking = compiled_variant(lhs.shape, rhs.shape, corr) is not None
+    stacking = _stacking(lhs.shape, rhs.shape, corr)
     stack_bytes = min(STACK_BYTES, limit // (4 * jobs_at_most)) if stacking else 0
     workspace_limit = max(1, limit - jobs_at_most * stack_bytes)
     taps = prod(kernel)
@@ -233,6 +242,10 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     """Fill target (gn, n, O, *S_out), every phase of it, with lhs (gn, n, C, *S)
     correlated with the filters of groups g0 .. g0 + gn, on this thread's own workspaces
     (``stack_bytes``: for the stacked taps' products)."""
+    job = compiled_jobs.kernels(weights.dtype, target.dtype)
+    if job is not None and lhs.size and target.size:
+        _run_part_compiled(job, lhs, rhs_shape, corr, weights, target, g0, stack_bytes)
+        return
     gn, n, c = lhs.shape[:3]
     o, kernel = rhs_shape[1], rhs_shape[3:]
     nd = len(kernel)
@@ -288,6 +301,69 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
             grid[(Ellipsis, *crop)].transpose(0, 2, 1, *range(3, 3 + nd)),
             casting="unsafe",
         )
+
+
+def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, g0, stack_bytes):
+    """``_run_part`` as one compiled call (``_gemm_jobs.phase_job``): the same layout,
+    GEMMs, stacked blocks and sums, without the GIL."""
+    gn, n, c = lhs.shape[:3]
+    o, kernel = rhs_shape[1], rhs_shape[3:]
+    compute, isz = weights.dtype, weights.itemsize
+    lo_pad, grid_shape, _ = _plan(lhs.shape, rhs_shape, corr)
+    plan, taps, shifts, most_products, most_live = _job_plan(
+        lhs.shape, rhs_shape, corr, isz, stack_bytes
+    )
+    span = n * prod(grid_shape)
+    overhang = _overhang(lhs.shape, rhs_shape, corr)
+    row = unaliased(span + overhang, isz)
+    out_row = span + 16
+    flat_lhs = scratch("phase-lhs", gn * c * row, compute)
+    full = scratch("phase-full", gn * o * out_row, compute)
+    products = scratch("phase-stacked", max(1, most_products), compute)
+    stacked = scratch("phase-stacked-weights", max(1, most_live * o * c), compute)
+    src, ss = compiled_jobs.source(lhs, compute)
+    tgt, ts = compiled_jobs.target(target)
+    status = job.phase_job(
+        compiled_jobs.address(compute), src, ss,
+        compiled_jobs.vector(lhs.shape[3:], 1), compiled_jobs.vector(grid_shape, 1),
+        compiled_jobs.vector(lo_pad, 0),
+        gn, c, n, overhang, flat_lhs, row, weights, g0, prod(kernel), o, full, out_row,
+        plan, taps, shifts, products, stacked, tgt, ts,
+    )  # fmt: skip
+    compiled_jobs.check(status, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _job_plan(lhs_shape, rhs_shape, corr: Correlation, isz: int, stack_bytes: int):
+    """(plan, taps, shifts, products' elements, most live taps) of ``_gemm_jobs.phase_job``
+    for a part of ``lhs_shape``: per phase (rows of plan) its first output, counts and
+    step (three each, padded in front to three dims), its first tap in taps/shifts, its
+    live taps and its stacked block's columns (0: a GEMM per tap). Memoised, read-only."""
+    n, o = lhs_shape[1], rhs_shape[1]
+    lo_pad, grid_shape, phases = _plan(lhs_shape, rhs_shape, corr)
+    flat, plane = flat_strides(grid_shape), prod(grid_shape)
+    fill = (1,) * (3 - len(grid_shape))
+    steps = (*fill, *corr.lhs_dilation)
+    rows, taps, shifts, most, most_live = [], [], [], 0, 0
+    for r, counts_, live in phases:
+        tap_shifts = [sum((ev + a) * f for ev, a, f in zip(e, lo_pad, flat)) for _, e in live]
+        block = 0
+        if live:
+            tail = sum((m - 1) * f for m, f in zip(counts_, flat)) + 1
+            width = (n - 1) * plane + tail
+            spread = max(tap_shifts) - min(tap_shifts)
+            per_row = len(live) * o * isz
+            if _stacks(o, live) and per_row * (spread + 33) <= stack_bytes:
+                block = min(width, max(1, stack_bytes // per_row - spread - 16))
+                most = max(most, len(live) * o * unaliased(block + spread, isz))
+                most_live = max(most_live, len(live))
+        start = (0,) * len(fill) + tuple(r)
+        count = fill + tuple(counts_)
+        rows.append((*start, *count, *steps, len(taps), len(live), block))
+        taps += [t for t, _ in live]
+        shifts += tap_shifts
+    as_array = compiled_jobs.read_only_int64
+    return as_array(rows).reshape(-1, 12), as_array(taps), as_array(shifts), most, most_live
 
 
 def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> None:
