@@ -130,12 +130,13 @@ BENCHMARK = [
     # 4 images, 925 MFLOP each: 4 * 6 boxes
     (((4, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2)), "fwd", "gemm", 16, 24),
     (((4, 256, 28, 28), (256, 256, 3, 3), dict(padding=2, dilation=2)), "dx", "gemm", 16, 24),
-    # 4 images of 302 MFLOP, a BLAS call per tap: 4 * 3 boxes
-    (((4, 64, 4096), (64, 64, 9), dict(padding=4)), "fwd", "implicit", 12, 12),
-    # 2 images of 694 MFLOP, 27 taps (37 calls, 185 us of Python a box): 2 * 4 boxes
-    (((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1)), "fwd", "implicit", 8, 8),
-    # 8 images of 58 MFLOP: a box's 35 calls (175 us) would queue longer than it saves
-    (((8, 128, 28, 28), (128, 128, 3, 3), dict(stride=2, padding=1)), "dx", "phase", 8, 8),
+    # implicit and phase: a box is one compiled job (JOB_CALLS = 3 calls' Python, 15 us),
+    # so N jobs stop at sqrt(W / 1.2 MFLOP). 4 images of 302 MFLOP: 4 * 7 boxes
+    (((4, 64, 4096), (64, 64, 9), dict(padding=4)), "fwd", "implicit", 16, 28),
+    # 2 images of 694 MFLOP: 17 boxes each worth it, cut 16 x 2 over (depth, rows)
+    (((2, 32, 16, 28, 28), (32, 32, 3, 3, 3), dict(padding=1)), "fwd", "implicit", 16, 64),
+    # 8 images of 58 MFLOP: 8 * 2 boxes
+    (((8, 128, 28, 28), (128, 128, 3, 3), dict(stride=2, padding=1)), "dx", "phase", 16, 16),
     # weight gradients (blocked_dw) of 2 and 4 images, one (group, image) pair a job,
     # their products read in place (7 calls a pair: the layouts and one compiled call):
     # 2 images of 694 MFLOP (on 17 x 29 x 29 planes) in 2 * 11 parts of the products'

@@ -213,8 +213,8 @@ def _backward_passes(monkeypatch, run):
 
 
 def test_passes_go_side_by_side_where_one_cannot_use_the_threads(monkeypatch):
-    """Never on one thread; a 3-D transposed layer of two images, whose weight gradient
-    forms a few jobs, side by side on 16 threads, the threads shared out; a depthwise
+    """Never on one thread; a 3-D transposed layer of two images, whose passes form fewer
+    jobs than 64 threads, side by side on 64, the threads shared out; a depthwise
     layer (compiled loops that scale) and a 3x3 layer whose passes each fill both threads
     and differ 2x in length, one after the other on two."""
     rng = np.random.default_rng(0)
@@ -225,8 +225,8 @@ def test_passes_go_side_by_side_where_one_cannot_use_the_threads(monkeypatch):
         monkeypatch, lambda: convgrad.conv_transpose_backward(gy, x, w, stride=2, padding=1)
     )
     assert _plan.side_by_side(small, 4, threads=1) is None
-    shares = _plan.side_by_side(small, 4, threads=16)
-    assert shares is not None and sum(shares) == 16 and min(shares) >= 1
+    shares = _plan.side_by_side(small, 4, threads=64)
+    assert shares is not None and sum(shares) == 64 and min(shares) >= 1
     xd = np.zeros((8, 144, 56, 56), np.float32)
     wd = np.zeros((144, 1, 3, 3), np.float32)
     depthwise = _backward_passes(

@@ -16,6 +16,9 @@ from . import _blas
 from ._compiled import as_3d, flat_view, lazy_kernel, unit_rows
 
 ENABLED = True  # False: every job runs its Python loop
+# a compiled job's Python (views, workspaces, the call's arguments: about 15 us), in
+# calls of _boxes.CALL_FLOPS: what bounds the boxes a call is cut into
+JOB_CALLS = 3
 
 
 @functools.cache

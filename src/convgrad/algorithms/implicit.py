@@ -164,7 +164,7 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
     # jobs: images, and boxes of output rows where they are fewer than the cores
     out = corr.output_spatial(lhs_shape[3:], rhs_shape[3:])
     image_flops = 2.0 * o * c * taps * prod(out)
-    jobs = g * b * most_boxes(g * b, out, image_flops, gemms + 10)
+    jobs = g * b * most_boxes(g * b, out, image_flops, _box_calls(gemms))
     # a short contraction over long rows costs less than as few rows (measured: the stem
     # layer's forward, C*taps = 12 per call over 64 rows, ran at 108 GFLOP/s a core)
     dim = min(o, SHORT_DEPTH * depth, b * padded)
@@ -214,7 +214,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
     flops = 2.0 * o * c * taps * prod(out_spatial)  # one image's
 
     def boxes(units):
-        calls = (taps // kw if merge else len(_runs(lhs.shape, rhs.shape, corr))) + 10
+        calls = _box_calls(taps // kw if merge else len(_runs(lhs.shape, rhs.shape, corr)))
         return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
 
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(
@@ -225,6 +225,12 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         jobs,
     )
     return result
+
+
+def _box_calls(gemms: int) -> int:
+    """Python calls one image's box makes: a compiled job's few, else its GEMMs and
+    copies."""
+    return compiled_jobs.JOB_CALLS if compiled_jobs.available() else gemms + 10
 
 
 def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:

@@ -170,8 +170,11 @@ def counts(lhs_shape, rhs_shape, corr: Correlation, itemsize: int, *, cores: int
 
 
 def _box_calls(phases, o: int) -> int:
-    """Calls one image's box makes: a BLAS call per live (phase, tap), or a stacked GEMM,
-    its filters' gather and its sums per phase; copies per phase."""
+    """Python calls one image's box makes: a compiled job's few, else a BLAS call per live
+    (phase, tap), or a stacked GEMM, its filters' gather and its sums per phase; copies
+    per phase."""
+    if compiled_jobs.available():
+        return compiled_jobs.JOB_CALLS
     return sum((3 if _stacks(o, live) else len(live)) + 4 for _, _, live in phases) + 10
 
 
