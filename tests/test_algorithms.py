@@ -439,11 +439,11 @@ def test_phase_stacked_taps_match_the_definition(
     """A phase's taps as one stacked GEMM and the shifted sum of its products (in blocks
     of columns when its products outgrow their share) give the definition's result, as
     the per-tap GEMMs do, in a compiled job and in its Python loop."""
-    from convgrad.algorithms import compiled_jobs, phase
+    from convgrad.algorithms import _compiled_jobs, phase
 
-    if compiled and not compiled_jobs.available():
+    if compiled and not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
-    monkeypatch.setattr(compiled_jobs, "ENABLED", compiled)
+    monkeypatch.setattr(_compiled_jobs, "ENABLED", compiled)
     monkeypatch.setattr(phase, "STACK_BELOW", stack_below)
     monkeypatch.setattr(phase, "STACK_BYTES", most_bytes)
     stacked = []
@@ -530,11 +530,11 @@ def test_implicit_merges_the_taps_of_a_shift_over_consecutive_phases(
     BLAS call per group: a 4x4 kernel on stride 2 four calls over 4*C rows, a 3x3 five
     (its phases (0, 0) and (1, 0) are not consecutive at one shift); the results are the
     definition's."""
-    from convgrad.algorithms import _blas, compiled_jobs, implicit
+    from convgrad.algorithms import _blas, _compiled_jobs, implicit
 
-    if compiled and not compiled_jobs.available():
+    if compiled and not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
-    monkeypatch.setattr(compiled_jobs, "ENABLED", compiled)
+    monkeypatch.setattr(_compiled_jobs, "ENABLED", compiled)
     counted = []
     if compiled:  # the job's table of calls, run for each group of its part (a[0][0])
         table = implicit._job_calls

@@ -10,7 +10,7 @@ from conftest import assert_close
 from convgrad import _process, _rules
 from convgrad._primitive import correlate
 from convgrad._spec import transpose_spec
-from convgrad.algorithms import REGISTRY, _boxes, compiled_jobs
+from convgrad.algorithms import REGISTRY, _boxes, _compiled_jobs
 from oracles import CASES, TRANSPOSE_CASES, direct_correlation, pass_cases
 
 NAMES = ("implicit", "phase")
@@ -38,8 +38,8 @@ def path(request, monkeypatch):
     """Each job compiled (skipped where NumPy's BLAS has no int64 cblas), or its Python
     loop."""
     compiled = request.param == "compiled"
-    monkeypatch.setattr(compiled_jobs, "ENABLED", compiled)
-    if compiled and not compiled_jobs.available():
+    monkeypatch.setattr(_compiled_jobs, "ENABLED", compiled)
+    if compiled and not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
     return request.param
 
@@ -90,7 +90,7 @@ def test_jobs_on_boxes_match_the_python_loops_and_the_definition(
     monkeypatch.setattr(_boxes, "PARALLEL_FLOPS", 1.0)
     monkeypatch.setattr(_boxes, "CALL_FLOPS", 1e-9)
     monkeypatch.setattr(phase, "STACK_BYTES", stack_bytes)
-    if not compiled_jobs.available():
+    if not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
     rng = np.random.default_rng(5)
     lhs = rng.standard_normal(lhs_shape).astype(np.float32)
@@ -99,7 +99,7 @@ def test_jobs_on_boxes_match_the_python_loops_and_the_definition(
     for cores in (1, 16):
         results = {}
         for enabled in (True, False):
-            monkeypatch.setattr(compiled_jobs, "ENABLED", enabled)
+            monkeypatch.setattr(_compiled_jobs, "ENABLED", enabled)
             with _process.jobs.simulate(cores):
                 results[enabled] = correlate(lhs, rhs, corr, algorithm=name)
         assert_close(results[True], results[False], np.float32)
@@ -126,14 +126,14 @@ def test_read_only_and_strided_inputs_reach_the_compiled_jobs(path):
 def test_a_compiled_gemm_checks_its_operands():
     """The compiled jobs' BLAS call: the product where the operands fit their buffers
     (offsets, leading dimensions, beta), nothing at all where one does not."""
-    if not compiled_jobs.available():
+    if not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
     from convgrad.algorithms import _gemm_jobs
 
     rng = np.random.default_rng(2)
     m, n, k = 5, 7, 4
     for dtype in (np.float32, np.float64):
-        fn = compiled_jobs.address(np.dtype(dtype))
+        fn = _compiled_jobs.address(np.dtype(dtype))
         a = rng.standard_normal(3 + m * 6).astype(dtype)  # A at 3, row stride 6
         b = rng.standard_normal(1 + k * 9).astype(dtype)  # B at 1, row stride 9
         c = rng.standard_normal(2 + m * 8).astype(dtype)  # C at 2, row stride 8
@@ -156,12 +156,12 @@ def test_a_compiled_gemm_checks_its_operands():
             assert not _gemm_jobs.gemm(fn, m, n, k, a_, ao, lda, b_, bo, ldb, 0.0, c_, co, ldc)
         np.testing.assert_array_equal(c, after)
     with pytest.raises(IndexError, match="out of bounds"):
-        compiled_jobs.check(1, "phase")
+        _compiled_jobs.check(1, "phase")
 
 
 def test_float16_results_and_disabled_jobs_run_the_python_loops(monkeypatch):
     """A float16 result (float32 compute) or ENABLED False: no compiled job is asked for."""
-    assert compiled_jobs.kernels(np.dtype(np.float32), np.dtype(np.float16)) is None
-    monkeypatch.setattr(compiled_jobs, "ENABLED", False)
-    assert compiled_jobs.kernels(np.dtype(np.float32), np.dtype(np.float32)) is None
-    assert not compiled_jobs.available()
+    assert _compiled_jobs.kernels(np.dtype(np.float32), np.dtype(np.float16)) is None
+    monkeypatch.setattr(_compiled_jobs, "ENABLED", False)
+    assert _compiled_jobs.kernels(np.dtype(np.float32), np.dtype(np.float32)) is None
+    assert not _compiled_jobs.available()

@@ -28,7 +28,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas, _parallel, compiled_jobs
+from . import _blas, _compiled_jobs, _parallel
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import (
@@ -56,7 +56,7 @@ def supports(lhs_shape, rhs_shape, corr: Correlation) -> bool:
 def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
     """The compiled kernel a call runs (see ``_primitive``): the whole job
     (``_gemm_jobs``), where BLAS allows it."""
-    return "job" if compiled_jobs.available() else None
+    return "job" if _compiled_jobs.available() else None
 
 
 def _geometry(lhs_shape, rhs_shape, corr: Correlation):
@@ -230,7 +230,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
 def _box_calls(gemms: int) -> int:
     """Python calls one image's box makes: a compiled job's few, else its GEMMs and
     copies."""
-    return compiled_jobs.JOB_CALLS if compiled_jobs.available() else gemms + 10
+    return _compiled_jobs.JOB_CALLS if _compiled_jobs.available() else gemms + 10
 
 
 def _image_bytes(lhs_shape, rhs_shape, corr: Correlation, merge: bool) -> int:
@@ -273,7 +273,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, runs:
     the weights are laid out ((first phase, taps); none: merging). A box's grid differs
     from the whole call's, so its taps' shifts are its own; the taps of a call read the
     same shift on any grid."""
-    job = compiled_jobs.kernels(weights.dtype, target.dtype)
+    job = _compiled_jobs.kernels(weights.dtype, target.dtype)
     if job is not None and lhs.size and target.size:
         _run_part_compiled(job, lhs, rhs_shape, corr, weights, target, g0, runs)
         return
@@ -372,20 +372,20 @@ def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, 
     merged = flat_lhs  # unused where there is no merge
     if merge[0]:
         merged = scratch("implicit-merge", gn * c * merge[0] * merge[3], compute)
-    vector = compiled_jobs.vector
-    src, ss = compiled_jobs.source(lhs, compute)
-    tgt, ts = compiled_jobs.target(target)
+    vector = _compiled_jobs.vector
+    src, ss = _compiled_jobs.source(lhs, compute)
+    tgt, ts = _compiled_jobs.target(target)
     fill = (0,) * (3 - len(kernel))
     status = job.implicit_job(
-        compiled_jobs.address(compute), src, ss,
+        _compiled_jobs.address(compute), src, ss,
         vector(lhs.shape[3:], 1), vector(grid_shape, 1),
-        compiled_jobs.read_only_int64([(*fill, *r) for r in phases]),
+        _compiled_jobs.read_only_int64([(*fill, *r) for r in phases]),
         vector(corr.window_strides, 1), vector((lo for lo, _ in corr.padding), 0),
         vector(corr.lhs_dilation, 1), vector(padded, 1),
         gn, c, n, flat_lhs, row, merged, merge, weights, g0, calls, strides, o, full, out_row,
         (n - 1) * prod(grid_shape) + _tail(out_spatial, flat), vector(out_spatial, 1), tgt, ts,
     )  # fmt: skip
-    compiled_jobs.check(status, name)
+    _compiled_jobs.check(status, name)
 
 
 @functools.lru_cache(maxsize=256)
@@ -399,7 +399,7 @@ def _job_calls(lhs_shape, rhs_shape, corr: Correlation, runs: tuple, isz: int):
     o, kernel = rhs_shape[1], rhs_shape[3:]
     _, grid_shape, _, _, phases, tap_list = _phase_geometry(lhs_shape, rhs_shape, corr)
     span, taps, kw, rdw = n * prod(grid_shape), prod(kernel), kernel[-1], corr.rhs_dilation[-1]
-    as_array = compiled_jobs.read_only_int64
+    as_array = _compiled_jobs.read_only_int64
     if not runs:  # merged: a GEMM per tap of the outer dims, over the rows' kw shifts
         m_len = span - (kw - 1) * rdw
         m_row = unaliased(m_len, isz)

@@ -23,7 +23,7 @@ import itertools
 import numpy as np
 
 from .._rules import Correlation
-from . import _blas, _parallel, compiled_jobs
+from . import _blas, _compiled_jobs, _parallel
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
 from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
@@ -115,7 +115,7 @@ def _stacks(o: int, live: list) -> bool:
 def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
     """The compiled kernel a call runs (see ``_primitive``): the whole job
     (``_gemm_jobs``), else the stacked taps' sums."""
-    if compiled_jobs.available():
+    if _compiled_jobs.available():
         return "job"
     _, _, phases = _plan(lhs_shape, rhs_shape, corr)
     stacked = any(_stacks(rhs_shape[1], live) for _, _, live in phases)
@@ -173,8 +173,8 @@ def _box_calls(phases, o: int) -> int:
     """Python calls one image's box makes: a compiled job's few, else a BLAS call per live
     (phase, tap), or a stacked GEMM, its filters' gather and its sums per phase; copies
     per phase."""
-    if compiled_jobs.available():
-        return compiled_jobs.JOB_CALLS
+    if _compiled_jobs.available():
+        return _compiled_jobs.JOB_CALLS
     return sum((3 if _stacks(o, live) else len(live)) + 4 for _, _, live in phases) + 10
 
 
@@ -245,7 +245,7 @@ def _run_part(lhs, rhs_shape, corr: Correlation, weights, target, g0: int, stack
     """Fill target (gn, n, O, *S_out), every phase of it, with lhs (gn, n, C, *S)
     correlated with the filters of groups g0 .. g0 + gn, on this thread's own workspaces
     (``stack_bytes``: for the stacked taps' products)."""
-    job = compiled_jobs.kernels(weights.dtype, target.dtype)
+    job = _compiled_jobs.kernels(weights.dtype, target.dtype)
     if job is not None and lhs.size and target.size:
         _run_part_compiled(job, lhs, rhs_shape, corr, weights, target, g0, stack_bytes)
         return
@@ -324,16 +324,16 @@ def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, 
     full = scratch("phase-full", gn * o * out_row, compute)
     products = scratch("phase-stacked", max(1, most_products), compute)
     stacked = scratch("phase-stacked-weights", max(1, most_live * o * c), compute)
-    src, ss = compiled_jobs.source(lhs, compute)
-    tgt, ts = compiled_jobs.target(target)
+    src, ss = _compiled_jobs.source(lhs, compute)
+    tgt, ts = _compiled_jobs.target(target)
     status = job.phase_job(
-        compiled_jobs.address(compute), src, ss,
-        compiled_jobs.vector(lhs.shape[3:], 1), compiled_jobs.vector(grid_shape, 1),
-        compiled_jobs.vector(lo_pad, 0),
+        _compiled_jobs.address(compute), src, ss,
+        _compiled_jobs.vector(lhs.shape[3:], 1), _compiled_jobs.vector(grid_shape, 1),
+        _compiled_jobs.vector(lo_pad, 0),
         gn, c, n, overhang, flat_lhs, row, weights, g0, prod(kernel), o, full, out_row,
         plan, taps, shifts, products, stacked, tgt, ts,
     )  # fmt: skip
-    compiled_jobs.check(status, name)
+    _compiled_jobs.check(status, name)
 
 
 @functools.lru_cache(maxsize=256)
@@ -365,7 +365,7 @@ def _job_plan(lhs_shape, rhs_shape, corr: Correlation, isz: int, stack_bytes: in
         rows.append((*start, *count, *steps, len(taps), len(live), block))
         taps += [t for t, _ in live]
         shifts += tap_shifts
-    as_array = compiled_jobs.read_only_int64
+    as_array = _compiled_jobs.read_only_int64
     return as_array(rows).reshape(-1, 12), as_array(taps), as_array(shifts), most, most_live
 
 
