@@ -65,8 +65,12 @@ def test_jobs_match_the_definition(path, name, case, dtype):
     assert_close(got, direct_correlation(lhs, rhs, corr), dtype)
 
 
-# boxes of rows, several images per job, merged row shifts, stacked taps in blocks
+# boxes of rows, several images per job, merged row shifts, stacked taps in blocks; rows
+# of 64 samples and more (their borders zeroed alone), strided, lhs-dilated
 BOXED = [
+    ("implicit", (1, 2, 3, 4, 140), (1, 4, 3, 3, 5), _rules.Correlation((1, 2), ((1, 1), (2, 1)), (1, 1), (1, 1))),
+    ("implicit", (1, 1, 2, 70), (1, 3, 2, 3), _rules.Correlation((1,), ((1, 1),), (2,), (1,))),
+    ("phase", (1, 2, 3, 3, 70), (1, 2, 3, 3, 4), _rules.Correlation((1, 1), ((1, 1), (2, 2)), (1, 2), (1, 1))),
     ("implicit", (1, 2, 6, 13, 12), (1, 8, 6, 3, 3), _rules.Correlation((2, 2), ((1, 1),) * 2, (1, 1), (1, 1))),
     ("implicit", (1, 3, 3, 16, 15), (1, 8, 3, 7, 7), _rules.Correlation((2, 2), ((3, 3),) * 2, (1, 1), (1, 1))),
     ("implicit", (2, 1, 2, 30), (2, 4, 2, 5), _rules.Correlation((1,), ((2, -1),), (1,), (2,))),

@@ -147,6 +147,18 @@ WHOLE_ZERO_BELOW = 64  # rows shorter than this: zero a channel's rows whole, th
 
 
 @numba.njit(**JIT_OPTIONS)
+def _span(js):
+    """(first, stop): the positions of js from its first sample to its last (stop 0: none)."""
+    first, stop = 0, 0
+    for q in range(js.shape[0]):
+        if js[q] >= 0:
+            if stop == 0:
+                first = q
+            stop = q + 1
+    return first, stop
+
+
+@numba.njit(**JIT_OPTIONS)
 def lay_out(src, ss, size, dst, row, tail, grid, phases, steps, lows, dils, padded, gn, nph, c, n):
     """dst row ((g * P + k) * C + c) (stride ``row``), image b at b * plane: phase k of
     pad(dilate(lhs)) on ``grid``, position q holding padded sample q * steps + phases[k]
@@ -162,14 +174,14 @@ def lay_out(src, ss, size, dst, row, tail, grid, phases, steps, lows, dils, padd
         j0s = _samples(grid[0], steps[0], phase[0], lows[0], dils[0], padded[0], size[0])
         j1s = _samples(grid[1], steps[1], phase[1], lows[1], dils[1], padded[1], size[1])
         j2s = _samples(grid[2], steps[2], phase[2], lows[2], dils[2], padded[2], size[2])
-        # without inner dilation a row's samples are the positions [first, stop), sample
-        # j2s[first] + (q - first) * step
-        first, stop = 0, 0
-        for q in range(width):
-            if j2s[q] >= 0:
-                if stop == 0:
-                    first = q
-                stop = q + 1
+        # without dilation a dim's samples are the positions [first, stop), sample
+        # js[first] + (q - first) * step
+        first0, stop0 = _span(j0s)
+        first1, stop1 = _span(j1s)
+        first, stop = _span(j2s)
+        # short rows without dilation: the block zeroed whole, then only the samples' rows
+        # visited (no test per row)
+        packed = whole and dils[0] == 1 and dils[1] == 1 and not inner_dilated
         for gi in range(gn):
             for ci in range(c):
                 base = ((gi * nph + k) * c + ci) * row
@@ -177,6 +189,23 @@ def lay_out(src, ss, size, dst, row, tail, grid, phases, steps, lows, dils, padd
                     _zero(dst, base, n * plane + tail)
                 else:
                     _zero(dst, base + n * plane, tail)
+                if packed:
+                    if stop == 0:
+                        continue
+                    for bi in range(n):
+                        image = gi * s0 + bi * s1 + ci * s2 + j2s[first]
+                        at = base + bi * plane + first
+                        for q0 in range(first0, stop0):
+                            line0 = image + j0s[q0] * s3
+                            out0 = at + q0 * rows * width
+                            for q1 in range(first1, stop1):
+                                out = out0 + q1 * width
+                                line = line0 + j1s[q1] * s4
+                                if step == 1:
+                                    _copy(dst, out, src, line, stop - first)
+                                else:
+                                    _copy_every(dst, out, src, line, step, stop - first)
+                    continue
                 for bi in range(n):
                     at = base + bi * plane
                     image = gi * s0 + bi * s1 + ci * s2
