@@ -221,7 +221,7 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return output_boxes(units, out_spatial, flops, calls, box_bytes, workspace_limit)
 
     g_chunk, b_chunk, jobs = _parallel.batch_chunks(
-        g, b, per_image, workspace_limit, 8 * 2**20, boxes
+        g, b, per_image, workspace_limit, _parallel.CHUNK_BYTES, boxes
     )
     sizes = (g_chunk, b_chunk, stack_bytes)
     _parallel.run_jobs(
