@@ -78,6 +78,8 @@ BOXED = [
     ("phase", (1, 2, 5, 9, 8), (1, 4, 5, 4, 4), _rules.Correlation((1, 1), ((2, 2),) * 2, (2, 2), (1, 1))),
     ("phase", (2, 1, 6, 5, 4, 5), (2, 40, 6, 3, 3, 3), _rules.Correlation((1,) * 3, ((1, 2),) * 3, (2,) * 3, (1,) * 3)),
     ("phase", (1, 3, 4, 20), (1, 2, 4, 7), _rules.Correlation((1,), ((1, 3),), (2,), (3,))),
+    # 3-D, few output channels: each phase's 8 taps stacked in two groups of 4
+    ("phase", (1, 2, 4, 4, 5, 5), (1, 6, 4, 4, 4, 4), _rules.Correlation((1,) * 3, ((2, 2),) * 3, (2,) * 3, (1,) * 3)),
 ]  # fmt: skip
 
 
@@ -108,6 +110,19 @@ def test_jobs_on_boxes_match_the_python_loops_and_the_definition(
                 results[enabled] = correlate(lhs, rhs, corr, algorithm=name)
         assert_close(results[True], results[False], np.float32)
         assert_close(results[True], expected, np.float32)
+
+
+def test_a_3d_phase_stacks_its_taps_in_groups_at_one_depth_offset():
+    """A 3-D transposed layer's phases (2 x 2 x 2 taps) stack 4 taps a GEMM, 1-D and 2-D
+    ones all of a phase's taps."""
+    from convgrad.algorithms import phase
+
+    corr3 = _rules.Correlation((1,) * 3, ((2, 2),) * 3, (2,) * 3, (1,) * 3)
+    plan = phase._job_plan((1, 2, 4, 4, 5, 5), (1, 6, 4, 4, 4, 4), corr3, 4, 2**22)[0]
+    assert (plan[:, 10] == 8).all() and (plan[:, 11] > 0).all() and (plan[:, 12] == 4).all()
+    corr2 = _rules.Correlation((1,) * 2, ((2, 2),) * 2, (2,) * 2, (1,) * 2)
+    plan = phase._job_plan((1, 2, 4, 5, 5), (1, 6, 4, 4, 4), corr2, 4, 2**22)[0]
+    assert (plan[:, 10] == 4).all() and (plan[:, 12] == 4).all()
 
 
 def test_read_only_and_strided_inputs_reach_the_compiled_jobs(path):

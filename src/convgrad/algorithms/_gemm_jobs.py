@@ -268,15 +268,20 @@ def fill_zero(target, ts, gn, n, o, counts, start, step):
 
 
 @numba.njit(**JIT_OPTIONS)
-def shifted_sum(z, z_row, o, offsets, out, at, out_row, n):
+def shifted_sum(z, z_row, o, offsets, out, at, out_row, n, add):
     """``out[at + i * out_row :][:n] = sum_k z[(k * o + i) * z_row + offsets[k] :][:n]``
-    for i < o, the taps k summed in order (four a pass)."""
+    for i < o, the taps k summed in order (four a pass), added to out's values where
+    ``add``."""
     taps = offsets.shape[0]
     for i in range(o):
         dst = out[at + i * out_row : at + i * out_row + n]
         src = z[i * z_row + offsets[0] : i * z_row + offsets[0] + n]
-        for p in range(n):
-            dst[p] = src[p]
+        if add:
+            for p in range(n):
+                dst[p] += src[p]
+        else:
+            for p in range(n):
+                dst[p] = src[p]
         k = 1
         while k + 4 <= taps:
             a = z[(k * o + i) * z_row + offsets[k] :]
@@ -299,26 +304,24 @@ def phase_job(fn, src, ss, size, grid, lows, gn, c, n, tail_zeros, flat_lhs, row
               ts):  # fmt: skip
     """One ``phase`` job (see ``phase._run_part``): returns 0, or 1 where a BLAS operand
     check failed. src (gn, n, C, *size) is laid on ``grid`` at ``lows`` (``tail_zeros``
-    zeros after each row's last image); plan (int64, P x 12): per phase its first output
-    (3), counts (3) and lhs dilation (3), its first live tap, its live taps and the
-    columns of a stacked block (0: a GEMM per tap); taps, shifts: the live taps'
-    indices into the filters (``per_group`` taps of O x C each per group) and their
-    flat shifts."""
+    zeros after each row's last image); plan (int64, P x 13): per phase its first output
+    (3), counts (3) and lhs dilation (3), its first live tap, its live taps, the columns
+    of a stacked block (0: a GEMM per tap) and the taps stacked in one GEMM (the live
+    taps in groups of that many, the groups' sums added in order); taps, shifts: the
+    live taps' indices into the filters (``per_group`` taps of O x C each per group)
+    and their flat shifts."""
     ones, zeros = np.ones(3, np.int64), np.zeros((1, 3), np.int64)
     lay_out(src, ss, size, flat_lhs, row, tail_zeros, grid, zeros, ones, lows, ones, grid,
             gn, 1, c, n)  # fmt: skip
     plane = grid[0] * grid[1] * grid[2]
     for p in range(plan.shape[0]):
         start, counts, step = plan[p, 0:3], plan[p, 3:6], plan[p, 6:9]
-        first, live, block = plan[p, 9], plan[p, 10], plan[p, 11]
+        first, live, block, group = plan[p, 9], plan[p, 10], plan[p, 11], plan[p, 12]
         if live == 0:
             fill_zero(target, ts, gn, n, o, counts, start, step)
             continue
         tail = ((counts[0] - 1) * grid[1] + counts[1] - 1) * grid[2] + counts[2]
         width = (n - 1) * plane + tail
-        low, high = shifts[first], shifts[first]
-        for k in range(first, first + live):
-            low, high = min(low, shifts[k]), max(high, shifts[k])
         for gi in range(gn):
             w_base = (g0 + gi) * per_group * o * c
             if block == 0:
@@ -333,27 +336,31 @@ def phase_job(fn, src, ss, size, grid, lows, gn, c, n, tail_zeros, flat_lhs, row
                     if not ok:
                         return 1
                 continue
-            for k in range(live):  # the live taps' filters, stacked: (live x O) x C
-                at = w_base + taps[first + k] * o * c
-                stacked[k * o * c : (k + 1) * o * c] = weights[at : at + o * c]
-            spread = high - low
-            z_row = block + spread
-            if (z_row * products.itemsize) % 1024 == 0:  # see _workspace.unaliased
-                z_row += 16
-            offsets = shifts[first : first + live] - low
-            for p0 in range(0, width, block):
-                cols = min(block, width - p0)
-                ok = gemm(
-                    fn, live * o, cols + spread, c,
-                    stacked, 0, c,
-                    flat_lhs, gi * c * row + low + p0, row,
-                    0.0,
-                    products, 0, z_row,
-                )  # fmt: skip
-                if not ok:
-                    return 1
-                at = gi * o * out_row + p0
-                shifted_sum(products, z_row, o, offsets, full, at, out_row, cols)
+            for t0 in range(first, first + live, group):  # each group of taps, stacked
+                low, high = shifts[t0], shifts[t0]
+                for k in range(t0, t0 + group):
+                    low, high = min(low, shifts[k]), max(high, shifts[k])
+                for k in range(group):  # the group's filters: (group x O) x C
+                    at = w_base + taps[t0 + k] * o * c
+                    stacked[k * o * c : (k + 1) * o * c] = weights[at : at + o * c]
+                spread = high - low
+                z_row = block + spread
+                if (z_row * products.itemsize) % 1024 == 0:  # see _workspace.unaliased
+                    z_row += 16
+                offsets = shifts[t0 : t0 + group] - low
+                for p0 in range(0, width, block):
+                    cols = min(block, width - p0)
+                    ok = gemm(
+                        fn, group * o, cols + spread, c,
+                        stacked, 0, c,
+                        flat_lhs, gi * c * row + low + p0, row,
+                        0.0,
+                        products, 0, z_row,
+                    )  # fmt: skip
+                    if not ok:
+                        return 1
+                    at = gi * o * out_row + p0
+                    shifted_sum(products, z_row, o, offsets, full, at, out_row, cols, t0 > first)
         scatter(full, out_row, grid, gn, n, o, counts, start, step, target, ts)
     return 0
 
