@@ -91,10 +91,14 @@ def gemm(fn, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     return True
 
 
-# short runs in functions of their own, loops from 0: they vectorise (see _compiled.copy_run)
+# short runs in functions of their own, loops from 0: they vectorise (see _compiled.copy_run);
+# unsigned indices skip numba's negative-index test (measured: a strided job's copies 0.37
+# -> 0.30 ms); a count below one copies nothing
 @numba.njit(nogil=True, error_model="numpy")
 def _copy(dst, at, src, start, count):
     """dst[at : at + count] = src[start : start + count]."""
+    if count <= 0:
+        return
     a, b = np.uint64(at), np.uint64(start)
     for j in range(np.uint64(count)):
         dst[a + j] = src[b + j]
@@ -103,6 +107,8 @@ def _copy(dst, at, src, start, count):
 @numba.njit(nogil=True, error_model="numpy")
 def _copy_every(dst, at, src, start, step, count):
     """dst[at : at + count] = src[start : start + step * count : step]."""
+    if count <= 0:
+        return
     a, b, stride = np.uint64(at), np.uint64(start), np.uint64(step)
     for j in range(np.uint64(count)):
         dst[a + j] = src[b + j * stride]
@@ -112,6 +118,8 @@ def _copy_every(dst, at, src, start, step, count):
 def _copy_rows(dst, at, rows, step, src, start, count):
     """dst[at + i * rows[0] + j * step] = src[start + i * rows[1] + j] for i < rows[2],
     j < count."""
+    if count <= 0:
+        return
     if step == 1:
         for i in range(rows[2]):
             _copy(dst, at + i * rows[0], src, start + i * rows[1], count)
@@ -126,6 +134,8 @@ def _copy_rows(dst, at, rows, step, src, start, count):
 @numba.njit(nogil=True, error_model="numpy")
 def _zero(dst, at, count):
     """dst[at : at + count] = 0."""
+    if count <= 0:
+        return
     a = np.uint64(at)
     for j in range(np.uint64(count)):
         dst[a + j] = 0
