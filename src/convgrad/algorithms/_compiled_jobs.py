@@ -33,7 +33,9 @@ def available() -> bool:
 
 
 @lazy_kernel
-def _module(numba):
+def loops(numba):
+    """The module of the compiled jobs and their loops (``_gemm_jobs``), imported on first
+    use; its loops compile on their first call (the Python jobs use ``shifted_sum``)."""
     from . import _gemm_jobs
 
     return _gemm_jobs
@@ -44,7 +46,7 @@ def kernels(compute: np.dtype, result: np.dtype):
     that dtype, or None (then the job runs its Python loop)."""
     if compute != result or compute.char not in "fd" or not available():
         return None
-    return _module()
+    return loops()
 
 
 def source(lhs: np.ndarray, compute: np.dtype) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ a VM). Here the whole job is one call: the layout and the copies are compiled lo
 the BLAS calls go straight to the ``cblas_?gemm`` that NumPy's OpenBLAS exports (its
 address is an argument, so numba's disk cache still holds the kernels).
 
-This module imports numba: it is imported on first use only (``kernels``). The
-intrinsic, the loops and the jobs that call them live in this one file, so a change to
-any of them changes the file numba keys its cache by.
+This module imports numba: it is imported on first use only (``_compiled_jobs.loops``).
+The intrinsic, the loops and the jobs that call them live in this one file, so a change
+to any of them changes the file numba keys its cache by.
 
 Arrays come as flat views with element strides (``_compiled.flat_view``), spatial dims
 padded in front to three. Every BLAS operand is bounds-checked before its call; a job

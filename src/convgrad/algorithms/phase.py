@@ -12,7 +12,7 @@ of O rows: BLAS then packs the shifted lhs for only O rows of products (a 16-row
 at 60 % of a 128-row one), and the calls multiply. A phase's live taps are then stacked
 instead: one GEMM of (taps x O) rows over a block of the shifted lhs wide enough for every
 tap's shift, and one compiled pass that adds each tap's O rows, shifted, into the phase's
-grid (``_shifted_sum``).
+grid (``_gemm_jobs.shifted_sum``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import numpy as np
 from .._rules import Correlation
 from . import _blas, _compiled_jobs, _parallel
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
-from ._compiled import JIT_OPTIONS, lazy_kernel
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import flat_strides, prod
 from ._workspace import kernel_share, laid_out, scratch, unaliased
@@ -403,7 +402,7 @@ def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> N
     block = min(width, max(1, most_bytes // (rows * isz) - spread - 16))
     z_row = unaliased(block + spread, isz)  # rows of products
     products = scratch("phase-stacked", rows * z_row, full.dtype)
-    shifted_sum = _shifted_sum()
+    shifted_sum = _compiled_jobs.loops().shifted_sum
     stacked_buf, lhs_buf, products_buf = (_blas.buffer(a) for a in (stacked, flat_lhs, products))
     for p0 in range(0, width, block):
         n = min(block, width - p0)
@@ -413,36 +412,4 @@ def _stacked_taps(flat_lhs, row, stacked, shifts, full, out_row, at, sizes) -> N
             products_buf, 0, z_row,
             rows, n + spread, c, 0.0,
         )  # fmt: skip
-        shifted_sum(products, z_row, o, offsets, full, at[1] + p0, out_row, n)
-
-
-@lazy_kernel
-def _shifted_sum(numba):
-    """Compiled ``out[at + i * out_row :][:n] = sum_k z[(k * o + i) * z_row + offsets[k] :][:n]``
-    for i < o, the taps k summed in order (numba, imported on first use, compiled once
-    per dtype and cached on disk)."""
-
-    @numba.njit(**JIT_OPTIONS)
-    def kernel(z, z_row, o, offsets, out, at, out_row, n):
-        taps = offsets.shape[0]
-        for i in range(o):
-            dst = out[at + i * out_row : at + i * out_row + n]
-            src = z[i * z_row + offsets[0] : i * z_row + offsets[0] + n]
-            for p in range(n):
-                dst[p] = src[p]
-            k = 1
-            while k + 4 <= taps:  # four taps a pass, added in order: a quarter of the passes
-                a = z[(k * o + i) * z_row + offsets[k] :]
-                b = z[((k + 1) * o + i) * z_row + offsets[k + 1] :]
-                c = z[((k + 2) * o + i) * z_row + offsets[k + 2] :]
-                d = z[((k + 3) * o + i) * z_row + offsets[k + 3] :]
-                for p in range(n):
-                    dst[p] = (((dst[p] + a[p]) + b[p]) + c[p]) + d[p]
-                k += 4
-            while k < taps:
-                a = z[(k * o + i) * z_row + offsets[k] :]
-                for p in range(n):
-                    dst[p] += a[p]
-                k += 1
-
-    return kernel
+        shifted_sum(products, z_row, o, offsets, full, at[1] + p0, out_row, n, False)
