@@ -36,15 +36,27 @@ SWEEP = [
 @pytest.fixture(params=["compiled", "python"])
 def path(request, monkeypatch):
     """Each job compiled (skipped where NumPy's BLAS has no int64 cblas), or its Python
-    loop."""
+    loop: (the path, a list of what each job was given: the compiled module or None)."""
     compiled = request.param == "compiled"
     monkeypatch.setattr(_compiled_jobs, "ENABLED", compiled)
     if compiled and not _compiled_jobs.available():
         pytest.skip("no int64 cblas in NumPy's BLAS")
-    return request.param
+    given = []
+    kernels = _compiled_jobs.kernels
+    monkeypatch.setattr(
+        _compiled_jobs, "kernels", lambda *a: given.append(kernels(*a)) or given[-1]
+    )
+    return request.param, given
+
+
+def _ran_the_path(path) -> bool:
+    """Whether every job ran the path asked for (and some job ran)."""
+    name, given = path
+    return bool(given) and all((g is not None) == (name == "compiled") for g in given)
 
 
 def test_the_sweep_has_both_algorithms_on_every_kind_of_case():
+    """Both algorithms, lhs-dilated and strided correlations among the cases."""
     names = {name for name, _ in SWEEP}
     assert names == set(NAMES)
     assert any(any(ld > 1 for ld in case[3].lhs_dilation) for name, case in SWEEP)
@@ -63,6 +75,7 @@ def test_jobs_match_the_definition(path, name, case, dtype):
     got = correlate(lhs, rhs, corr, algorithm=name)
     assert got.dtype == dtype
     assert_close(got, direct_correlation(lhs, rhs, corr), dtype)
+    assert _ran_the_path(path)
 
 
 # boxes of rows, several images per job, merged row shifts, stacked taps in blocks; rows
@@ -139,6 +152,7 @@ def test_read_only_and_strided_inputs_reach_the_compiled_jobs(path):
     ):
         got = correlate(lhs, rhs, corr, algorithm=name)
         assert_close(got, direct_correlation(lhs, rhs, corr), np.float32)
+    assert _ran_the_path(path)
     np.testing.assert_array_equal(base, before)
 
 
