@@ -30,6 +30,7 @@ import numpy as np
 from .._rules import Correlation
 from . import _blas, _compiled_jobs, _parallel
 from ._boxes import band_shape, most_boxes, output_boxes, unit_views
+from ._compiled import loop_params
 from ._dtypes import compute_dtype, result_dtype
 from ._geometry import (
     dilate_and_pad_into,
@@ -189,7 +190,10 @@ def run(lhs: np.ndarray, rhs: np.ndarray, corr: Correlation, workspace_limit: in
         return gemm.run(lhs, rhs, corr, workspace_limit)
     workspace_limit = limit
     w = rhs.astype(compute, copy=False)
-    runs = [] if merge else [(k, run) for _, k, run in _runs(lhs.shape, rhs.shape, corr)]
+    # the calls as (first phase, taps), hashable: the compiled jobs' memoised tables key on them
+    runs = (
+        () if merge else tuple((k, tuple(run)) for _, k, run in _runs(lhs.shape, rhs.shape, corr))
+    )
     if merge:  # (G, K_rest, O, C, kw): W[g, rest] is a row-major O x (C*kw) block
         w = w.reshape(g, o, c, taps // kw, kw).transpose(0, 3, 1, 2, 4)
         weights = laid_out("implicit-weights", w, compute).reshape(-1)
@@ -367,12 +371,12 @@ def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, 
     out_row = span + 16
     flat_lhs = scratch("implicit-lhs", gn * nph * c * row, compute)
     full = scratch("implicit-full", gn * o * out_row, compute)
-    runs_key = tuple((k, tuple(run)) for k, run in runs)
-    calls, strides, merge = _job_calls(lhs.shape, rhs_shape, corr, runs_key, isz)
+    calls, strides, merge = _job_calls(lhs.shape, rhs_shape, corr, runs, isz)
     merged = flat_lhs  # unused where there is no merge
     if merge[0]:
         merged = scratch("implicit-merge", gn * c * merge[0] * merge[3], compute)
     vector = _compiled_jobs.vector
+    lows, lhs_dilation, _ = loop_params(corr)
     src, ss = _compiled_jobs.source(lhs, compute)
     tgt, ts = _compiled_jobs.target(target)
     fill = (0,) * (3 - len(kernel))
@@ -380,8 +384,7 @@ def _run_part_compiled(job, lhs, rhs_shape, corr: Correlation, weights, target, 
         _compiled_jobs.address(compute), src, ss,
         vector(lhs.shape[3:], 1), vector(grid_shape, 1),
         _compiled_jobs.read_only_int64([(*fill, *r) for r in phases]),
-        vector(corr.window_strides, 1), vector((lo for lo, _ in corr.padding), 0),
-        vector(corr.lhs_dilation, 1), vector(padded, 1),
+        vector(corr.window_strides, 1), lows, lhs_dilation, vector(padded, 1),
         gn, c, n, flat_lhs, row, merged, merge, weights, g0, calls, strides, o, full, out_row,
         (n - 1) * prod(grid_shape) + _tail(out_spatial, flat), vector(out_spatial, 1), tgt, ts,
     )  # fmt: skip

@@ -116,9 +116,7 @@ def compiled_variant(lhs_shape, rhs_shape, corr: Correlation) -> str | None:
     (``_gemm_jobs``), else the stacked taps' sums."""
     if _compiled_jobs.available():
         return "job"
-    _, _, phases = _plan(lhs_shape, rhs_shape, corr)
-    stacked = any(_stacks(rhs_shape[1], live) for _, _, live in phases)
-    return "shifted_sum" if stacked else None
+    return "shifted_sum" if _stacking(lhs_shape, rhs_shape, corr) else None
 
 
 def _stacking(lhs_shape, rhs_shape, corr: Correlation) -> bool:
